@@ -1,0 +1,65 @@
+// Domain errors. They know no HTTP: plugins/errors.ts maps each code to a status.
+// The codes are API.md's stable problem+json codes.
+
+export type ErrorCode =
+  | 'invalid-request'
+  | 'instance-not-found'
+  | 'no-instance-available'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'payload-too-large'
+  | 'unsupported-media-type'
+  | 'store-unavailable'
+  | 'too-many-requests'
+  | 'too-many-streams'
+  | 'not-found'
+  | 'internal';
+
+export class RegistryError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidRequestError extends RegistryError {
+  constructor(message: string) {
+    super('invalid-request', message);
+  }
+}
+
+export class InstanceNotFoundError extends RegistryError {
+  constructor(service: string, id: string) {
+    super('instance-not-found', `instance ${id} of service ${service} is not registered (or its TTL ran out)`);
+  }
+}
+
+export class NoInstanceAvailableError extends RegistryError {
+  constructor(service: string) {
+    super('no-instance-available', `service ${service} has no instance that is up with a weight above 0`);
+  }
+}
+
+export class TooManyStreamsError extends RegistryError {
+  constructor(limit: number) {
+    super('too-many-streams', `this gateway already serves its limit of ${limit} change streams; retry later or on another replica`);
+  }
+}
+
+/** The store cannot be reached or did not answer in time. Never carries the store's address in its message. */
+export class StoreUnavailableError extends RegistryError {
+  constructor(message = 'the store is unreachable', options?: { cause?: unknown }) {
+    super('store-unavailable', message, options);
+  }
+}
+
+/** A watch or read asked for a revision the store has compacted away. */
+export class StoreCompactedError extends RegistryError {
+  constructor(readonly compactRevision?: number) {
+    super('internal', 'the requested revision has been compacted');
+  }
+}
