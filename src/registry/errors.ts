@@ -63,3 +63,10 @@ export class StoreCompactedError extends RegistryError {
     super('internal', 'the requested revision has been compacted');
   }
 }
+
+/** A put named a lease the store no longer has (it expired or was revoked). */
+export class LeaseNotFoundError extends RegistryError {
+  constructor() {
+    super('instance-not-found', 'the lease of this instance is gone (its TTL ran out)');
+  }
+}

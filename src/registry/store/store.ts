@@ -55,6 +55,8 @@ export interface WatchEvent {
   lease: string;
   /** The key's value before this change, when the store knows it (etcd prev_kv). */
   prevValue?: string;
+  /** The mod revision of that previous value. */
+  prevModRevision?: number;
 }
 
 /**

@@ -1,0 +1,322 @@
+// discovery-agent command line: flags and environment -> one validated AgentOptions, and the help text.
+// Validation follows API.md's rules for names, ids and fields, so that a typo fails here (exit 2)
+// before CMD is started, and not later as a 400 from the gateway.
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+
+export interface AgentOptions {
+  /** Base URL of the gateway, always ending in `/`. */
+  readonly gateway: URL;
+  readonly service: string;
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
+  /** Seconds; 0 = the instance never expires. */
+  readonly ttl: number;
+  readonly tags: readonly string[];
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly weight: number | undefined;
+  readonly check: URL | undefined;
+  /** Seconds between the signal to CMD and SIGKILL. */
+  readonly grace: number;
+  /** Seconds between the deregistration and the signal to CMD. */
+  readonly drain: number;
+  readonly token: string | undefined;
+  /** CMD and its arguments; empty = no CMD (sidecar mode). */
+  readonly command: readonly string[];
+}
+
+export type Invocation =
+  | { readonly kind: 'help'; readonly text: string }
+  | { readonly kind: 'version' }
+  | { readonly kind: 'run'; readonly options: AgentOptions };
+
+/** A bad or missing flag: the agent prints the message and exits 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export const DEFAULT_TTL_SECONDS = 10;
+export const DEFAULT_GRACE_SECONDS = 10;
+export const DEFAULT_DRAIN_SECONDS = 0;
+
+const SERVICE_NAME = /^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$/;
+const INSTANCE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const MAX_TAGS = 32;
+const MAX_METADATA = 64;
+const MAX_TTL = 86_400;
+const MAX_WEIGHT = 10_000;
+
+const RUN_FLAGS = {
+  gateway: { type: 'string' },
+  service: { type: 'string' },
+  address: { type: 'string' },
+  port: { type: 'string' },
+  id: { type: 'string' },
+  ttl: { type: 'string' },
+  tag: { type: 'string', multiple: true },
+  meta: { type: 'string', multiple: true },
+  weight: { type: 'string' },
+  check: { type: 'string' },
+  grace: { type: 'string' },
+  drain: { type: 'string' },
+  token: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * Reads `discovery-agent [run] ...` (argv without node and the script) and the environment.
+ * Throws UsageError naming the flag for anything wrong.
+ */
+export function parseInvocation(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Invocation {
+  const [first, ...rest] = argv;
+  if (first === undefined) throw new UsageError('missing command: use "discovery-agent run ..." (see --help)');
+  if (first === '--help' || first === '-h' || first === 'help') return { kind: 'help', text: HELP };
+  if (first === '--version' || first === '-V') return { kind: 'version' };
+  if (first !== 'run') {
+    throw new UsageError(
+      first.startsWith('-')
+        ? `unknown option '${first}' before the command: use "discovery-agent run ${first} ..." (see --help)`
+        : `unknown command '${first}': the only command is "run" (see --help)`,
+    );
+  }
+
+  // Everything after the first bare `--` is CMD, taken verbatim (it may have flags of its own).
+  const split = rest.indexOf('--');
+  const flagArgs = split === -1 ? rest : rest.slice(0, split);
+  const command = split === -1 ? [] : rest.slice(split + 1);
+
+  let values: ReturnType<typeof parseRunFlags>;
+  try {
+    values = parseRunFlags(flagArgs);
+  } catch (err) {
+    throw new UsageError(describeParseError(err));
+  }
+  if (values.help) return { kind: 'help', text: HELP };
+  if (split !== -1 && command.length === 0) throw new UsageError("'--' must be followed by CMD (or leave '--' out)");
+
+  const gatewayText = values.gateway ?? nonEmpty(env.DISCOVERY_GATEWAY);
+  if (gatewayText === undefined) throw new UsageError('missing --gateway URL (or DISCOVERY_GATEWAY)');
+  const gateway = parseHttpUrl(gatewayText, values.gateway !== undefined ? '--gateway' : 'DISCOVERY_GATEWAY');
+  if (!gateway.pathname.endsWith('/')) gateway.pathname += '/';
+  if (gateway.search !== '' || gateway.hash !== '') throw new UsageError('--gateway: the URL must not have a query or fragment');
+
+  const service = required(values.service, '--service NAME');
+  if (!SERVICE_NAME.test(service)) {
+    throw new UsageError(
+      `--service: '${service}' is not a service name (1-64 of a-z 0-9 . _ -, starting and ending with a letter or digit)`,
+    );
+  }
+
+  const address = required(values.address, '--address ADDR');
+  if (isIP(address) === 0 && !HOST_NAME.test(address)) {
+    throw new UsageError(`--address: '${address}' is not an IPv4 or IPv6 address (no brackets) or DNS host name`);
+  }
+
+  const port = integer(required(values.port, '--port PORT'), '--port', 1, 65_535);
+
+  const id = values.id ?? `${address}:${port}`;
+  if (!INSTANCE_ID.test(id) || id === '.' || id === '..') {
+    throw new UsageError(
+      `${values.id !== undefined ? '--id' : '--id (default {address}:{port})'}: '${id}' is not an instance id (1-128 of A-Z a-z 0-9 . _ : -, not . or ..)`,
+    );
+  }
+
+  const ttl = values.ttl === undefined ? DEFAULT_TTL_SECONDS : integer(values.ttl, '--ttl', 0, MAX_TTL);
+
+  const tags = values.tag ?? [];
+  if (tags.length > MAX_TAGS) throw new UsageError(`--tag: at most ${MAX_TAGS} tags`);
+  for (const tag of tags) {
+    if (tag.length < 1 || tag.length > 64) throw new UsageError(`--tag: '${tag}' must be 1-64 characters`);
+  }
+
+  const metadata: Record<string, string> = {};
+  for (const pair of values.meta ?? []) {
+    const eq = pair.indexOf('=');
+    if (eq === -1) throw new UsageError(`--meta: '${pair}' is not KEY=VALUE`);
+    const key = pair.slice(0, eq);
+    const value = pair.slice(eq + 1);
+    if (key.length < 1 || key.length > 128) throw new UsageError(`--meta: the key in '${pair}' must be 1-128 characters`);
+    if (value.length > 512) throw new UsageError(`--meta: the value of '${key}' is longer than 512 characters`);
+    metadata[key] = value; // a repeated key: the last one wins, as with environment layering
+  }
+  if (Object.keys(metadata).length > MAX_METADATA) throw new UsageError(`--meta: at most ${MAX_METADATA} keys`);
+
+  const weight = values.weight === undefined ? undefined : integer(values.weight, '--weight', 0, MAX_WEIGHT);
+  const check = values.check === undefined ? undefined : parseHttpUrl(values.check, '--check');
+  const grace = values.grace === undefined ? DEFAULT_GRACE_SECONDS : seconds(values.grace, '--grace');
+  const drain = values.drain === undefined ? DEFAULT_DRAIN_SECONDS : seconds(values.drain, '--drain');
+
+  const token = values.token ?? nonEmpty(env.DISCOVERY_TOKEN);
+  if (token !== undefined && (token === '' || /[\s]/.test(token))) {
+    throw new UsageError(`${values.token !== undefined ? '--token' : 'DISCOVERY_TOKEN'}: a token is non-empty and has no spaces`);
+  }
+
+  return {
+    kind: 'run',
+    options: { gateway, service, id, address, port, ttl, tags, metadata, weight, check, grace, drain, token, command },
+  };
+}
+
+function parseRunFlags(args: string[]) {
+  return parseArgs({ args, options: RUN_FLAGS, strict: true, allowPositionals: false }).values;
+}
+
+// node:util's messages already name the option ("Unknown option '--foo'"); keep them, minus Node's
+// advice about `--` (ours means CMD follows) and the trailing period.
+function describeParseError(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: string }).code;
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    const arg = /'([^']*)'/.exec(message)?.[1];
+    return `unexpected argument${arg === undefined ? '' : ` '${arg}'`}: put CMD after '--' (see --help)`;
+  }
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const option = /'([^']*)'/.exec(message)?.[1];
+    return `unknown option${option === undefined ? '' : ` '${option}'`} (see --help)`;
+  }
+  const option = /'(-[^' ]*)/.exec(message)?.[1];
+  if (option !== undefined && message.includes('argument missing')) return `${option}: missing value`;
+  return message.split('. ')[0]!.replace(/\.$/, '');
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined || value === '') throw new UsageError(`missing ${flag}`);
+  return value;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function integer(text: string, flag: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${flag}: '${text}' is not a whole number (${min}-${max})`);
+  const n = Number(text);
+  if (n < min || n > max) throw new UsageError(`${flag}: ${text} is out of range (${min}-${max})`);
+  return n;
+}
+
+function seconds(text: string, flag: string): number {
+  if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`${flag}: '${text}' is not a number of seconds`);
+  const n = Number(text);
+  if (n > MAX_TTL) throw new UsageError(`${flag}: ${text} is out of range (0-${MAX_TTL})`);
+  return n;
+}
+
+function parseHttpUrl(text: string, flag: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`${flag}: '${text}' is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`${flag}: '${text}' is not an http(s) URL`);
+  return url;
+}
+
+export const HELP = `NAME
+    discovery-agent - register any process with the discovery gateway, keep it
+    registered while it is healthy, and deregister it before it stops
+
+SYNOPSIS
+    discovery-agent run --gateway URL --service NAME --address ADDR --port PORT
+        [--id ID] [--ttl S] [--tag T]... [--meta K=V]... [--weight W]
+        [--check URL] [--grace S] [--drain S] [--token T] [-- CMD ARGS...]
+    discovery-agent --help | --version
+
+DESCRIPTION
+    With "-- CMD ARGS...", the agent starts CMD with the agent's own stdin,
+    stdout and stderr, and registers the instance with the gateway
+    (PUT /services/NAME/instances/ID) once --check answers 2xx, or at once
+    without --check. It then sends heartbeats at the interval the gateway
+    answers (else every third of the TTL), registers again when the gateway
+    has forgotten the instance (404, say after a restart of its store), and
+    retries network errors and 5xx answers with backoff (0.5 s doubling to
+    5 s) for as long as it runs: the gateway being away never stops CMD.
+
+    With --check, the URL is polled every second; a failure is a non-2xx
+    answer or none within 2 s. Three failures in a row set the instance's
+    status to "down"; the next success sets it back to "up".
+
+    On SIGTERM or SIGINT the agent sets the status to "draining", deletes
+    the instance, waits --drain seconds for clients to move away, and only
+    then sends the same signal to CMD; CMD gets SIGKILL if it is still
+    running --grace seconds later. If the instance was never registered,
+    CMD gets the signal at once. A second signal skips what is left of the
+    drain wait. SIGHUP, SIGUSR1 and SIGUSR2 are passed on to CMD as they are.
+    When CMD exits by itself, the agent deletes the instance and exits
+    with CMD's exit code.
+
+    Without CMD (a sidecar next to the process it announces), the agent
+    keeps the registration until SIGTERM or SIGINT, then deletes it and
+    exits 0.
+
+    Run the agent directly (as the container's entry point, from systemd,
+    or from a shell with exec), not through npx or an npm script: those
+    put a shell in between that does not pass SIGTERM on, so the agent
+    could neither drain nor deregister. Note that Ctrl-C in a terminal
+    sends SIGINT to CMD as well as to the agent, at the same moment.
+
+    The agent writes one line on stderr per change of state (registered,
+    re-registered, status, gateway unreachable, deregistered). It never
+    writes the token.
+
+OPTIONS
+    --gateway URL    the gateway's base URL, e.g. http://gateway:8080
+                     (default: $DISCOVERY_GATEWAY)
+    --service NAME   service name: 1-64 of a-z 0-9 . _ -, starting and
+                     ending with a letter or digit
+    --address ADDR   the address clients should connect to: IPv4, IPv6
+                     (without brackets) or DNS host name
+    --port PORT      the port clients should connect to, 1-65535
+    --id ID          instance id, 1-128 of A-Z a-z 0-9 . _ : -
+                     (default: ADDR:PORT)
+    --ttl S          seconds the gateway keeps the instance without a
+                     heartbeat, 0-86400; 0 = until deleted, and heartbeats
+                     are sent only to change the status (default: 10)
+    --tag T          a tag, 1-64 characters; repeat for more (at most 32)
+    --meta K=V       a metadata entry; repeat for more (at most 64)
+    --weight W       weight for load balancing, 0-10000 (gateway default 100)
+    --check URL      HTTP health check of CMD: register only once it answers
+                     2xx; polled every second
+    --grace S        seconds CMD has to exit after the signal before it gets
+                     SIGKILL (default: 10)
+    --drain S        seconds between the deregistration and the signal to
+                     CMD, for clients to stop sending (default: 0)
+    --token T        bearer token for the gateway (default: $DISCOVERY_TOKEN)
+    -h, --help       show this text
+    --version        show the version
+
+ENVIRONMENT
+    DISCOVERY_GATEWAY   the gateway URL when --gateway is not given
+    DISCOVERY_TOKEN     the bearer token when --token is not given; prefer
+                        it to --token, which other users may see in ps
+    A flag wins over its variable.
+
+EXIT STATUS
+    With CMD: CMD's exit code, or 128 + the signal's number when a signal
+    ended it (143 for SIGTERM, 137 for SIGKILL).
+    Without CMD: 0 after SIGTERM or SIGINT.
+    1    the gateway refused the registration (400, 401 or 403); CMD, if
+         any, was stopped as on SIGTERM
+    2    a bad or missing flag; nothing was registered or started
+    127  CMD could not be started
+
+EXAMPLES
+    Wrap a service, register it once its health check answers, give it
+    5 s to drain:
+        discovery-agent run --gateway http://gateway:8080 \\
+            --service payments --address 10.0.0.7 --port 8080 \\
+            --tag http --meta version=2.3.1 --check http://127.0.0.1:8080/health \\
+            --drain 5 -- java -jar payments.jar
+
+    Sidecar without CMD, announcing a neighbour container:
+        DISCOVERY_GATEWAY=http://gateway:8080 DISCOVERY_TOKEN=... \\
+        discovery-agent run --service search --address "$POD_IP" --port 9200 \\
+            --check http://127.0.0.1:9200/_cluster/health
+
+    A container's entry point (exec form, so the agent gets SIGTERM):
+        ENTRYPOINT ["discovery-agent", "run", "--service", "web",
+                    "--address", "web-1", "--port", "3000", "--", "node", "server.js"]
+`;

@@ -1,0 +1,176 @@
+// buildApp(config) -> a ready fastify instance: the store, the cache and its
+// watch, the registry, the change hub, and the routes. No listening here.
+import cors from '@fastify/cors';
+import rateLimit from '@fastify/rate-limit';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv } from 'ajv';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from './config.ts';
+import type { Gateway } from './gateway.ts';
+import { Metrics } from './metrics.ts';
+import errors from './plugins/errors.ts';
+import observability, { loggableUrl } from './plugins/observability.ts';
+import openapi from './plugins/openapi.ts';
+import { Cache } from './registry/cache.ts';
+import { Hub } from './registry/hub.ts';
+import { KeyLayout } from './registry/keys.ts';
+import { Registry } from './registry/registry.ts';
+import { EtcdStore } from './registry/store/etcd.ts';
+import { MemoryStore } from './registry/store/memory.ts';
+import { MonitoredStore } from './registry/store/monitored.ts';
+import type { Store } from './registry/store/store.ts';
+import { WatchSync } from './registry/sync.ts';
+import batchRoutes from './routes/batch.ts';
+import eventRoutes from './routes/events.ts';
+import healthRoutes from './routes/health.ts';
+import instanceRoutes from './routes/instances.ts';
+import { Instance, Problem } from './routes/schemas.ts';
+import serviceRoutes from './routes/services.ts';
+import uiRoutes from './routes/ui.ts';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+/** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
+export const BODY_LIMIT = 64 * 1024;
+/** How long start-up keeps trying to read the store before giving up. */
+const STARTUP_TIMEOUT_MS = 20_000;
+
+export interface AppDeps {
+  /** A store to use instead of the one the config names (tests). */
+  store?: Store;
+  /** Extra fastify options (tests: logger streams). */
+  fastify?: Partial<FastifyServerOptions>;
+}
+
+export function createStore(config: Config): Store {
+  const s = config.store;
+  if (s.kind === 'memory') return new MemoryStore();
+  return new EtcdStore({
+    endpoints: s.endpoints,
+    username: s.username,
+    password: s.password,
+    caFile: s.caFile,
+    certFile: s.certFile,
+    keyFile: s.keyFile,
+    callTimeoutMs: s.timeoutMs,
+  });
+}
+
+export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const options: FastifyServerOptions = {
+    logger: {
+      level: config.logLevel,
+      redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
+      serializers: { req: (req) => ({ method: req.method, url: loggableUrl(req.url), id: req.id }) },
+    },
+    disableRequestLogging: true,
+    bodyLimit: BODY_LIMIT,
+    forceCloseConnections: true,
+    genReqId: () => randomUUID(),
+    ...deps.fastify,
+  };
+  if (config.tls) Object.assign(options, { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } });
+  const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Bodies are strict (no coercion: "port": "8080" is a 400); query strings are text and are parsed.
+  const strict = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false, strict: false });
+  const lenient = new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional: false, strict: false });
+  for (const ajv of [strict, lenient]) ajv.addSchema(Instance);
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : lenient).compile(schema));
+  // An empty JSON body is null (a plain heartbeat); routes whose schema needs an object reject it.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    if (body === '' || (typeof body === 'string' && body.trim() === '')) return done(null, null);
+    try {
+      done(null, JSON.parse(body as string));
+    } catch {
+      done(Object.assign(new Error('the body is not valid JSON'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' }), undefined);
+    }
+  });
+  app.addSchema(Instance);
+  app.addSchema(Problem);
+
+  const metrics = new Metrics();
+  const store = new MonitoredStore(deps.store ?? createStore(config), {
+    request: (op, seconds) => metrics.storeDuration.observe({ op }, seconds),
+    reachability: (up, err) => {
+      metrics.storeUp.set(up ? 1 : 0);
+      if (up) app.log.info({ store: config.store.kind }, 'store reachable');
+      else app.log.warn({ store: config.store.kind, err: err instanceof Error ? err.message : undefined }, 'store unreachable');
+    },
+  });
+  const keys = new KeyLayout(config.prefix);
+  const cache = new Cache(keys, config.cacheMaxServices);
+  cache.onChanges((changes) => {
+    for (const c of changes) {
+      metrics.watchEvents.inc({ type: c.type });
+      if (c.reason === 'expired') metrics.expirations.inc();
+    }
+  });
+  const registry = new Registry(store, keys, cache, config.defaultTtlSeconds, {
+    registered: (n) => metrics.registrations.inc(n),
+    deregistered: (n) => metrics.deregistrations.inc(n),
+    heartbeat: (result) => metrics.heartbeats.inc({ result }),
+  });
+  let hub: Hub | undefined;
+  const sync = new WatchSync(store, keys, cache, {
+    reset: () => {
+      metrics.watchRestarts.inc();
+      hub?.reset();
+    },
+    warn: (message, err) => app.log.warn({ err: err instanceof Error ? err.message : undefined }, message),
+    info: (message) => app.log.info(message),
+  });
+
+  await startSync(sync, app);
+  hub = new Hub(
+    cache,
+    keys,
+    store,
+    { history: config.eventHistory, keepAliveMs: config.sseKeepAliveSeconds * 1000, writeFence: () => registry.writeFence() },
+    { clients: (n) => metrics.sseClients.set(n), sent: (n) => metrics.sseEventsSent.inc(n) },
+  );
+  const gateway: Gateway = { config, metrics, store, cache, sync, registry, hub };
+  app.decorate('gateway', gateway);
+
+  app.addHook('preClose', async () => hub.closeAll());
+  app.addHook('onClose', async () => {
+    registry.close();
+    await sync.close();
+    await store.close();
+  });
+
+  await app.register(errors);
+  await app.register(openapi);
+  await app.register(observability, { requestLog: config.requestLog });
+  if (config.corsOrigins) {
+    await app.register(cors, { origin: config.corsOrigins === '*' ? '*' : config.corsOrigins, exposedHeaders: ['etag', 'x-registry-revision', 'x-registry-stale', 'age', 'location'] });
+  }
+  if (config.rateLimitMax) {
+    await app.register(rateLimit, {
+      max: config.rateLimitMax,
+      timeWindow: 60_000,
+      // Probes and scrapes are never limited: an orchestrator must see the gateway.
+      allowList: (req) => req.url.startsWith('/health') || req.url.startsWith('/metrics'),
+      keyGenerator: (req) => req.headers.authorization ?? req.ip,
+      errorResponseBuilder: (_req, ctx) =>
+        Object.assign(new Error(`more than ${ctx.max} requests in a minute; retry after ${ctx.after}`), { statusCode: 429, code: 'too-many-requests' }),
+    });
+  }
+  for (const routes of [instanceRoutes, serviceRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes]) await app.register(routes);
+  await app.ready();
+  return app;
+}
+
+/** Load the store into the cache and start the watch, retrying while the store is not there yet. */
+async function startSync(sync: WatchSync, app: FastifyInstance): Promise<void> {
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 2000)) {
+    try {
+      return await sync.start();
+    } catch (err) {
+      if (Date.now() + delay > deadline) throw err;
+      app.log.warn({ err: err instanceof Error ? err.message : String(err) }, `store not readable yet; retrying in ${delay} ms`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}

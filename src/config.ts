@@ -1,0 +1,132 @@
+// Environment -> one typed, validated, frozen Config. Only main.ts reads process.env;
+// everything else receives a Config.
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+const Int = (min: number, max: number) => Type.String({ pattern: '^[0-9]+$', description: `an integer from ${min} to ${max}`, min, max });
+const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')], { description: 'true or false' });
+const Path = Type.String({ minLength: 1, description: 'a file path' });
+
+/** Every setting, as the environment spells it (all optional strings). */
+const EnvSchema = Type.Object({
+  PORT: Type.Optional(Int(0, 65535)),
+  HOST: Type.Optional(Type.String({ minLength: 1 })),
+  ETCD_ENDPOINTS: Type.Optional(Type.String({ pattern: '^\\s*https?://[^,\\s]+(\\s*,\\s*https?://[^,\\s]+)*\\s*$', description: 'comma-separated http(s):// URLs' })),
+  ETCD_PREFIX: Type.Optional(Type.String({ pattern: '^/[^\\s]*[^/\\s]$|^/[^/\\s]$', description: 'a key prefix starting with / and not ending with /' })),
+  ETCD_USERNAME: Type.Optional(Type.String({ minLength: 1 })),
+  ETCD_PASSWORD: Type.Optional(Type.String()),
+  ETCD_CA_FILE: Type.Optional(Path),
+  ETCD_CERT_FILE: Type.Optional(Path),
+  ETCD_KEY_FILE: Type.Optional(Path),
+  ETCD_TIMEOUT_MS: Type.Optional(Int(100, 60000)),
+  TLS_CERT_FILE: Type.Optional(Path),
+  TLS_KEY_FILE: Type.Optional(Path),
+  AUTH_TOKENS_FILE: Type.Optional(Path),
+  AUTH_METRICS: Type.Optional(Bool),
+  LOG_LEVEL: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { description: 'fatal, error, warn, info, debug, trace or silent' })),
+  REQUEST_LOG: Type.Optional(Bool),
+  RATE_LIMIT_MAX: Type.Optional(Int(1, 10_000_000)),
+  SSE_MAX_STREAMS: Type.Optional(Int(1, 1_000_000)),
+  SSE_KEEPALIVE_SECONDS: Type.Optional(Int(1, 3600)),
+  SSE_BUFFER_BYTES: Type.Optional(Int(1024, 1 << 30)),
+  EVENT_HISTORY: Type.Optional(Int(100, 10_000_000)),
+  CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
+  DEFAULT_TTL_SECONDS: Type.Optional(Int(0, 86400)),
+  CACHE_MAX_SERVICES: Type.Optional(Int(1, 10_000_000)),
+  SHUTDOWN_GRACE_SECONDS: Type.Optional(Int(1, 3600)),
+});
+type Env = Static<typeof EnvSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  store:
+    | { kind: 'memory' }
+    | {
+        kind: 'etcd';
+        endpoints: string[];
+        username?: string;
+        password?: string;
+        caFile?: string;
+        certFile?: string;
+        keyFile?: string;
+        timeoutMs: number;
+      };
+  prefix: string;
+  tls?: { certFile: string; keyFile: string };
+  authTokensFile?: string;
+  authMetrics: boolean;
+  logLevel: string;
+  requestLog: boolean;
+  rateLimitMax?: number;
+  sseMaxStreams: number;
+  sseKeepAliveSeconds: number;
+  /** Bytes a stream may have queued before the gateway closes it (it resumes with Last-Event-ID). */
+  sseBufferBytes: number;
+  /** Recent changes kept in memory for resuming streams without a store read. */
+  eventHistory: number;
+  /** `*`, a list of origins, or undefined (no CORS headers). */
+  corsOrigins?: '*' | string[];
+  defaultTtlSeconds: number;
+  cacheMaxServices: number;
+  shutdownGraceSeconds: number;
+}
+
+export class ConfigError extends Error {}
+
+/** Validates the environment; throws a ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const raw: Record<string, string> = {};
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') raw[key] = v;
+  }
+  const problems = [...Value.Errors(EnvSchema, raw)].map((e) => `${e.path.slice(1)}: ${JSON.stringify(raw[e.path.slice(1)])} is not ${e.schema.description ?? 'valid'}`);
+  for (const [key, schema] of Object.entries(EnvSchema.properties)) {
+    const s = schema as { min?: number; max?: number };
+    const v = raw[key];
+    if (v !== undefined && s.min !== undefined && /^[0-9]+$/.test(v) && (Number(v) < s.min || Number(v) > s.max!)) {
+      problems.push(`${key}: ${v} is out of range ${s.min}..${s.max}`);
+    }
+  }
+  const e = raw as Env;
+  if (e.ETCD_USERNAME && e.ETCD_PASSWORD === undefined) problems.push('ETCD_PASSWORD: must be set with ETCD_USERNAME');
+  if (!!e.TLS_CERT_FILE !== !!e.TLS_KEY_FILE) problems.push('TLS_CERT_FILE/TLS_KEY_FILE: set both or neither');
+  if (!!e.ETCD_CERT_FILE !== !!e.ETCD_KEY_FILE) problems.push('ETCD_CERT_FILE/ETCD_KEY_FILE: set both or neither');
+  if (problems.length) throw new ConfigError(`invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`);
+
+  const int = (v: string | undefined, dflt: number) => (v === undefined ? dflt : Number(v));
+  const bool = (v: string | undefined) => v === 'true' || v === '1';
+  const cors = e.CORS_ORIGINS?.trim();
+  return Object.freeze({
+    port: int(e.PORT, 8080),
+    host: e.HOST ?? '0.0.0.0',
+    store: e.ETCD_ENDPOINTS
+      ? {
+          kind: 'etcd' as const,
+          endpoints: e.ETCD_ENDPOINTS.split(',').map((s) => s.trim()),
+          username: e.ETCD_USERNAME,
+          password: e.ETCD_PASSWORD,
+          caFile: e.ETCD_CA_FILE,
+          certFile: e.ETCD_CERT_FILE,
+          keyFile: e.ETCD_KEY_FILE,
+          timeoutMs: int(e.ETCD_TIMEOUT_MS, 5000),
+        }
+      : { kind: 'memory' as const },
+    prefix: e.ETCD_PREFIX ?? '/services',
+    tls: e.TLS_CERT_FILE && e.TLS_KEY_FILE ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE } : undefined,
+    authTokensFile: e.AUTH_TOKENS_FILE,
+    authMetrics: bool(e.AUTH_METRICS),
+    logLevel: e.LOG_LEVEL ?? 'info',
+    requestLog: e.REQUEST_LOG === undefined ? true : bool(e.REQUEST_LOG),
+    rateLimitMax: e.RATE_LIMIT_MAX === undefined ? undefined : Number(e.RATE_LIMIT_MAX),
+    sseMaxStreams: int(e.SSE_MAX_STREAMS, 10_000),
+    sseKeepAliveSeconds: int(e.SSE_KEEPALIVE_SECONDS, 15),
+    sseBufferBytes: int(e.SSE_BUFFER_BYTES, 1 << 20),
+    eventHistory: int(e.EVENT_HISTORY, 10_000),
+    corsOrigins: cors === undefined ? undefined : cors === '*' ? '*' : cors.split(',').map((s) => s.trim()).filter(Boolean),
+    defaultTtlSeconds: int(e.DEFAULT_TTL_SECONDS, 30),
+    cacheMaxServices: int(e.CACHE_MAX_SERVICES, 10_000),
+    shutdownGraceSeconds: int(e.SHUTDOWN_GRACE_SECONDS, 10),
+  });
+}

@@ -1,0 +1,30 @@
+// The OpenAPI 3 document, generated from the route schemas (openapi/openapi.json
+// in the repository is this document, written by `npm run openapi`), and Swagger UI.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+
+export default fp(async function openapi(app: FastifyInstance) {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'etcd-discovery-gateway',
+        version: '1.0.0',
+        description:
+          'Service discovery over HTTP, backed by etcd: register instances with a TTL, keep them alive with heartbeats, discover them from a watch-fed cache, and follow changes live over Server-Sent Events. Errors are application/problem+json (RFC 9457) with a stable code.',
+      },
+      tags: [
+        { name: 'registration', description: 'Register, renew and deregister instances' },
+        { name: 'discovery', description: 'Read services and instances (from the cache)' },
+        { name: 'events', description: 'Change streams (Server-Sent Events)' },
+        { name: 'operations', description: 'Health, metrics' },
+      ],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Required when the gateway is started with AUTH_TOKENS_FILE' } } },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+});

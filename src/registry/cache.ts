@@ -1,0 +1,244 @@
+// The gateway's view of the store: every instance under the prefix, kept exact
+// by the one watch (sync.ts), so that no discovery read costs a store round trip.
+//
+// Revision contract (API.md "Discovery"): a service's label is the revision of
+// its last change this gateway applied, or, when it has not changed since the
+// last full load, the revision of that load. Either way the view labelled R is
+// the store's state at R. `appliedRevision` is the store revision up to which
+// every change under the prefix has been applied (the watch's header revision).
+import { LRUCache } from 'lru-cache';
+import type { KeyLayout } from './keys.ts';
+import { decodeRecord } from './records.ts';
+import type { KeyValue, WatchBatch } from './store/store.ts';
+import { byRevision, describeRevision, type LastKnown } from './changes.ts';
+import type { Change, Instance, ServiceFilter } from './types.ts';
+import { RevisionWaiters, ServiceWaiters } from './waiters.ts';
+
+export interface CachedInstance {
+  record: Instance;
+  /** The record serialized once, reused by every answer that shows it. */
+  json: string;
+  lease: string;
+}
+
+class ServiceView {
+  readonly byId = new Map<string, CachedInstance>();
+  private sortedList: CachedInstance[] | undefined;
+
+  constructor(public revision: number) {}
+
+  set(x: CachedInstance): void {
+    this.byId.set(x.record.id, x);
+    this.sortedList = undefined;
+  }
+
+  delete(id: string): void {
+    this.byId.delete(id);
+    this.sortedList = undefined;
+  }
+
+  /** Instances sorted by id in code-unit order, as etcd sorts keys. */
+  sorted(): CachedInstance[] {
+    this.sortedList ??= [...this.byId.values()].sort((a, b) => (a.record.id < b.record.id ? -1 : a.record.id > b.record.id ? 1 : 0));
+    return this.sortedList;
+  }
+}
+
+export interface ServiceAnswer {
+  revision: number;
+  body: string;
+}
+
+type ChangeListener = (changes: Change[], revision: number) => void;
+
+export class Cache {
+  private services = new Map<string, ServiceView>();
+  /** Revision of the last full load: the label of a service with no change seen since. */
+  private baseRevision = 0;
+  private applied = 0;
+  private count = 0;
+  private servicesListAnswer: ServiceAnswer | undefined;
+  private readonly rendered: LRUCache<string, ServiceAnswer>;
+  private readonly listeners: ChangeListener[] = [];
+  readonly revisionWaiters = new RevisionWaiters();
+  readonly serviceWaiters = new ServiceWaiters();
+
+  constructor(
+    private readonly keys: KeyLayout,
+    maxRenderedServices: number,
+  ) {
+    this.rendered = new LRUCache({ max: maxRenderedServices });
+  }
+
+  get appliedRevision(): number {
+    return this.applied;
+  }
+
+  get instanceCount(): number {
+    return this.count;
+  }
+
+  get serviceCount(): number {
+    let n = 0;
+    for (const v of this.services.values()) if (v.byId.size > 0) n++;
+    return n;
+  }
+
+  onChanges(listener: ChangeListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Whether the gateway has ever seen this service (it may be empty now). */
+  knows(service: string): boolean {
+    return this.services.has(service);
+  }
+
+  serviceRevision(service: string): number {
+    return this.services.get(service)?.revision ?? this.baseRevision;
+  }
+
+  instance(service: string, id: string): CachedInstance | undefined {
+    return this.services.get(service)?.byId.get(id);
+  }
+
+  instances(service: string, filter?: ServiceFilter): CachedInstance[] {
+    const all = this.services.get(service)?.sorted() ?? [];
+    return filter ? all.filter((x) => matches(x.record, filter)) : all;
+  }
+
+  /** The unfiltered answer of GET /services/{name}, serialized once per revision. */
+  serviceAnswer(service: string): ServiceAnswer {
+    const revision = this.serviceRevision(service);
+    const hit = this.rendered.get(service);
+    if (hit && hit.revision === revision) return hit;
+    const answer = { revision, body: renderService(service, revision, this.instances(service)) };
+    this.rendered.set(service, answer);
+    return answer;
+  }
+
+  filteredAnswer(service: string, filter: ServiceFilter): ServiceAnswer {
+    const revision = this.serviceRevision(service);
+    return { revision, body: renderService(service, revision, this.instances(service, filter)) };
+  }
+
+  /** GET /services: names sorted, with instance counts, labelled with the applied revision. */
+  servicesAnswer(): ServiceAnswer {
+    if (this.servicesListAnswer && this.servicesListAnswer.revision === this.applied) return this.servicesListAnswer;
+    const services = this.serviceNames().map((name) => ({ name, instances: this.services.get(name)!.byId.size }));
+    this.servicesListAnswer = { revision: this.applied, body: JSON.stringify({ revision: this.applied, services }) };
+    return this.servicesListAnswer;
+  }
+
+  /** Names of the services that have instances, sorted. */
+  serviceNames(): string[] {
+    const names: string[] = [];
+    for (const [name, v] of this.services) if (v.byId.size > 0) names.push(name);
+    return names.sort();
+  }
+
+  /**
+   * Replace everything with a full read at `revision` (start-up, or a resync
+   * after the watch lost its place). Services whose instances differ are
+   * labelled `revision`; the others keep their label, which still holds.
+   */
+  reset(kvs: KeyValue[], revision: number): void {
+    const fresh = new Map<string, ServiceView>();
+    let count = 0;
+    for (const kv of kvs) {
+      const k = this.keys.parse(kv.key);
+      if (k.kind !== 'instance') continue;
+      const record = decodeRecord(k.service, k.id, kv.value, kv.modRevision);
+      if (!record) continue;
+      let view = fresh.get(k.service);
+      if (!view) fresh.set(k.service, (view = new ServiceView(revision)));
+      view.set({ record, json: JSON.stringify(record), lease: kv.lease });
+      count++;
+    }
+    const changed = new Set<string>();
+    for (const [name, view] of fresh) {
+      const old = this.services.get(name);
+      if (old && sameInstances(old, view)) view.revision = old.revision;
+      else changed.add(name);
+    }
+    for (const [name, old] of this.services) {
+      if (fresh.has(name)) continue;
+      if (old.byId.size === 0) fresh.set(name, old);
+      else {
+        fresh.set(name, new ServiceView(revision));
+        changed.add(name);
+      }
+    }
+    this.services = fresh;
+    this.count = count;
+    this.baseRevision = revision;
+    this.applied = Math.max(this.applied, revision);
+    this.rendered.clear();
+    this.servicesListAnswer = undefined;
+    this.revisionWaiters.release(this.applied);
+    for (const name of changed) this.serviceWaiters.notify(name);
+  }
+
+  /** Apply one watch batch; returns the changes it made, in order, and tells the listeners. */
+  apply(batch: WatchBatch): Change[] {
+    const changes: Change[] = [];
+    // Changes of one revision (one transaction) are described together, so that a
+    // delete can be told apart from an expiry by the bookkeeping key written with it.
+    for (const [rev, events] of byRevision(batch.events)) {
+      for (const c of describeRevision(this.keys, events, rev, this.lastKnown)) {
+        this.applyChange(c);
+        changes.push(c);
+      }
+    }
+    if (batch.revision > this.applied) this.applied = batch.revision;
+    else if (changes.length) this.applied = Math.max(this.applied, changes[changes.length - 1]!.revision);
+    this.revisionWaiters.release(this.applied);
+    const touched = new Set(changes.map((c) => c.service));
+    for (const name of touched) this.serviceWaiters.notify(name);
+    for (const l of this.listeners) l(changes, this.applied);
+    return changes;
+  }
+
+  private readonly lastKnown: LastKnown = (service, id) => this.services.get(service)?.byId.get(id)?.record;
+
+  private applyChange(c: Change): void {
+    let view = this.services.get(c.service);
+    if (!view) this.services.set(c.service, (view = new ServiceView(c.revision)));
+    view.revision = c.revision;
+    const had = view.byId.has(c.id);
+    if (c.type === 'deregister') {
+      view.delete(c.id);
+      if (had) this.count--;
+    } else {
+      const record = c.instance!;
+      view.set({ record, json: JSON.stringify(record), lease: c.lease ?? '0' });
+      if (!had) this.count++;
+    }
+  }
+
+  /** Snapshot of the services `include` accepts (named ones shown even when empty). */
+  snapshot(include: (service: string) => boolean, named: string[] = []): Record<string, Instance[]> {
+    const out: Record<string, Instance[]> = {};
+    for (const name of named) out[name] = [];
+    for (const name of this.serviceNames()) if (include(name)) out[name] = this.instances(name).map((x) => x.record);
+    return out;
+  }
+}
+
+export function matches(x: Instance, f: ServiceFilter): boolean {
+  if (f.status && x.status !== f.status) return false;
+  if (f.tags) for (const t of f.tags) if (!x.tags.includes(t)) return false;
+  if (f.meta) for (const [k, v] of f.meta) if (x.metadata[k] !== v) return false;
+  return true;
+}
+
+function sameInstances(a: ServiceView, b: ServiceView): boolean {
+  if (a.byId.size !== b.byId.size) return false;
+  for (const [id, x] of a.byId) if (b.byId.get(id)?.record.revision !== x.record.revision) return false;
+  return true;
+}
+
+export function renderService(service: string, revision: number, list: CachedInstance[]): string {
+  let body = `{"service":${JSON.stringify(service)},"revision":${revision},"instances":[`;
+  for (let i = 0; i < list.length; i++) body += (i ? ',' : '') + list[i]!.json;
+  return `${body}]}`;
+}

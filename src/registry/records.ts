@@ -1,0 +1,43 @@
+// Instance records <-> stored values. The stored value is the record as JSON
+// without its revision (that is the key's mod_revision, known only to the store).
+import type { Instance, InstanceStatus } from './types.ts';
+
+const STATUSES = new Set<InstanceStatus>(['up', 'draining', 'down']);
+
+export function encodeRecord(x: Instance): string {
+  const { revision: _revision, ...stored } = x;
+  return JSON.stringify(stored);
+}
+
+/**
+ * The record a stored value describes, or undefined for a value the gateway
+ * cannot read (written by someone else in another format): such a key is not
+ * shown rather than shown wrong.
+ */
+export function decodeRecord(service: string, id: string, value: string, revision: number): Instance | undefined {
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(value) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (!v || typeof v !== 'object' || typeof v.address !== 'string' || !Number.isInteger(v.port)) return undefined;
+  const tags = Array.isArray(v.tags) ? v.tags.filter((t): t is string => typeof t === 'string') : [];
+  const metadata: Record<string, string> = {};
+  if (v.metadata && typeof v.metadata === 'object' && !Array.isArray(v.metadata)) {
+    for (const [k, val] of Object.entries(v.metadata)) if (typeof val === 'string') metadata[k] = val;
+  }
+  return {
+    service,
+    id,
+    address: v.address,
+    port: v.port as number,
+    tags,
+    metadata,
+    weight: Number.isInteger(v.weight) ? (v.weight as number) : 100,
+    status: STATUSES.has(v.status as InstanceStatus) ? (v.status as InstanceStatus) : 'up',
+    ttl: Number.isInteger(v.ttl) ? (v.ttl as number) : 0,
+    registeredAt: typeof v.registeredAt === 'string' ? v.registeredAt : new Date(0).toISOString(),
+    revision,
+  };
+}

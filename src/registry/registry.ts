@@ -1,0 +1,262 @@
+// Register, heartbeat, deregister, batch, and the reads that need more than the
+// cache (consistent reads, minRevision). Writes go to the store; the watch brings
+// them back into the cache, and every write waits for that before it answers, so
+// a read on this gateway after a write returns shows the write.
+import { randomUUID } from 'node:crypto';
+import { BookkeepingLease } from './bookkeeping.ts';
+import type { Cache } from './cache.ts';
+import { deregisteredMarker } from './changes.ts';
+import { InstanceNotFoundError, InvalidRequestError, StoreUnavailableError } from './errors.ts';
+import type { KeyLayout } from './keys.ts';
+import { decodeRecord, encodeRecord } from './records.ts';
+import type { Compare, Store, TxnOp } from './store/store.ts';
+import type { Instance, InstanceInput, InstanceStatus } from './types.ts';
+
+/** etcd's default --max-txn-ops: a batch is one transaction. */
+export const MAX_BATCH_OPS = 128;
+/** How long a write waits for the watch to bring it back before answering anyway. */
+const WRITE_VISIBLE_TIMEOUT_MS = 3000;
+/** How long a minRevision read waits for the watch before reading the store. */
+const MIN_REVISION_WAIT_MS = 3000;
+const CONFLICT_RETRIES = 5;
+
+export interface RegistryObserver {
+  registered(n: number): void;
+  deregistered(n: number): void;
+  heartbeat(result: 'ok' | 'not_found' | 'error'): void;
+}
+
+export interface HeartbeatResult {
+  ttl: number;
+  status: InstanceStatus;
+  /** The revision of the status change, or the gateway's applied revision when it only renewed. */
+  revision: number;
+}
+
+export interface BatchItem extends InstanceInput {
+  service: string;
+  id: string;
+}
+
+/** What the registry knows of an instance's current record in the store. */
+interface Current {
+  revision: number;
+  registeredAt: string;
+  lease: string;
+  record: Instance;
+}
+
+export class Registry {
+  private readonly bookkeeping: BookkeepingLease;
+
+  constructor(
+    private readonly store: Store,
+    private readonly keys: KeyLayout,
+    private readonly cache: Cache,
+    private readonly defaultTtl: number,
+    private readonly observer: RegistryObserver,
+  ) {
+    this.bookkeeping = new BookkeepingLease(store);
+  }
+
+  /** PUT/POST: create or replace. `created` is false when the id was registered already. */
+  async register(service: string, id: string, input: InstanceInput): Promise<{ instance: Instance; created: boolean }> {
+    const key = this.keys.instance(service, id);
+    let current = this.fromCache(service, id);
+    for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+      const record = this.newRecord(service, id, input, current);
+      const lease = record.ttl > 0 ? await this.store.grantLease(record.ttl) : undefined;
+      if (lease) record.ttl = lease.ttl;
+      // Guard against a concurrent change on another replica: write only over the state we based registeredAt on.
+      const guard: Compare = current
+        ? { key, target: 'modRevision', op: '==', value: current.revision }
+        : { key, target: 'createRevision', op: '==', value: 0 };
+      const res = await this.store.txn([guard], [{ type: 'put', key, value: encodeRecord(record), lease: lease?.id }]).catch(async (err) => {
+        if (lease) this.revokeLater(lease.id);
+        throw err;
+      });
+      if (res.succeeded) {
+        record.revision = res.revision;
+        if (current && current.lease !== '0' && current.lease !== lease?.id) this.revokeLater(current.lease);
+        this.observer.registered(1);
+        await this.visible(res.revision);
+        return { instance: record, created: !current };
+      }
+      if (lease) this.revokeLater(lease.id);
+      current = await this.fromStore(service, id);
+    }
+    throw new StoreUnavailableError('the instance kept changing concurrently; retry');
+  }
+
+  async heartbeat(service: string, id: string, status?: InstanceStatus): Promise<HeartbeatResult> {
+    try {
+      const result = await this.renew(service, id, status);
+      this.observer.heartbeat('ok');
+      return result;
+    } catch (err) {
+      this.observer.heartbeat(err instanceof InstanceNotFoundError ? 'not_found' : 'error');
+      throw err;
+    }
+  }
+
+  private async renew(service: string, id: string, status?: InstanceStatus): Promise<HeartbeatResult> {
+    let current = this.fromCache(service, id) ?? (await this.fromStore(service, id));
+    if (!current) throw new InstanceNotFoundError(service, id);
+    if (current.lease !== '0' && (await this.store.keepAlive(current.lease)) <= 0) throw new InstanceNotFoundError(service, id);
+    const key = this.keys.instance(service, id);
+    for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+      if (!current) throw new InstanceNotFoundError(service, id);
+      if (!status || status === current.record.status) {
+        return { ttl: current.record.ttl, status: current.record.status, revision: Math.max(this.cache.appliedRevision, current.revision) };
+      }
+      const record: Instance = { ...current.record, status };
+      const put: TxnOp = { type: 'put', key, value: encodeRecord(record), lease: current.lease === '0' ? undefined : current.lease };
+      const res = await this.store.txn([{ key, target: 'modRevision', op: '==', value: current.revision }], [put]);
+      if (res.succeeded) {
+        await this.visible(res.revision);
+        return { ttl: record.ttl, status, revision: res.revision };
+      }
+      current = await this.fromStore(service, id);
+    }
+    throw new StoreUnavailableError('the instance kept changing concurrently; retry');
+  }
+
+  /** DELETE: resolves the revision of the delete. */
+  async deregister(service: string, id: string): Promise<number> {
+    const { revision } = await this.batch([], [{ service, id }]);
+    return revision;
+  }
+
+  /** All or nothing, in one store transaction (plus one bookkeeping operation when it deregisters). */
+  async batch(register: BatchItem[], deregister: { service: string; id: string }[]): Promise<{ revision: number; instances: Instance[] }> {
+    const ops = register.length + deregister.length + (deregister.length ? 1 : 0);
+    if (ops > MAX_BATCH_OPS) {
+      throw new InvalidRequestError(
+        `a batch holds at most ${MAX_BATCH_OPS} operations (${MAX_BATCH_OPS - 1} when it deregisters); this one has ${register.length} registrations and ${deregister.length} deregistrations${deregister.length ? ' plus one bookkeeping operation' : ''}`,
+      );
+    }
+    if (ops === 0) return { revision: this.cache.appliedRevision, instances: [] };
+    const seen = new Set<string>();
+    for (const x of [...register, ...deregister]) {
+      const k = `${x.service}/${x.id}`;
+      if (seen.has(k)) throw new InvalidRequestError(`instance ${k} appears more than once in the batch`);
+      seen.add(k);
+    }
+
+    const records = register.map((x) => this.newRecord(x.service, x.id, x, this.fromCache(x.service, x.id)));
+    const leases = await Promise.all(records.map((r) => (r.ttl > 0 ? this.store.grantLease(r.ttl) : undefined)));
+    const revokeAll = () => leases.forEach((l) => l && this.revokeLater(l.id));
+    records.forEach((r, i) => (r.ttl = leases[i]?.ttl ?? 0));
+
+    const compares: Compare[] = deregister.map((x) => ({ key: this.keys.instance(x.service, x.id), target: 'createRevision', op: '>', value: 0 }));
+    const success: TxnOp[] = records.map((r, i) => ({ type: 'put', key: this.keys.instance(r.service, r.id), value: encodeRecord(r), lease: leases[i]?.id }));
+    for (const x of deregister) success.push({ type: 'delete', key: this.keys.instance(x.service, x.id) });
+    if (deregister.length) {
+      success.push({ type: 'put', key: this.keys.deregistered(randomUUID()), value: deregisteredMarker(deregister), lease: await this.bookkeeping.id() });
+    }
+    const replaced = [...register, ...deregister].map((x) => this.fromCache(x.service, x.id)?.lease).filter((l): l is string => !!l && l !== '0');
+
+    let res;
+    try {
+      res = await this.store.txn(compares, success);
+    } catch (err) {
+      revokeAll();
+      throw err;
+    }
+    if (!res.succeeded) {
+      revokeAll();
+      const missing = deregister.find((x) => !this.cache.instance(x.service, x.id)) ?? deregister[0]!;
+      throw new InstanceNotFoundError(missing.service, missing.id);
+    }
+    for (const lease of replaced) this.revokeLater(lease);
+    for (const r of records) r.revision = res.revision;
+    if (records.length) this.observer.registered(records.length);
+    if (deregister.length) this.observer.deregistered(deregister.length);
+    await this.visible(res.revision);
+    return { revision: res.revision, instances: records };
+  }
+
+  /** GET ?consistent=true: a linearizable read of one service from the store. */
+  async readService(service: string): Promise<{ revision: number; instances: Instance[] }> {
+    const { kvs, revision } = await this.store.range(this.keys.service(service));
+    const instances: Instance[] = [];
+    for (const kv of kvs) {
+      const k = this.keys.parse(kv.key);
+      if (k.kind !== 'instance' || k.service !== service) continue;
+      const record = decodeRecord(service, k.id, kv.value, kv.modRevision);
+      if (record) instances.push(record);
+    }
+    return { revision, instances };
+  }
+
+  /** GET /services?minRevision= on a gateway that lags: counts read from the store. */
+  async readServices(): Promise<{ revision: number; services: { name: string; instances: number }[] }> {
+    const { kvs, revision } = await this.store.range(this.keys.root);
+    const counts = new Map<string, number>();
+    for (const kv of kvs) {
+      const k = this.keys.parse(kv.key);
+      if (k.kind === 'instance' && decodeRecord(k.service, k.id, kv.value, kv.modRevision)) counts.set(k.service, (counts.get(k.service) ?? 0) + 1);
+    }
+    const services = [...counts.keys()].sort().map((name) => ({ name, instances: counts.get(name)! }));
+    return { revision, services };
+  }
+
+  /**
+   * minRevision: true once the cache has applied `revision` (waiting a few seconds
+   * for the watch); false when it has not, and the caller must read the store.
+   */
+  async caughtUp(revision: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.cache.appliedRevision >= revision) return true;
+    return this.cache.revisionWaiters.wait(revision, MIN_REVISION_WAIT_MS, signal);
+  }
+
+  /** Write a short-lived bookkeeping key and resolve its revision: every change up to it is then in the store's history. */
+  async writeFence(): Promise<number> {
+    const key = this.keys.fence(randomUUID());
+    const res = await this.store.txn([], [{ type: 'put', key, value: '{}', lease: await this.bookkeeping.id() }]);
+    return res.revision;
+  }
+
+  /** Drop bookkeeping state (the shared lease is left to expire by itself). */
+  close(): void {
+    this.bookkeeping.close();
+  }
+
+  private newRecord(service: string, id: string, input: InstanceInput, current: Current | undefined): Instance {
+    return {
+      service,
+      id,
+      address: input.address,
+      port: input.port,
+      tags: input.tags ?? [],
+      metadata: input.metadata ?? {},
+      weight: input.weight ?? 100,
+      status: input.status ?? 'up',
+      ttl: input.ttl ?? this.defaultTtl,
+      registeredAt: current?.registeredAt ?? new Date().toISOString(),
+      revision: 0,
+    };
+  }
+
+  private fromCache(service: string, id: string): Current | undefined {
+    const x = this.cache.instance(service, id);
+    return x && { revision: x.record.revision, registeredAt: x.record.registeredAt, lease: x.lease, record: x.record };
+  }
+
+  private async fromStore(service: string, id: string): Promise<Current | undefined> {
+    const { kv } = await this.store.get(this.keys.instance(service, id));
+    const record = kv && decodeRecord(service, id, kv.value, kv.modRevision);
+    return kv && record ? { revision: kv.modRevision, registeredAt: record.registeredAt, lease: kv.lease, record } : undefined;
+  }
+
+  /** Wait until the watch has brought `revision` into the cache (read-your-writes). */
+  private async visible(revision: number): Promise<void> {
+    if (this.cache.appliedRevision >= revision) return;
+    await this.cache.revisionWaiters.wait(revision, WRITE_VISIBLE_TIMEOUT_MS);
+  }
+
+  /** Free a lease nothing needs any more. Not awaited: if it fails, the lease expires by itself. */
+  private revokeLater(lease: string): void {
+    this.store.revokeLease(lease).catch(() => {});
+  }
+}

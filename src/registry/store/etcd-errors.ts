@@ -1,0 +1,68 @@
+// Turns etcd3 / gRPC / cockatiel errors into our domain errors, so that no
+// other file ever sees an etcd3 error. Messages are written here rather than
+// copied: gRPC messages can carry the etcd address ("connect ECONNREFUSED
+// 10.0.0.1:2379"), which must not reach API clients. The original error stays
+// available as `cause` for logs.
+
+import {
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  GRPCDeadlineExceededError,
+  GRPCInvalidArgumentError,
+  GRPCUnauthenticatedError,
+  GRPCUnavailableError,
+  isRecoverableError,
+} from 'etcd3';
+import { isBrokenCircuitError } from 'cockatiel';
+import { InvalidRequestError, RegistryError, StoreUnavailableError } from '../errors.ts';
+
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** etcd rejects these txn shapes; they are the caller's fault, not the store's. */
+const INVALID_TXN = ['too many operations in txn request', 'duplicate key given in txn request'];
+
+export function isInvalidTxn(err: unknown): string | undefined {
+  if (!(err instanceof GRPCInvalidArgumentError)) return undefined;
+  return INVALID_TXN.find((m) => message(err).includes(m));
+}
+
+/** A put referenced a lease etcd does not know (expired or revoked). */
+export function isLeaseNotFound(err: unknown): boolean {
+  return err instanceof EtcdLeaseInvalidError || message(err).includes('requested lease not found');
+}
+
+/** The cached simple token went stale (a member restarted): one unary call re-authenticates. */
+export function isAuthTokenError(err: unknown): boolean {
+  return (
+    err instanceof EtcdInvalidAuthTokenError ||
+    err instanceof GRPCUnauthenticatedError ||
+    message(err).includes('invalid auth token')
+  );
+}
+
+/**
+ * Worth one more attempt: the call failed fast on a connection problem (e.g. a
+ * member restarting). Not a deadline (the call already spent its budget) and not
+ * an open breaker (it would fail again at once).
+ */
+export function isRetryable(err: unknown): boolean {
+  if (isBrokenCircuitError(err) || err instanceof GRPCDeadlineExceededError) return false;
+  return err instanceof GRPCUnavailableError || (err instanceof Error && isRecoverableError(err));
+}
+
+export function toStoreError(err: unknown): Error {
+  if (err instanceof RegistryError) return err;
+  const invalid = isInvalidTxn(err);
+  if (invalid) return new InvalidRequestError(invalid);
+  if (isBrokenCircuitError(err)) return new StoreUnavailableError('the store is unreachable (recent failures; retrying shortly)', { cause: err });
+  if (err instanceof GRPCDeadlineExceededError) return new StoreUnavailableError('the store did not answer in time', { cause: err });
+  if (err instanceof EtcdAuthenticationFailedError) {
+    return new StoreUnavailableError('the store rejected the gateway credentials', { cause: err });
+  }
+  if (err instanceof EtcdPermissionDeniedError || isAuthTokenError(err)) {
+    return new StoreUnavailableError('the store denied access to the gateway', { cause: err });
+  }
+  return new StoreUnavailableError('the store is unreachable', { cause: err });
+}

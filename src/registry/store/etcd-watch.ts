@@ -1,0 +1,263 @@
+// The etcd side of Store.watch and Store.keepAlive: the two long-lived gRPC
+// streams. Kept apart from etcd.ts so each file stays readable; like
+// etcd-errors.ts it is private to the etcd store.
+
+import {
+  castGrpcError,
+  EtcdPermissionDeniedError,
+  type Etcd3,
+  type IDuplexStream,
+  type IKeyValue,
+  type ILeaseKeepAliveRequest,
+  type ILeaseKeepAliveResponse,
+  type IWatchResponse,
+  type Watcher,
+} from 'etcd3';
+import { StoreCompactedError, StoreUnavailableError } from '../errors.ts';
+import { isAuthTokenError, toStoreError } from './etcd-errors.ts';
+import type { Watch, WatchEvent, WatchHandlers } from './store.ts';
+
+const num = (s: string | number | undefined): number => Number(s ?? 0);
+
+function toWatchEvent(ev: { type: string; kv: IKeyValue; prev_kv?: IKeyValue | null }): WatchEvent {
+  const isPut = ev.type.toLowerCase() === 'put'; // proto enum name: 'PUT' / 'DELETE'
+  const out: WatchEvent = {
+    type: isPut ? 'put' : 'delete',
+    key: ev.kv.key.toString('utf8'),
+    value: isPut ? ev.kv.value.toString('utf8') : '',
+    modRevision: num(ev.kv.mod_revision),
+    createRevision: num(ev.kv.create_revision),
+    lease: String(ev.kv.lease ?? '0'),
+  };
+  if (ev.prev_kv) out.prevValue = ev.prev_kv.value.toString('utf8');
+  return out;
+}
+
+export interface WatchDeps {
+  client: Etcd3;
+  timeoutMs: number;
+  /** One unary call, so etcd3 replaces a stale auth token (streams never do). */
+  refreshAuth(): Promise<void>;
+  hasAuth: boolean;
+  onClosed(w: EtcdWatch): void;
+}
+
+/**
+ * One etcd3 watcher on a prefix, plus our own resume point. etcd3 resumes a
+ * broken stream from `header.revision + 1` of the last response, but etcd sets
+ * that header to the *current* store revision on a created response and on a
+ * catch-up response cut at 1000 revisions; resuming from there could skip
+ * events. So after etcd3's own handlers run we put back `next` = one past the
+ * last event we delivered.
+ */
+export class EtcdWatch implements Watch {
+  private watcher: Watcher | undefined;
+  private next: number;
+  private delivered = 0;
+  private connected = false;
+  private dead = false;
+  private closed = false;
+  private authRetried = false;
+  /** Resolves start(): set until the first 'connected' (or a terminal error). */
+  private settle: (() => void) | undefined;
+
+  constructor(
+    private readonly deps: WatchDeps,
+    private readonly prefix: string,
+    fromRevision: number,
+    private readonly handlers: WatchHandlers,
+  ) {
+    this.next = fromRevision > 0 ? fromRevision : 0; // 0 = "from now", fixed on the first created response
+  }
+
+  /** Resolves once etcd created the watch (or it died at once: then onError is called). */
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.settle = undefined;
+        void this.close();
+        reject(new StoreUnavailableError('the store did not answer in time'));
+      }, this.deps.timeoutMs);
+      this.settle = () => {
+        clearTimeout(timer);
+        this.settle = undefined;
+        resolve();
+      };
+      this.open();
+    });
+  }
+
+  private open(): Watcher {
+    // A namespace of its own gives this watch its own gRPC stream. etcd3 wedges a stream's
+    // attach queue when etcd answers a create with created+canceled (a stale auth token):
+    // no later watcher on that stream would ever connect. '' = no key prefix.
+    const b = this.deps.client.namespace('').watch().prefix(this.prefix).withPreviousKV();
+    if (this.next > 0) b.startRevision(String(this.next));
+    // watcher() attaches listeners before the first tick: an 'error' with no listener would crash the process.
+    const w = b.watcher();
+    this.watcher = w;
+    w.on('error', (err: Error) => this.onWatcherError(w, err));
+    w.on('connected', (res: IWatchResponse) => {
+      if (w !== this.watcher || this.closed) return;
+      if (this.next <= 0) this.next = num(res.header.revision) + 1;
+      this.resumeFrom(w);
+      this.connected = true;
+      this.authRetried = false;
+      this.settle?.();
+      this.handlers.onConnected?.();
+    });
+    w.on('disconnected', (err: Error) => {
+      // etcd3 emits this twice per drop (gRPC error, then stream end): report once.
+      if (w !== this.watcher || this.closed || !this.connected) return;
+      this.connected = false;
+      this.handlers.onDisconnected?.(toStoreError(err));
+    });
+    w.on('data', (res: IWatchResponse) => {
+      if (w !== this.watcher || this.closed || this.dead) return;
+      // etcd sends all events of one revision (one txn) in one response, in order.
+      const events = res.events.map(toWatchEvent);
+      const last = events[events.length - 1];
+      // With events, the last one's revision is what is certainly complete (see class comment);
+      // without events this is a progress notify, whose header is exact.
+      const revision = last ? last.modRevision : num(res.header.revision);
+      if (revision + 1 > this.next) this.next = revision + 1;
+      this.resumeFrom(w);
+      if (events.length === 0 && revision <= this.delivered) return;
+      this.delivered = Math.max(this.delivered, revision);
+      this.handlers.onBatch({ events, revision });
+    });
+    return w;
+  }
+
+  private resumeFrom(w: Watcher): void {
+    if (this.next > 0) w.request.start_revision = String(this.next);
+  }
+
+  private onWatcherError(w: Watcher, err: Error): void {
+    // etcd3 already dropped this watcher: never cancel() it (its detach would wait forever).
+    if (w !== this.watcher || this.closed || this.dead) return;
+    this.dead = true;
+    this.connected = false;
+    // A watch created with a stale simple token is cancelled as "permission denied"
+    // (LIBRARIES.md pitfall 13): refresh the token with one unary call, then watch again.
+    const authLike = err instanceof EtcdPermissionDeniedError || isAuthTokenError(err);
+    if (this.deps.hasAuth && authLike && !this.authRetried) {
+      this.authRetried = true;
+      void this.deps.refreshAuth().then(() => {
+        if (this.closed) return;
+        this.dead = false;
+        this.open();
+      });
+      return;
+    }
+    this.settle?.();
+    // "Watcher canceled: " with an empty reason is a compaction (etcd3 hides compact_revision).
+    this.handlers.onError(authLike ? toStoreError(err) : new StoreCompactedError());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.deps.onClosed(this);
+    const w = this.watcher;
+    if (!w || this.dead) return;
+    // cancel() waits for etcd's answer: bound it, a frozen etcd must not hang shutdown.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      w.cancel().catch(() => {}),
+      new Promise<void>((r) => (timer = setTimeout(r, this.deps.timeoutMs))),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+interface Waiter {
+  resolve(ttl: number): void;
+  reject(err: unknown): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * One leaseKeepAlive() duplex stream shared by all heartbeats. etcd answers the
+ * requests of one stream in order, each with the lease ID, so waiters queue per
+ * ID (two concurrent renewals of one lease both get an answer). A request that
+ * times out retires the stream (everything behind it is stuck too): new
+ * heartbeats go to a fresh stream, this one ends once its last waiter settles.
+ */
+export class KeepAliveStream {
+  private readonly pending = new Map<string, Waiter[]>();
+  private count = 0;
+  private retired = false;
+  private ended = false;
+
+  constructor(
+    private readonly call: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>,
+    private readonly timeoutMs: number,
+    private readonly onRetire: () => void,
+  ) {
+    call.on('data', (r) => this.answer(String(r.ID), num(r.TTL)));
+    call.on('error', (err) => this.fail(castGrpcError(err)));
+    call.on('end', () => this.fail(new StoreUnavailableError('the store ended the keepalive stream')));
+  }
+
+  renew(id: string): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const w: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.remove(id, w);
+          this.retire();
+          reject(new StoreUnavailableError('the store did not answer in time'));
+        }, this.timeoutMs),
+      };
+      const q = this.pending.get(id);
+      if (q) q.push(w);
+      else this.pending.set(id, [w]);
+      this.count++;
+      this.call.write({ ID: id });
+    });
+  }
+
+  private answer(id: string, ttl: number): void {
+    const w = this.pending.get(id)?.[0];
+    if (!w) return; // its waiter timed out
+    this.remove(id, w);
+    w.resolve(ttl); // etcd answers TTL 0 for an expired or revoked lease
+    this.endIfIdle();
+  }
+
+  private remove(id: string, w: Waiter): void {
+    clearTimeout(w.timer);
+    const q = this.pending.get(id);
+    const i = q ? q.indexOf(w) : -1;
+    if (!q || i < 0) return;
+    q.splice(i, 1);
+    if (q.length === 0) this.pending.delete(id);
+    this.count--;
+  }
+
+  private fail(err: unknown): void {
+    this.retire();
+    for (const q of this.pending.values()) for (const w of q) (clearTimeout(w.timer), w.reject(err));
+    this.pending.clear();
+    this.count = 0;
+  }
+
+  retire(): void {
+    if (!this.retired) {
+      this.retired = true;
+      this.onRetire();
+    }
+    this.endIfIdle();
+  }
+
+  private endIfIdle(): void {
+    // end() half-closes so etcd ends the stream cleanly; cancel() would surface as an error
+    // that etcd3 counts against the host (and resets every channel to it, watches included).
+    if (this.retired && this.count === 0 && !this.ended) {
+      this.ended = true;
+      this.call.end();
+    }
+  }
+}

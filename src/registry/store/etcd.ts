@@ -1,0 +1,275 @@
+// The etcd store: the only code that talks to etcd3 (with its private helpers
+// etcd-errors.ts and etcd-watch.ts). Every etcd3 error leaves this module as a
+// domain error (see etcd-errors.ts). Keys are full keys: no etcd3 namespace.
+
+import { readFileSync } from 'node:fs';
+import { CompareResult, CompareTarget, Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
+import { InvalidRequestError, RegistryError, StoreUnavailableError } from '../errors.ts';
+import { isAuthTokenError, isLeaseNotFound, isRetryable, toStoreError } from './etcd-errors.ts';
+import { EtcdWatch, KeepAliveStream } from './etcd-watch.ts';
+import type { Compare, KeyValue, Lease, RangeResult, Store, StoreStatus, TxnOp, TxnResult, Watch, WatchHandlers } from './store.ts';
+
+export interface EtcdStoreOptions {
+  endpoints: string[];
+  username?: string;
+  password?: string;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** Deadline of every unary call, and of a keepalive answer (default 5000). */
+  callTimeoutMs?: number;
+}
+
+/** Keys per range page: keeps each response far below gRPC/etcd message limits. */
+const PAGE = 5000;
+
+const RESULTS: Record<Compare['op'], CompareResult> = {
+  '==': CompareResult.Equal,
+  '!=': CompareResult.NotEqual,
+  '>': CompareResult.Greater,
+  '<': CompareResult.Less,
+};
+
+const num = (s: string | number | undefined): number => Number(s ?? 0);
+
+function toKeyValue(kv: IKeyValue): KeyValue {
+  return {
+    key: kv.key.toString('utf8'),
+    value: kv.value.toString('utf8'),
+    modRevision: num(kv.mod_revision),
+    createRevision: num(kv.create_revision),
+    lease: String(kv.lease ?? '0'), // lease ids exceed 2^53: keep etcd's decimal string
+  };
+}
+
+/** The end of the key range sharing `prefix` (etcd's "prefix + 1"); "\0" = to the end of the keyspace. */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.of(0);
+}
+
+function toOp(op: TxnOp): IRequestOp {
+  if (op.type === 'put') {
+    // lease 0 detaches any lease the key had: the caller states the lease on every put.
+    return { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value), lease: op.lease ?? '0' } };
+  }
+  return { request_delete_range: { key: Buffer.from(op.key) } };
+}
+
+function toCompare(c: Compare): ICompare {
+  const mod = c.target === 'modRevision';
+  return {
+    key: Buffer.from(c.key),
+    target: mod ? CompareTarget.Mod : CompareTarget.Create,
+    result: RESULTS[c.op],
+    ...(mod ? { mod_revision: String(c.value) } : { create_revision: String(c.value) }),
+  };
+}
+
+const isCompacted = (err: unknown) => err instanceof Error && err.message.includes('required revision has been compacted');
+
+export class EtcdStore implements Store {
+  readonly kind = 'etcd' as const;
+  private readonly client: Etcd3;
+  private readonly timeoutMs: number;
+  private readonly hasAuth: boolean;
+  private readonly watches = new Set<EtcdWatch>();
+  private keepAliveStream: Promise<KeepAliveStream> | undefined;
+  private closed = false;
+  /**
+   * Our retry, applied per call rather than as etcd3's global policy: only reads and
+   * idempotent writes are retried, and only fast connection failures (a deadline
+   * already spent the caller's budget). A retried lease grant can leak one lease
+   * (it expires by itself).
+   */
+  private readonly retry = retry(handleWhen(isRetryable), {
+    maxAttempts: 2,
+    backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 300 }),
+  });
+
+  constructor(opts: EtcdStoreOptions) {
+    this.timeoutMs = opts.callTimeoutMs ?? 5000;
+    this.hasAuth = opts.username !== undefined;
+    const deadline = () => ({ deadline: Date.now() + this.timeoutMs });
+    const tls = opts.caFile || opts.certFile || opts.keyFile;
+    this.client = new Etcd3({
+      hosts: opts.endpoints,
+      // rootCertificate may be absent (system roots): grpc's createSsl accepts null there.
+      credentials: tls
+        ? {
+            rootCertificate: (opts.caFile ? readFileSync(opts.caFile) : null) as Buffer,
+            privateKey: opts.keyFile ? readFileSync(opts.keyFile) : undefined,
+            certChain: opts.certFile ? readFileSync(opts.certFile) : undefined,
+          }
+        : undefined,
+      auth: opts.username !== undefined ? { username: opts.username, password: opts.password ?? '', callOptions: deadline } : undefined,
+      // A function, so each call gets its own deadline; streams (watch, keepalive) have none.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : deadline()),
+      grpcOptions: {
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000, // >= etcd's --grpc-keepalive-min-time (5 s)
+        'grpc.max_receive_message_length': -1, // big watch responses must not wedge a watcher
+      },
+      faultHandling: {
+        global: noop, // retries are decided per call (this.retry)
+        // Short breaker: etcd3's default keeps failing for 5 s after etcd is back.
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 3000 }) as unknown as IBackoff<unknown>, // typings bug
+      },
+    });
+  }
+
+  /** Run one store operation: optional retry, one re-authentication for streams, error mapping. */
+  private async run<T>(fn: () => Promise<T>, retryable: boolean): Promise<T> {
+    if (this.closed) throw new StoreUnavailableError('the store client is closed');
+    let reauthed = false;
+    for (;;) {
+      try {
+        return retryable ? await this.retry.execute(() => fn()) : await fn();
+      } catch (err) {
+        // etcd3 refreshes a stale token only for unary calls; a stream (keepalive) keeps
+        // failing until one runs (LIBRARIES.md pitfall 13).
+        if (this.hasAuth && !reauthed && isAuthTokenError(err)) {
+          reauthed = true;
+          await this.refreshAuth();
+          continue;
+        }
+        throw toStoreError(err);
+      }
+    }
+  }
+
+  /** Any unary call makes etcd3 drop a stale token and log in again; its outcome does not matter. */
+  private async refreshAuth(key = '\0'): Promise<void> {
+    await this.client.kv.range({ key: Buffer.from(key), limit: 1, keys_only: true, serializable: true }).catch(() => {});
+  }
+
+  async grantLease(ttlSeconds: number): Promise<Lease> {
+    if (!Number.isFinite(ttlSeconds)) throw new InvalidRequestError('lease TTL must be a finite number');
+    const res = await this.run(() => this.client.leaseClient.leaseGrant({ TTL: Math.max(1, Math.ceil(ttlSeconds)) }), true);
+    if (res.error) throw new StoreUnavailableError('the store refused to grant a lease');
+    return { id: String(res.ID), ttl: num(res.TTL) }; // etcd may grant more than asked
+  }
+
+  async keepAlive(leaseId: string): Promise<number> {
+    return this.run(async () => (await this.keepAliveStreamOpen()).renew(leaseId), true);
+  }
+
+  private keepAliveStreamOpen(): Promise<KeepAliveStream> {
+    if (!this.keepAliveStream) {
+      const p: Promise<KeepAliveStream> = this.client.leaseClient
+        .leaseKeepAlive()
+        .then((call) => new KeepAliveStream(call, this.timeoutMs, () => this.keepAliveStream === p && (this.keepAliveStream = undefined)));
+      p.catch(() => this.keepAliveStream === p && (this.keepAliveStream = undefined));
+      this.keepAliveStream = p;
+    }
+    return this.keepAliveStream;
+  }
+
+  async revokeLease(leaseId: string): Promise<void> {
+    await this.run(async () => {
+      try {
+        await this.client.leaseClient.leaseRevoke({ ID: leaseId });
+      } catch (err) {
+        if (!isLeaseNotFound(err)) throw err; // already gone: revoking is idempotent
+      }
+    }, true);
+  }
+
+  async get(key: string): Promise<{ kv: KeyValue | undefined; revision: number }> {
+    const res = await this.run(() => this.client.kv.range({ key: Buffer.from(key) }), true);
+    const kv = res.kvs[0];
+    return { kv: kv && toKeyValue(kv), revision: num(res.header.revision) };
+  }
+
+  async range(prefix: string): Promise<RangeResult> {
+    // Pages are pinned to the first page's revision so they form one snapshot. If a
+    // compaction lands between pages, the pinned revision is gone: start over.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.run(() => this.rangePaged(prefix), true);
+      } catch (err) {
+        if (attempt < 2 && err instanceof RegistryError && isCompacted(err.cause)) continue;
+        throw err;
+      }
+    }
+  }
+
+  private async rangePaged(prefix: string): Promise<RangeResult> {
+    const end = prefixEnd(Buffer.from(prefix));
+    let res = await this.client.kv.range({ key: Buffer.from(prefix), range_end: end, limit: PAGE });
+    const revision = res.header.revision;
+    const raw = [...res.kvs];
+    while (res.more && res.kvs.length > 0) {
+      const after = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.of(0)]); // next key after the last one
+      res = await this.client.kv.range({ key: after, range_end: end, limit: PAGE, revision });
+      raw.push(...res.kvs);
+    }
+    // etcd returns keys in byte order (sort_order NONE means by key).
+    return { kvs: raw.map(toKeyValue), revision: num(revision) };
+  }
+
+  async txn(compares: Compare[], success: TxnOp[], failure: TxnOp[] = []): Promise<TxnResult> {
+    const req = { compare: compares.map(toCompare), success: success.map(toOp), failure: failure.map(toOp) };
+    try {
+      // Without compares a txn is a batch of puts/deletes: idempotent, safe to retry. With
+      // compares, a retry after a lost answer would report the compare as failed.
+      const res = await this.run(() => this.client.kv.txn(req), compares.length === 0);
+      return { succeeded: res.succeeded, revision: num(res.header.revision) };
+    } catch (err) {
+      // Same outcome as the memory store: a put on an expired or revoked lease.
+      if (err instanceof RegistryError && isLeaseNotFound(err.cause)) throw new RegistryError('instance-not-found', 'lease not found');
+      throw err;
+    }
+  }
+
+  async watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch> {
+    if (this.closed) throw new StoreUnavailableError('the store client is closed');
+    const w = new EtcdWatch(
+      {
+        client: this.client,
+        timeoutMs: this.timeoutMs,
+        hasAuth: this.hasAuth,
+        refreshAuth: () => this.refreshAuth(prefix),
+        onClosed: (x) => this.watches.delete(x),
+      },
+      prefix,
+      fromRevision,
+      handlers,
+    );
+    this.watches.add(w);
+    await w.start();
+    return w;
+  }
+
+  async status(timeoutMs: number): Promise<StoreStatus> {
+    const res = await this.run(() => this.client.maintenance.status({ deadline: Date.now() + timeoutMs }), false);
+    return {
+      revision: num(res.header.revision),
+      details: {
+        version: res.version,
+        leader: res.leader, // member ids are uint64: strings
+        member: res.header.member_id,
+        raftTerm: num(res.raftTerm),
+        dbSize: num(res.dbSize),
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await Promise.all([...this.watches].map((w) => w.close())); // before the client: cancel needs the stream
+    this.closed = true;
+    const ka = this.keepAliveStream;
+    this.keepAliveStream = undefined;
+    await ka?.then((s) => s.retire()).catch(() => {});
+    this.client.close();
+  }
+}

@@ -1,0 +1,97 @@
+// A Store wrapper that times every call and keeps track of whether the store
+// answers: the one place that knows "is the store reachable, since when".
+// Reachability changes are logged once per change, not once per request.
+import { StoreUnavailableError } from '../errors.ts';
+import type { Compare, Store, StoreStatus, TxnOp, Watch, WatchHandlers } from './store.ts';
+
+export interface StoreObserver {
+  /** One store round trip of `op` that took `seconds`. */
+  request(op: string, seconds: number): void;
+  /** The store became reachable (true) or unreachable (false). */
+  reachability(up: boolean, err?: unknown): void;
+}
+
+export class MonitoredStore implements Store {
+  /** Store round trips made so far (tests count them to prove a read made none). */
+  requests = 0;
+  private up = false;
+  private lastContactMs = 0;
+
+  constructor(
+    private readonly inner: Store,
+    private readonly observer: StoreObserver,
+  ) {}
+
+  get kind(): Store['kind'] {
+    return this.inner.kind;
+  }
+
+  get reachable(): boolean {
+    return this.up;
+  }
+
+  /** Whole seconds since the store last answered (for the Age header of stale answers). */
+  secondsSinceContact(now = Date.now()): number {
+    return this.lastContactMs ? Math.max(0, Math.floor((now - this.lastContactMs) / 1000)) : 0;
+  }
+
+  /** The watch heard from the store: it is reachable. */
+  heardFrom(): void {
+    this.mark(true);
+  }
+
+  /** The store is known to be unreachable (a watch lost its connection). */
+  lost(err: unknown): void {
+    this.mark(false, err);
+  }
+
+  private mark(up: boolean, err?: unknown): void {
+    if (up) this.lastContactMs = Date.now();
+    if (up === this.up) return;
+    this.up = up;
+    this.observer.reachability(up, err);
+  }
+
+  private async timed<T>(op: string, call: () => Promise<T>): Promise<T> {
+    this.requests++;
+    const start = process.hrtime.bigint();
+    try {
+      const result = await call();
+      this.mark(true);
+      return result;
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) this.mark(false, err);
+      throw err;
+    } finally {
+      this.observer.request(op, Number(process.hrtime.bigint() - start) / 1e9);
+    }
+  }
+
+  grantLease(ttl: number) {
+    return this.timed('lease_grant', () => this.inner.grantLease(ttl));
+  }
+  keepAlive(id: string) {
+    return this.timed('lease_keepalive', () => this.inner.keepAlive(id));
+  }
+  revokeLease(id: string) {
+    return this.timed('lease_revoke', () => this.inner.revokeLease(id));
+  }
+  get(key: string) {
+    return this.timed('get', () => this.inner.get(key));
+  }
+  range(prefix: string) {
+    return this.timed('range', () => this.inner.range(prefix));
+  }
+  txn(compares: Compare[], success: TxnOp[], failure?: TxnOp[]) {
+    return this.timed('txn', () => this.inner.txn(compares, success, failure));
+  }
+  watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch> {
+    return this.timed('watch', () => this.inner.watch(prefix, fromRevision, handlers));
+  }
+  status(timeoutMs: number): Promise<StoreStatus> {
+    return this.timed('status', () => this.inner.status(timeoutMs));
+  }
+  close() {
+    return this.inner.close();
+  }
+}

@@ -1,0 +1,113 @@
+// TypeBox schemas shared by the routes: validation, serialization and the
+// OpenAPI document at once. Rules are API.md's "Names and records".
+import { Type, type Static } from '@sinclair/typebox';
+
+export const ServiceName = Type.String({
+  pattern: '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$',
+  description: 'Service name: 1–64 of a-z 0-9 . _ -, starting and ending with a letter or digit',
+  examples: ['payments'],
+});
+export const InstanceId = Type.String({
+  pattern: '^(?!\\.{1,2}$)[A-Za-z0-9._:-]{1,128}$',
+  description: 'Instance id: 1–128 of A-Z a-z 0-9 . _ : -, not "." or ".."',
+  examples: ['10.0.0.7:8080'],
+});
+export const Status = Type.Union([Type.Literal('up'), Type.Literal('draining'), Type.Literal('down')], { description: 'up | draining | down' });
+const Address = Type.String({
+  minLength: 1,
+  maxLength: 253,
+  // IPv4, IPv6 without brackets, or a DNS host name
+  pattern: '^(?:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?)$',
+  description: 'IPv4, IPv6 (no brackets) or DNS host name',
+  examples: ['10.0.0.7'],
+});
+const Port = Type.Integer({ minimum: 1, maximum: 65535, examples: [8080] });
+const Tags = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 32, description: 'Up to 32 tags of 1–64 characters', examples: [['http', 'v2']] });
+const Metadata = Type.Record(Type.String({ minLength: 1, maxLength: 128 }), Type.String({ maxLength: 512 }), {
+  maxProperties: 64,
+  description: 'Up to 64 string keys (1–128 characters) with string values (up to 512 characters)',
+  examples: [{ zone: 'eu-1', version: '2.3.1' }],
+});
+const Weight = Type.Integer({ minimum: 0, maximum: 10000, description: 'Relative weight for load balancing, default 100' });
+const Ttl = Type.Integer({ minimum: 0, maximum: 86400, description: 'Seconds without a heartbeat before the instance expires; 0 = never. Default 30' });
+
+const instanceFields = {
+  address: Address,
+  port: Port,
+  tags: Type.Optional(Tags),
+  metadata: Type.Optional(Metadata),
+  weight: Type.Optional(Weight),
+  status: Type.Optional(Status),
+  ttl: Type.Optional(Ttl),
+};
+
+export const InstanceBody = Type.Object(instanceFields, { additionalProperties: false, $id: 'InstanceBody', description: 'Instance fields to register' });
+export type InstanceBodyT = Static<typeof InstanceBody>;
+
+export const PostInstanceBody = Type.Object({ id: Type.Optional(InstanceId), ...instanceFields }, { additionalProperties: false, description: 'Instance fields; without id the id is {address}:{port}' });
+export type PostInstanceBodyT = Static<typeof PostInstanceBody>;
+
+export const Instance = Type.Object(
+  {
+    service: Type.String(),
+    id: Type.String(),
+    address: Type.String(),
+    port: Type.Integer(),
+    tags: Type.Array(Type.String()),
+    metadata: Type.Record(Type.String(), Type.String()),
+    weight: Type.Integer(),
+    status: Status,
+    ttl: Type.Integer({ description: 'TTL granted, seconds; 0 = no expiry' }),
+    registeredAt: Type.String({ format: 'date-time', description: 'When this id was first registered' }),
+    revision: Type.Integer({ description: 'Store revision (etcd mod_revision) of this record' }),
+  },
+  { $id: 'Instance', description: 'A registered service instance' },
+);
+
+export const HeartbeatBody = Type.Union([Type.Object({ status: Type.Optional(Status) }, { additionalProperties: false }), Type.Null()], {
+  description: 'Optional status change; an empty body is a plain renewal',
+});
+export const HeartbeatAnswer = Type.Object({
+  ttl: Type.Integer(),
+  status: Status,
+  interval: Type.Optional(Type.Number({ description: 'Seconds after which to send the next heartbeat (about TTL/3, jittered); absent for ttl 0' })),
+});
+
+export const BatchBody = Type.Object(
+  {
+    register: Type.Optional(Type.Array(Type.Object({ service: ServiceName, id: InstanceId, ...instanceFields }, { additionalProperties: false }), { maxItems: 1000 })),
+    deregister: Type.Optional(Type.Array(Type.Object({ service: ServiceName, id: InstanceId }, { additionalProperties: false }), { maxItems: 1000 })),
+  },
+  { additionalProperties: false, description: 'At most 128 operations (127 when it deregisters), all or nothing' },
+);
+export type BatchBodyT = Static<typeof BatchBody>;
+export const BatchAnswer = Type.Object({ revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) });
+
+export const ServiceAnswer = Type.Object({ service: Type.String(), revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) });
+export const ServicesAnswer = Type.Object({
+  revision: Type.Integer(),
+  services: Type.Array(Type.Object({ name: Type.String(), instances: Type.Integer({ description: 'Number of instances' }) })),
+});
+
+export const Problem = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    code: Type.String({ description: 'Stable error code, e.g. invalid-request, instance-not-found' }),
+  },
+  { $id: 'Problem', description: 'RFC 9457 problem details (application/problem+json)' },
+);
+
+export const NameParams = Type.Object({ name: ServiceName });
+export const InstanceParams = Type.Object({ name: ServiceName, id: InstanceId });
+
+/** Error answers a route can give, documented as problem+json. */
+export function problems(...codes: number[]): Record<number, unknown> {
+  const out: Record<number, unknown> = {};
+  for (const c of codes) out[c] = { description: 'Problem details', content: { 'application/problem+json': { schema: Type.Ref('Problem') } } };
+  return out;
+}
+
+export const MinRevision = Type.Optional(Type.Integer({ minimum: 0, description: 'Answer with a view that includes every change up to this store revision' }));

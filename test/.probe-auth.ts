@@ -1,0 +1,17 @@
+import { startEtcd } from './helpers/etcd.ts';
+import { EtcdStore } from '../src/registry/store/etcd.ts';
+const c = await startEtcd();
+await c.ctl(['user', 'add', 'root:secret']); await c.ctl(['auth', 'enable']);
+const s = new EtcdStore({ endpoints: c.endpoints, username: 'root', password: 'secret', callTimeoutMs: 2000 });
+const l = await s.grantLease(60);
+console.log('ka', await s.keepAlive(l.id));
+const w = await s.watch('/', 0, { onBatch: b => console.log('batch', b.events.map(e => e.key), b.revision), onError: e => console.log('ERR', e), onConnected: () => console.log('connected'), onDisconnected: e => console.log('disc', e.message) });
+await s.txn([], [{ type: 'put', key: '/a', value: '1' }]);
+await new Promise(r => setTimeout(r, 500));
+await c.restart(0);
+console.log('restarted');
+await new Promise(r => setTimeout(r, 3000));
+await c.ctl(['--user=root:secret', 'put', '/b', '2']);
+await new Promise(r => setTimeout(r, 1000));
+console.log('ka after', await s.keepAlive(l.id));
+await s.close(); await c.close(); process.exit(0);

@@ -1,0 +1,206 @@
+// Real etcd processes for tests: free loopback ports, temp data dirs, no pipes
+// (an undrained stdout pipe would eventually block etcd). Tests never skip: a
+// missing binary is an error with a clear message.
+
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface EtcdMember {
+  name: string;
+  clientUrl: string;
+  peerUrl: string;
+  dataDir: string;
+  /** pid of the current process (changes on restart). */
+  pid: number;
+  proc: ChildProcess;
+}
+
+export interface EtcdCluster {
+  endpoints: string[];
+  members: EtcdMember[];
+  /** Run etcdctl (v3 API) against every endpoint; resolves stdout. */
+  ctl(args: string[]): Promise<string>;
+  /** Send a signal (default SIGKILL) to member i and wait for it to exit. */
+  kill(i: number, signal?: NodeJS.Signals): Promise<void>;
+  /** Respawn member i on the same data dir and ports; waits until healthy. */
+  restart(i: number): Promise<void>;
+  /** Freeze (SIGSTOP) / thaw (SIGCONT) member i. */
+  stop(i: number): void;
+  cont(i: number): void;
+  /** Index in `members` of the current leader. */
+  leaderIndex(): Promise<number>;
+  compact(revision: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const ETCD = process.env.ETCD_BIN ?? 'etcd';
+const ETCDCTL = process.env.ETCDCTL_BIN ?? 'etcdctl';
+const HEALTH_TIMEOUT_MS = 20_000;
+
+// If the test process dies, do not leave etcd processes behind.
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+function checkBinary(): void {
+  const r = spawnSync(ETCD, ['--version'], { stdio: 'ignore' });
+  if (r.error || r.status !== 0) {
+    const where = process.env.CI === 'true' ? ' (CI must have etcd installed: tests never skip)' : '';
+    throw new Error(`etcd binary "${ETCD}" not found or not runnable; install etcd 3.4+ or set ETCD_BIN${where}`);
+  }
+}
+
+const freePort = () =>
+  new Promise<number>((ok, ko) => {
+    const s = net.createServer().once('error', ko);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as AddressInfo).port;
+      s.close(() => ok(port));
+    });
+  });
+
+async function healthy(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+    return ((await res.json()) as { health?: string }).health === 'true';
+  } catch {
+    return false;
+  }
+}
+
+async function waitHealthy(m: EtcdMember): Promise<void> {
+  for (const t0 = Date.now(); ; await sleep(100)) {
+    if (m.proc.exitCode !== null || m.proc.signalCode !== null) {
+      throw new Error(`etcd member ${m.name} exited (port race?)`);
+    }
+    if (await healthy(m.clientUrl)) return;
+    if (Date.now() - t0 > HEALTH_TIMEOUT_MS) throw new Error(`etcd member ${m.name} not healthy in time`);
+  }
+}
+
+async function exited(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  await once(proc, 'exit');
+}
+
+async function startOnce(size: number, extraArgs: string[]): Promise<EtcdCluster> {
+  const token = `t-${process.pid}-${Date.now()}`;
+  const members: EtcdMember[] = [];
+  for (let i = 0; i < size; i++) {
+    members.push({
+      name: `m${i}`,
+      clientUrl: `http://127.0.0.1:${await freePort()}`,
+      peerUrl: `http://127.0.0.1:${await freePort()}`,
+      dataDir: await mkdtemp(join(tmpdir(), 'etcd-test-')),
+      pid: 0,
+      proc: undefined as unknown as ChildProcess,
+    });
+  }
+  const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+  const endpoints = members.map((m) => m.clientUrl);
+
+  const spawnMember = (m: EtcdMember) => {
+    // On a restart etcd ignores the --initial-* flags: the data dir knows the cluster.
+    const args = [
+      '--name', m.name,
+      '--data-dir', m.dataDir,
+      '--listen-client-urls', m.clientUrl,
+      '--advertise-client-urls', m.clientUrl,
+      '--listen-peer-urls', m.peerUrl,
+      '--initial-advertise-peer-urls', m.peerUrl,
+      '--initial-cluster', initialCluster,
+      '--initial-cluster-token', token,
+      '--initial-cluster-state', 'new',
+      '--log-level', 'error',
+      ...extraArgs,
+    ];
+    const proc = spawn(ETCD, args, { stdio: 'ignore' });
+    proc.on('error', () => {}); // surfaced through exitCode / health polling
+    live.add(proc);
+    proc.once('exit', () => live.delete(proc));
+    m.proc = proc;
+    m.pid = proc.pid ?? 0;
+  };
+
+  const killMember = async (m: EtcdMember, signal: NodeJS.Signals = 'SIGKILL') => {
+    const p = m.proc;
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    p.kill('SIGCONT'); // a stopped process would not act on SIGTERM
+    p.kill(signal);
+    await exited(p);
+  };
+
+  const ctl = (args: string[], eps = endpoints) =>
+    new Promise<string>((ok, ko) => {
+      execFile(
+        ETCDCTL,
+        [`--endpoints=${eps.join(',')}`, '--command-timeout=5s', ...args],
+        { env: { ...process.env, ETCDCTL_API: '3' } },
+        (err, stdout, stderr) => (err ? ko(new Error(`etcdctl ${args.join(' ')}: ${stderr || err.message}`)) : ok(stdout)),
+      );
+    });
+
+  const cleanup = async () => {
+    await Promise.all(members.map((m) => (m.proc ? killMember(m) : undefined)));
+    await Promise.all(members.map((m) => rm(m.dataDir, { recursive: true, force: true })));
+  };
+
+  try {
+    members.forEach(spawnMember);
+    await Promise.all(members.map(waitHealthy));
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+
+  return {
+    endpoints,
+    members,
+    ctl: (args) => ctl(args),
+    kill: (i, signal) => killMember(members[i]!, signal),
+    async restart(i) {
+      const m = members[i]!;
+      await killMember(m);
+      spawnMember(m);
+      await waitHealthy(m);
+    },
+    stop: (i) => void members[i]!.proc.kill('SIGSTOP'),
+    cont: (i) => void members[i]!.proc.kill('SIGCONT'),
+    async leaderIndex() {
+      // Ask each member alone so a dead one does not fail the whole query.
+      for (let i = 0; i < members.length; i++) {
+        try {
+          const out = JSON.parse(await ctl(['endpoint', 'status', '-w', 'json'], [members[i]!.clientUrl])) as {
+            Status: { header: { member_id: number }; leader: number };
+          }[];
+          const s = out[0]?.Status;
+          if (s && s.header.member_id === s.leader) return i;
+        } catch {
+          // member down: try the next one
+        }
+      }
+      throw new Error('no etcd leader found');
+    },
+    async compact(revision) {
+      await ctl(['compact', String(revision)]);
+    },
+    close: cleanup,
+  };
+}
+
+export async function startEtcd(opts: { size?: 1 | 3; extraArgs?: string[] } = {}): Promise<EtcdCluster> {
+  checkBinary();
+  const size = opts.size ?? 1;
+  try {
+    return await startOnce(size, opts.extraArgs ?? []);
+  } catch {
+    // Another process may have taken a port between freePort() and etcd's bind: retry once.
+    return await startOnce(size, opts.extraArgs ?? []);
+  }
+}
