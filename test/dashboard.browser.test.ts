@@ -237,7 +237,7 @@ describe(
       await page.waitForFunction(() => document.querySelectorAll('[data-service]').length === 3);
 
       await sleep(1800); // let the "just changed" highlight fade
-    await page.locator('#filter').blur();
+      await page.locator('#filter').blur();
       await mkdir(path.dirname(SCREENSHOT), { recursive: true });
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
       assert.ok((await stat(SCREENSHOT)).size > 5000);

@@ -93,11 +93,20 @@ function conformance(name: string, make: () => Promise<Harness>): void {
     it('ranges a prefix sorted by key bytes, at the header revision', async () => {
       const p = prefix();
       const keys = ['b', 'a', 'B', 'a/x', 'é', '~', 'c'];
-      const w = await store.txn([], keys.map((k) => put(p + k, k)));
+      const w = await store.txn(
+        [],
+        keys.map((k) => put(p + k, k)),
+      );
       await store.txn([], [put(p.slice(0, -1) + '0', 'outside')]); // shares the prefix minus its slash
       const r = await store.range(p);
-      const expected = keys.map((k) => Buffer.from(p + k)).sort(Buffer.compare).map((b) => b.toString());
-      assert.deepEqual(r.kvs.map((kv) => kv.key), expected);
+      const expected = keys
+        .map((k) => Buffer.from(p + k))
+        .sort(Buffer.compare)
+        .map((b) => b.toString());
+      assert.deepEqual(
+        r.kvs.map((kv) => kv.key),
+        expected,
+      );
       assert.ok(r.revision >= w.revision + 1);
       assert.ok(r.kvs.every((kv) => kv.modRevision === w.revision && kv.value === kv.key.slice(p.length)));
     });
@@ -105,19 +114,35 @@ function conformance(name: string, make: () => Promise<Harness>): void {
     it('orders keys by UTF-8 bytes beyond the BMP too', async () => {
       const p = prefix();
       const keys = ['\u{1F600}', '\uFFFD', 'z']; // UTF-16 order differs from byte order here
-      await store.txn([], keys.map((k) => put(p + k, k)));
-      const expected = keys.map((k) => Buffer.from(p + k)).sort(Buffer.compare).map((b) => b.toString());
-      assert.deepEqual((await store.range(p)).kvs.map((kv) => kv.key), expected);
+      await store.txn(
+        [],
+        keys.map((k) => put(p + k, k)),
+      );
+      const expected = keys
+        .map((k) => Buffer.from(p + k))
+        .sort(Buffer.compare)
+        .map((b) => b.toString());
+      assert.deepEqual(
+        (await store.range(p)).kvs.map((kv) => kv.key),
+        expected,
+      );
     });
 
     it('pages large ranges into one consistent, sorted result', async () => {
       const p = prefix();
       const n = 12_003;
       const all = Array.from({ length: n }, (_, i) => `${p}${String(i).padStart(6, '0')}`);
-      for (let i = 0; i < n; i += 128) await store.txn([], all.slice(i, i + 128).map((k) => put(k, 'v')));
+      for (let i = 0; i < n; i += 128)
+        await store.txn(
+          [],
+          all.slice(i, i + 128).map((k) => put(k, 'v')),
+        );
       const r = await store.range(p);
       assert.equal(r.kvs.length, n);
-      assert.deepEqual(r.kvs.map((kv) => kv.key), all);
+      assert.deepEqual(
+        r.kvs.map((kv) => kv.key),
+        all,
+      );
     });
 
     it('runs txn branches on createRevision and modRevision compares, one revision per txn', async () => {
@@ -126,7 +151,10 @@ function conformance(name: string, make: () => Promise<Harness>): void {
       const t1 = await store.txn([absent], [put(`${p}a`, '1'), put(`${p}b`, '1'), put(`${p}c`, '1')], [put(`${p}f`, 'x')]);
       assert.equal(t1.succeeded, true);
       const r = await store.range(p);
-      assert.deepEqual(r.kvs.map((kv) => kv.key), [`${p}a`, `${p}b`, `${p}c`]);
+      assert.deepEqual(
+        r.kvs.map((kv) => kv.key),
+        [`${p}a`, `${p}b`, `${p}c`],
+      );
       assert.ok(r.kvs.every((kv) => kv.modRevision === t1.revision && kv.createRevision === t1.revision));
 
       const t2 = await store.txn([absent], [put(`${p}a`, '2')], [put(`${p}f`, 'failed')]);
@@ -156,7 +184,10 @@ function conformance(name: string, make: () => Promise<Harness>): void {
       const p = prefix();
       const many = Array.from({ length: 129 }, (_, i) => put(`${p}${i}`, 'v'));
       await assert.rejects(store.txn([], many), (e: unknown) => e instanceof RegistryError && e.code === 'invalid-request');
-      await assert.rejects(store.txn([], [put(`${p}a`, '1'), put(`${p}a`, '2')]), (e: unknown) => e instanceof RegistryError && e.code === 'invalid-request');
+      await assert.rejects(
+        store.txn([], [put(`${p}a`, '1'), put(`${p}a`, '2')]),
+        (e: unknown) => e instanceof RegistryError && e.code === 'invalid-request',
+      );
       assert.equal((await store.range(p)).kvs.length, 0);
     });
 
@@ -176,7 +207,10 @@ function conformance(name: string, make: () => Promise<Harness>): void {
       assert.equal((await store.get(`${p}b`)).kv?.value, '1');
       assert.equal(await store.keepAlive(lease.id), 0);
       await store.revokeLease(lease.id); // unknown lease: not an error
-      await assert.rejects(store.txn([], [put(`${p}c`, '1', lease.id)]), (e: unknown) => e instanceof RegistryError && e.code === 'instance-not-found');
+      await assert.rejects(
+        store.txn([], [put(`${p}c`, '1', lease.id)]),
+        (e: unknown) => e instanceof RegistryError && e.code === 'instance-not-found',
+      );
       await store.revokeLease(other.id);
     });
 
@@ -223,7 +257,10 @@ function conformance(name: string, make: () => Promise<Harness>): void {
         const r5 = await store.txn([], [put(`${p}d`, 'd'), put(`${p}e`, 'e')]);
         await rec.until('the live txn', () => rec.events().length >= 7);
         const last = rec.batches.at(-1)!;
-        assert.deepEqual(last.events.map((e) => e.key.slice(p.length)), ['d', 'e']);
+        assert.deepEqual(
+          last.events.map((e) => e.key.slice(p.length)),
+          ['d', 'e'],
+        );
         assert.equal(last.revision, r5.revision);
         assert.deepEqual(rec.errors, []);
       } finally {
@@ -299,14 +336,20 @@ describe('EtcdStore failures', () => {
     // Written by another client before this watch is back.
     for (let i = 1; i <= 5; i++) await etcd.ctl(['put', `${p}${i}`, `v${i}`]);
     await rec.until('the changes made while down', () => rec.events().length >= 6, 15_000);
-    assert.deepEqual(rec.events().map((e) => e.key.slice(p.length)), ['0', '1', '2', '3', '4', '5']);
+    assert.deepEqual(
+      rec.events().map((e) => e.key.slice(p.length)),
+      ['0', '1', '2', '3', '4', '5'],
+    );
     const revs = rec.events().map((e) => e.modRevision);
-    assert.deepEqual(revs, [...revs].sort((a, b) => a - b));
+    assert.deepEqual(
+      revs,
+      [...revs].sort((a, b) => a - b),
+    );
     assert.ok(rec.counts().connected >= 2);
     assert.deepEqual(rec.errors, []);
     // The shared keepalive stream broke with etcd; the next heartbeat opens a new one (etcd keeps leases).
     let ttl = 0;
-    for (const t0 = Date.now(); Date.now() - t0 < 5000; ) {
+    for (const t0 = Date.now(); Date.now() - t0 < 5000;) {
       try {
         ttl = await store.keepAlive(lease.id);
         break;
@@ -385,7 +428,7 @@ describe('EtcdStore with etcd auth', () => {
     await rec.until('the change after the restart', () => rec.events().length >= 2, 15_000);
     assert.deepEqual(rec.errors, []);
     let ttl = -1;
-    for (const t0 = Date.now(); ttl < 0 && Date.now() - t0 < 5000; ) {
+    for (const t0 = Date.now(); ttl < 0 && Date.now() - t0 < 5000;) {
       ttl = await store.keepAlive(lease.id).catch(() => -1);
     }
     assert.ok(ttl > 0);

@@ -35,11 +35,7 @@ export function isLeaseNotFound(err: unknown): boolean {
 
 /** The cached simple token went stale (a member restarted): one unary call re-authenticates. */
 export function isAuthTokenError(err: unknown): boolean {
-  return (
-    err instanceof EtcdInvalidAuthTokenError ||
-    err instanceof GRPCUnauthenticatedError ||
-    message(err).includes('invalid auth token')
-  );
+  return err instanceof EtcdInvalidAuthTokenError || err instanceof GRPCUnauthenticatedError || message(err).includes('invalid auth token');
 }
 
 /**
@@ -56,7 +52,8 @@ export function toStoreError(err: unknown): Error {
   if (err instanceof RegistryError) return err;
   const invalid = isInvalidTxn(err);
   if (invalid) return new InvalidRequestError(invalid);
-  if (isBrokenCircuitError(err)) return new StoreUnavailableError('the store is unreachable (recent failures; retrying shortly)', { cause: err });
+  if (isBrokenCircuitError(err))
+    return new StoreUnavailableError('the store is unreachable (recent failures; retrying shortly)', { cause: err });
   if (err instanceof GRPCDeadlineExceededError) return new StoreUnavailableError('the store did not answer in time', { cause: err });
   if (err instanceof EtcdAuthenticationFailedError) {
     return new StoreUnavailableError('the store rejected the gateway credentials', { cause: err });

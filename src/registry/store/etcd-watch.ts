@@ -163,10 +163,7 @@ export class EtcdWatch implements Watch {
     if (!w || this.dead) return;
     // cancel() waits for etcd's answer: bound it, a frozen etcd must not hang shutdown.
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      w.cancel().catch(() => {}),
-      new Promise<void>((r) => (timer = setTimeout(r, this.deps.timeoutMs))),
-    ]);
+    await Promise.race([w.cancel().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, this.deps.timeoutMs)))]);
     clearTimeout(timer);
   }
 }
@@ -239,7 +236,12 @@ export class KeepAliveStream {
 
   private fail(err: unknown): void {
     this.retire();
-    for (const q of this.pending.values()) for (const w of q) (clearTimeout(w.timer), w.reject(err));
+    for (const q of this.pending.values()) {
+      for (const w of q) {
+        clearTimeout(w.timer);
+        w.reject(err);
+      }
+    }
     this.pending.clear();
     this.count = 0;
   }
