@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# npm test: installs what the tests need when it is missing (etcd, Chromium,
+# Prometheus from Debian's packages; node modules), then runs every test file.
+# In CI (CI=true) nothing is skipped: a missing tool fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v "${ETCD_BIN:-etcd}" >/dev/null 2>&1 || need+=(etcd-server)
+command -v "${ETCDCTL_BIN:-etcdctl}" >/dev/null 2>&1 || need+=(etcd-client)
+[ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ] || need+=(chromium)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing test dependencies: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+[ -d node_modules ] || npm ci --no-audit --no-fund
+
+# Files run one at a time: several start etcd clusters and gateways, and the
+# machine has two cores.
+exec node --import tsx --test --test-concurrency=1 --test-timeout=180000 test/*.test.ts
