@@ -4,7 +4,8 @@ import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { DestinationStream } from 'pino';
 import type { Config } from './config.ts';
 import type { Gateway } from './gateway.ts';
 import { Metrics } from './metrics.ts';
@@ -18,12 +19,15 @@ import { Registry } from './registry/registry.ts';
 import { EtcdStore } from './registry/store/etcd.ts';
 import { MemoryStore } from './registry/store/memory.ts';
 import { MonitoredStore } from './registry/store/monitored.ts';
+import { StoreProbe } from './registry/store/probe.ts';
 import type { Store } from './registry/store/store.ts';
 import { WatchSync } from './registry/sync.ts';
+import balancingRoutes from './routes/balancing.ts';
 import batchRoutes from './routes/batch.ts';
 import eventRoutes from './routes/events.ts';
 import healthRoutes from './routes/health.ts';
 import instanceRoutes from './routes/instances.ts';
+import prometheusRoutes from './routes/prometheus.ts';
 import { Instance, Problem } from './routes/schemas.ts';
 import serviceRoutes from './routes/services.ts';
 import uiRoutes from './routes/ui.ts';
@@ -34,12 +38,20 @@ import { readFileSync } from 'node:fs';
 export const BODY_LIMIT = 64 * 1024;
 /** How long start-up keeps trying to read the store before giving up. */
 const STARTUP_TIMEOUT_MS = 20_000;
+/** How often an idle gateway checks that the store answers (discovery_store_up, readiness, stale answers). */
+const STORE_PROBE_INTERVAL_MS = 2000;
+/** Deadline of that check: a cheap status call. */
+const STORE_PROBE_TIMEOUT_MS = 1000;
 
 export interface AppDeps {
   /** A store to use instead of the one the config names (tests). */
   store?: Store;
-  /** Extra fastify options (tests: logger streams). */
+  /** Extra fastify options. */
   fastify?: Partial<FastifyServerOptions>;
+  /** Where log lines go instead of stdout (tests capture them), with the same redaction. */
+  logStream?: DestinationStream;
+  /** Interval of the background store probe (default STORE_PROBE_INTERVAL_MS). */
+  storeProbeIntervalMs?: number;
 }
 
 export function createStore(config: Config): Store {
@@ -62,10 +74,14 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       level: config.logLevel,
       redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
       serializers: { req: (req) => ({ method: req.method, url: loggableUrl(req.url), id: req.id }) },
+      ...(deps.logStream ? { stream: deps.logStream } : {}),
     },
-    disableRequestLogging: true,
+    // fastify's own two lines per request are off: plugins/observability.ts writes one (REQUEST_LOG).
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     forceCloseConnections: true,
+    // ids are up to 128 characters: longer ones must reach validation (400), not the router's 414
+    routerOptions: { maxParamLength: 512 },
     genReqId: () => randomUUID(),
     ...deps.fastify,
   };
@@ -86,6 +102,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       done(Object.assign(new Error('the body is not valid JSON'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' }), undefined);
     }
   });
+  // JSON only: any other body is 415 (fastify would parse text/plain by default).
+  app.removeContentTypeParser('text/plain');
   app.addSchema(Instance);
   app.addSchema(Problem);
 
@@ -122,6 +140,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
 
   await startSync(sync, app);
+  const probe = new StoreProbe(store, deps.storeProbeIntervalMs ?? STORE_PROBE_INTERVAL_MS, STORE_PROBE_TIMEOUT_MS);
+  probe.start();
   hub = new Hub(
     cache,
     keys,
@@ -134,6 +154,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   app.addHook('preClose', async () => hub.closeAll());
   app.addHook('onClose', async () => {
+    probe.close();
     registry.close();
     await sync.close();
     await store.close();
@@ -156,7 +177,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
         Object.assign(new Error(`more than ${ctx.max} requests in a minute; retry after ${ctx.after}`), { statusCode: 429, code: 'too-many-requests' }),
     });
   }
-  for (const routes of [instanceRoutes, serviceRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes]) await app.register(routes);
+  for (const routes of [instanceRoutes, serviceRoutes, balancingRoutes, prometheusRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes]) await app.register(routes);
   await app.ready();
   return app;
 }

@@ -3,10 +3,35 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 
-/** The URL as it may be logged: access tokens never appear in logs. */
+/**
+ * The URL as it may be logged: access tokens never appear in logs. Keys are
+ * compared decoded, as the query parser sees them (`access%5Ftoken=` is one too).
+ */
 export function loggableUrl(url: string): string {
-  return url.replace(/([?&]access_token=)[^&]*/g, '$1[redacted]');
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const pairs = url.slice(q + 1).split('&').map((pair) => {
+    const eq = pair.indexOf('=');
+    const key = eq < 0 ? pair : pair.slice(0, eq);
+    return eq >= 0 && decodedKey(key) === 'access_token' ? `${key}=[redacted]` : pair;
+  });
+  return `${url.slice(0, q)}?${pairs.join('&')}`;
 }
+
+function decodedKey(key: string): string {
+  try {
+    return decodeURIComponent(key.replace(/\+/g, ' '));
+  } catch {
+    return key;
+  }
+}
+
+const MetricsAnswer = {
+  200: {
+    description: 'Prometheus text exposition format 0.0.4',
+    content: { 'text/plain': { schema: { type: 'string', example: '# HELP discovery_store_up 1 when the store answers, 0 when it does not\n# TYPE discovery_store_up gauge\ndiscovery_store_up 1\n' } } },
+  },
+};
 
 export default fp(async function observability(app: FastifyInstance, opts: { requestLog: boolean }) {
   const { metrics } = app.gateway;
@@ -21,7 +46,8 @@ export default fp(async function observability(app: FastifyInstance, opts: { req
     }
   });
 
-  app.get('/metrics', { schema: { tags: ['operations'], summary: 'Prometheus metrics (text format)', produces: ['text/plain'] } }, async (_req, reply) => {
+  const schema = { tags: ['operations'], summary: 'Prometheus metrics (text format)', response: MetricsAnswer };
+  app.get('/metrics', { schema }, async (_req, reply) => {
     const { cache } = app.gateway;
     metrics.services.set(cache.serviceCount);
     metrics.instances.set(cache.instanceCount);

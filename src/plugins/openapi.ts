@@ -5,6 +5,24 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 
+/**
+ * OpenAPI 3.0 schemas take one `example`, not JSON Schema's `examples` array;
+ * @fastify/swagger converts most of them, not those nested in query arrays.
+ * (Parameter and media-type `examples` are maps, never arrays: left alone.)
+ */
+function examplesFor30<T>(node: T): T {
+  if (Array.isArray(node)) node.forEach(examplesFor30);
+  else if (node && typeof node === 'object') {
+    const o = node as Record<string, unknown>;
+    if (Array.isArray(o.examples)) {
+      if (o.example === undefined && o.examples.length) o.example = o.examples[0];
+      delete o.examples;
+    }
+    Object.values(o).forEach(examplesFor30);
+  }
+  return node;
+}
+
 export default fp(async function openapi(app: FastifyInstance) {
   await app.register(swagger, {
     openapi: {
@@ -24,6 +42,7 @@ export default fp(async function openapi(app: FastifyInstance) {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Required when the gateway is started with AUTH_TOKENS_FILE' } } },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+    transformObject: (doc) => examplesFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject),
   });
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

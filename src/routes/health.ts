@@ -60,6 +60,13 @@ const HealthAnswer = Type.Object({
     error: Type.Optional(Type.String()),
     details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   }),
+}, {
+  examples: [
+    {
+      status: 'ok',
+      store: { kind: 'etcd', reachable: true, revision: 1234, latencyMs: 0.84, inSync: true, appliedRevision: 1234, details: { version: '3.5.16', leader: '10276657743932975437' } },
+    },
+  ],
 });
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {

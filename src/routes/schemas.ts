@@ -41,11 +41,30 @@ const instanceFields = {
   ttl: Type.Optional(Ttl),
 };
 
-export const InstanceBody = Type.Object(instanceFields, { additionalProperties: false, $id: 'InstanceBody', description: 'Instance fields to register' });
+export const InstanceBody = Type.Object(instanceFields, {
+  additionalProperties: false,
+  $id: 'InstanceBody',
+  description: 'Instance fields to register',
+  examples: [{ address: '10.0.0.7', port: 8080, tags: ['http', 'v2'], metadata: { zone: 'eu-1', version: '2.3.1' }, weight: 100, ttl: 30 }],
+});
 export type InstanceBodyT = Static<typeof InstanceBody>;
 
 export const PostInstanceBody = Type.Object({ id: Type.Optional(InstanceId), ...instanceFields }, { additionalProperties: false, description: 'Instance fields; without id the id is {address}:{port}' });
 export type PostInstanceBodyT = Static<typeof PostInstanceBody>;
+
+const INSTANCE_EXAMPLE = {
+  service: 'payments',
+  id: '10.0.0.7:8080',
+  address: '10.0.0.7',
+  port: 8080,
+  tags: ['http', 'v2'],
+  metadata: { zone: 'eu-1', version: '2.3.1' },
+  weight: 100,
+  status: 'up',
+  ttl: 30,
+  registeredAt: '2026-11-24T10:00:00.000Z',
+  revision: 1234,
+};
 
 export const Instance = Type.Object(
   {
@@ -61,33 +80,46 @@ export const Instance = Type.Object(
     registeredAt: Type.String({ format: 'date-time', description: 'When this id was first registered' }),
     revision: Type.Integer({ description: 'Store revision (etcd mod_revision) of this record' }),
   },
-  { $id: 'Instance', description: 'A registered service instance' },
+  { $id: 'Instance', description: 'A registered service instance', examples: [INSTANCE_EXAMPLE] },
 );
 
 export const HeartbeatBody = Type.Union([Type.Object({ status: Type.Optional(Status) }, { additionalProperties: false }), Type.Null()], {
   description: 'Optional status change; an empty body is a plain renewal',
 });
-export const HeartbeatAnswer = Type.Object({
-  ttl: Type.Integer(),
-  status: Status,
-  interval: Type.Optional(Type.Number({ description: 'Seconds after which to send the next heartbeat (about TTL/3, jittered); absent for ttl 0' })),
-});
+export const HeartbeatAnswer = Type.Object(
+  {
+    ttl: Type.Integer(),
+    status: Status,
+    interval: Type.Optional(Type.Number({ description: 'Seconds after which to send the next heartbeat (about TTL/3, jittered); absent for ttl 0' })),
+  },
+  { examples: [{ ttl: 30, status: 'up', interval: 9.6 }] },
+);
 
 export const BatchBody = Type.Object(
   {
     register: Type.Optional(Type.Array(Type.Object({ service: ServiceName, id: InstanceId, ...instanceFields }, { additionalProperties: false }), { maxItems: 1000 })),
     deregister: Type.Optional(Type.Array(Type.Object({ service: ServiceName, id: InstanceId }, { additionalProperties: false }), { maxItems: 1000 })),
   },
-  { additionalProperties: false, description: 'At most 128 operations (127 when it deregisters), all or nothing' },
+  {
+    additionalProperties: false,
+    description: 'At most 128 operations (127 when it deregisters), all or nothing',
+    examples: [{ register: [{ service: 'payments', id: '10.0.0.8:8080', address: '10.0.0.8', port: 8080, ttl: 30 }], deregister: [{ service: 'payments', id: '10.0.0.7:8080' }] }],
+  },
 );
 export type BatchBodyT = Static<typeof BatchBody>;
 export const BatchAnswer = Type.Object({ revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) });
 
-export const ServiceAnswer = Type.Object({ service: Type.String(), revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) });
-export const ServicesAnswer = Type.Object({
-  revision: Type.Integer(),
-  services: Type.Array(Type.Object({ name: Type.String(), instances: Type.Integer({ description: 'Number of instances' }) })),
-});
+export const ServiceAnswer = Type.Object(
+  { service: Type.String(), revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) },
+  { examples: [{ service: 'payments', revision: 1234, instances: [INSTANCE_EXAMPLE] }] },
+);
+export const ServicesAnswer = Type.Object(
+  {
+    revision: Type.Integer(),
+    services: Type.Array(Type.Object({ name: Type.String(), instances: Type.Integer({ description: 'Number of instances' }) })),
+  },
+  { examples: [{ revision: 1240, services: [{ name: 'orders', instances: 3 }, { name: 'payments', instances: 2 }] }] },
+);
 
 export const Problem = Type.Object(
   {
@@ -97,7 +129,19 @@ export const Problem = Type.Object(
     detail: Type.String(),
     code: Type.String({ description: 'Stable error code, e.g. invalid-request, instance-not-found' }),
   },
-  { $id: 'Problem', description: 'RFC 9457 problem details (application/problem+json)' },
+  {
+    $id: 'Problem',
+    description: 'RFC 9457 problem details (application/problem+json)',
+    examples: [
+      {
+        type: 'https://etcd-discovery-gateway.dev/problems/instance-not-found',
+        title: 'Instance not found',
+        status: 404,
+        detail: 'instance 10.0.0.7:8080 of service payments is not registered (or its TTL ran out)',
+        code: 'instance-not-found',
+      },
+    ],
+  },
 );
 
 export const NameParams = Type.Object({ name: ServiceName });

@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { renderService, matches } from '../registry/cache.ts';
 import { InvalidRequestError } from '../registry/errors.ts';
-import type { InstanceStatus, ServiceFilter } from '../registry/types.ts';
+import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
 import { clientGone, markStale, notModified, parseDuration, revisionHeaders, sendJson, sendNotModified } from './http.ts';
 import { MinRevision, NameParams, ServiceAnswer, ServicesAnswer, Status, problems } from './schemas.ts';
 
@@ -12,29 +12,15 @@ const MAX_WAIT_MS = 5 * 60_000;
 
 const ServiceQuery = Type.Object(
   {
-    tag: Type.Optional(Type.Array(Type.String(), { description: 'Only instances with this tag (repeatable: all must match)' })),
+    tag: TagFilter,
     status: Type.Optional(Status),
     index: Type.Optional(Type.Integer({ minimum: 0, description: 'Blocking query: hold the answer until the service revision is above this' })),
     wait: Type.Optional(Type.String({ pattern: '^\\d{1,9}(ms|s|m)?$', description: 'Blocking query: longest hold, e.g. 10s, 500ms, 2m (default 5m, at most 5m)' })),
     consistent: Type.Optional(Type.Boolean({ description: 'Read from the store (linearizable), not from the cache' })),
     minRevision: MinRevision,
   },
-  { additionalProperties: true, patternProperties: { '^meta\\.': Type.String() }, description: 'meta.KEY=VALUE filters are repeatable: all must match' },
+  metaFilterOptions,
 );
-
-/** The filters of a discovery query, or undefined when there are none. */
-function filterOf(query: Record<string, unknown>): ServiceFilter | undefined {
-  const f: ServiceFilter = {};
-  if (Array.isArray(query.tag) && query.tag.length) f.tags = query.tag as string[];
-  if (query.status) f.status = query.status as InstanceStatus;
-  for (const [k, v] of Object.entries(query)) {
-    if (!k.startsWith('meta.')) continue;
-    const key = k.slice(5);
-    if (!key) throw new InvalidRequestError('querystring.meta.: a metadata filter needs a key (meta.KEY=VALUE)');
-    for (const value of Array.isArray(v) ? v : [v]) (f.meta ??= []).push([key, String(value)]);
-  }
-  return f.tags || f.status || f.meta ? f : undefined;
-}
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const gw = app.gateway;

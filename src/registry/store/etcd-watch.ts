@@ -29,7 +29,11 @@ function toWatchEvent(ev: { type: string; kv: IKeyValue; prev_kv?: IKeyValue | n
     createRevision: num(ev.kv.create_revision),
     lease: String(ev.kv.lease ?? '0'),
   };
-  if (ev.prev_kv) out.prevValue = ev.prev_kv.value.toString('utf8');
+  if (ev.prev_kv) {
+    out.prevValue = ev.prev_kv.value.toString('utf8');
+    // A replayed deregister shows the last record with its own revision, as a live one does.
+    out.prevModRevision = num(ev.prev_kv.mod_revision);
+  }
   return out;
 }
 

@@ -50,7 +50,22 @@ function search<T>(arr: T[], before: (x: T) => boolean, lo = 0): number {
   return lo;
 }
 
-const lowerBound = (keys: string[], key: string): number => search(keys, (k) => k < key);
+/**
+ * a < b in UTF-8 byte order, as etcd orders keys. UTF-16 code-unit order agrees
+ * except where a surrogate (a character above U+FFFF) meets U+E000–U+FFFF.
+ */
+export function keyLess(a: string, b: string): boolean {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return rank(x) < rank(y);
+  }
+  return a.length < b.length;
+}
+const rank = (c: number) => (c >= 0xd800 && c <= 0xdfff ? c + 0x2000 : c >= 0xe000 ? c - 0x800 : c);
+
+const lowerBound = (keys: string[], key: string): number => search(keys, (k) => keyLess(k, key));
 
 const CHUNK = 512;
 
@@ -221,7 +236,7 @@ export class MemoryStore implements Store {
   private dropLease(id: string, lease: LeaseEntry): void {
     clearTimeout(lease.timer);
     this.leases.delete(id);
-    const keys = [...lease.keys].sort();
+    const keys = [...lease.keys].sort((a, b) => (keyLess(a, b) ? -1 : keyLess(b, a) ? 1 : 0));
     this.commit(keys.map((key) => ({ type: 'delete', key })));
   }
 
@@ -298,14 +313,17 @@ export class MemoryStore implements Store {
         this.kvs.set(op.key, { value: op.value, modRevision: rev, createRevision, lease });
         if (!prev) this.sortedKeys.insert(op.key);
         const ev: WatchEvent = { type: 'put', key: op.key, value: op.value, modRevision: rev, createRevision, lease };
-        if (prev) ev.prevValue = prev.value;
+        if (prev) {
+          ev.prevValue = prev.value;
+          ev.prevModRevision = prev.modRevision;
+        }
         events.push(ev);
       } else if (prev) {
         this.leases.get(prev.lease)?.keys.delete(op.key);
         this.kvs.delete(op.key);
         this.sortedKeys.delete(op.key);
         // etcd delete events carry only key and mod revision (create revision 0, no lease).
-        events.push({ type: 'delete', key: op.key, value: '', modRevision: rev, createRevision: 0, lease: '0', prevValue: prev.value });
+        events.push({ type: 'delete', key: op.key, value: '', modRevision: rev, createRevision: 0, lease: '0', prevValue: prev.value, prevModRevision: prev.modRevision });
       }
     }
     if (events.length === 0) return;

@@ -16,6 +16,7 @@ export class MonitoredStore implements Store {
   requests = 0;
   private up = false;
   private lastContactMs = 0;
+  private closed = false;
 
   constructor(
     private readonly inner: Store,
@@ -47,7 +48,7 @@ export class MonitoredStore implements Store {
 
   private mark(up: boolean, err?: unknown): void {
     if (up) this.lastContactMs = Date.now();
-    if (up === this.up) return;
+    if (up === this.up || this.closed) return; // a call failing because we closed is no outage
     this.up = up;
     this.observer.reachability(up, err);
   }
@@ -92,6 +93,7 @@ export class MonitoredStore implements Store {
     return this.timed('status', () => this.inner.status(timeoutMs));
   }
   close() {
+    this.closed = true;
     return this.inner.close();
   }
 }

@@ -1,0 +1,102 @@
+// GET /sd/prometheus: Prometheus HTTP service discovery straight from the cache,
+// so that `http_sd_configs` scrapes every registered instance with no other glue.
+// Format: https://prometheus.io/docs/prometheus/latest/http_sd/
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { RegistryError } from '../registry/errors.ts';
+import type { Instance } from '../registry/types.ts';
+import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
+import { markStale } from './http.ts';
+import { ServiceName, Status, problems } from './schemas.ts';
+
+const LABEL = '__meta_discovery_';
+
+const SdQuery = Type.Object(
+  {
+    service: Type.Optional(Type.Array(ServiceName, { description: 'Only these services (repeatable)' })),
+    tag: TagFilter,
+    status: Type.Optional(Status),
+  },
+  metaFilterOptions,
+);
+
+const TargetGroup = Type.Object(
+  {
+    targets: Type.Array(Type.String(), { description: 'One "address:port" (IPv6 addresses in brackets)' }),
+    labels: Type.Record(Type.String(), Type.String(), {
+      description:
+        `${LABEL}service, ${LABEL}instance_id, ${LABEL}status, ${LABEL}weight, ${LABEL}tags (",a,b,"; ",," for none) ` +
+        `and ${LABEL}metadata_<key> (characters outside [a-zA-Z0-9_] become "_")`,
+    }),
+  },
+  { description: 'One target group per instance' },
+);
+
+export interface TargetGroup {
+  targets: string[];
+  labels: Record<string, string>;
+}
+
+/** host:port as Prometheus expects a target; an IPv6 address goes in brackets. */
+export function target(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** A metadata key as a label name suffix: [a-zA-Z0-9_] only. */
+export function labelSuffix(key: string): string {
+  return key.replace(/[^a-zA-Z0-9_]/g, '_');
+}
+
+export function targetGroup(x: Instance): TargetGroup {
+  const labels: Record<string, string> = {
+    [`${LABEL}service`]: x.service,
+    [`${LABEL}instance_id`]: x.id,
+    [`${LABEL}status`]: x.status,
+    [`${LABEL}weight`]: String(x.weight),
+    // As Consul's SD writes tags: separators at both ends, so a relabel regex can match ",tag,".
+    [`${LABEL}tags`]: `,${x.tags.join(',')},`,
+  };
+  // Keys in code-unit order: when two keys sanitize to one label name, the later key wins.
+  for (const key of Object.keys(x.metadata).sort()) labels[`${LABEL}metadata_${labelSuffix(key)}`] = x.metadata[key]!;
+  return { targets: [target(x.address, x.port)], labels };
+}
+
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  const gw = app.gateway;
+  const { cache, metrics } = gw;
+
+  app.get(
+    '/sd/prometheus',
+    {
+      schema: {
+        tags: ['discovery'],
+        summary: 'Prometheus HTTP service discovery: one target group per instance',
+        description:
+          'For http_sd_configs. service= (repeatable), tag= (repeatable: all must match), status= and meta.KEY= narrow it. ' +
+          'With access control on, only the services the token may read are listed.',
+        querystring: SdQuery,
+        response: { 200: Type.Array(TargetGroup), ...problems(400, 401, 403, 503) },
+      },
+    },
+    async (req, reply) => {
+      const canRead = req.canRead;
+      const named = req.query.service?.length ? [...new Set(req.query.service)].sort() : undefined;
+      if (named && canRead) {
+        const denied = named.find((s) => !canRead(s));
+        if (denied !== undefined) throw new RegistryError('forbidden', `this token may not read service ${denied}`);
+      }
+      const filter = filterOf(req.query as Record<string, unknown>);
+      markStale(gw, reply, true);
+      metrics.cacheRequests.inc({ result: 'hit' });
+      const groups: TargetGroup[] = [];
+      for (const service of named ?? cache.serviceNames()) {
+        if (canRead && !canRead(service)) continue;
+        for (const x of cache.instances(service, filter)) groups.push(targetGroup(x.record));
+      }
+      reply.header('x-registry-revision', String(cache.appliedRevision));
+      return groups;
+    },
+  );
+};
+
+export default routes;
