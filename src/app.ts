@@ -9,6 +9,8 @@ import type { DestinationStream } from 'pino';
 import type { Config } from './config.ts';
 import type { Gateway } from './gateway.ts';
 import { Metrics } from './metrics.ts';
+import { TokenSet } from './auth/tokens.ts';
+import auth from './plugins/auth.ts';
 import errors from './plugins/errors.ts';
 import observability, { loggableUrl } from './plugins/observability.ts';
 import openapi from './plugins/openapi.ts';
@@ -42,6 +44,16 @@ const STARTUP_TIMEOUT_MS = 20_000;
 const STORE_PROBE_INTERVAL_MS = 2000;
 /** Deadline of that check: a cheap status call. */
 const STORE_PROBE_TIMEOUT_MS = 1000;
+/** RATE_LIMIT_MAX counts requests in fixed windows of this length (API.md: one minute). */
+const RATE_LIMIT_WINDOW_MS = 60_000;
+/**
+ * Longest time an ordinary request may take from arrival to answer (503 after).
+ * Change streams hijack the reply, which clears this timer; blocking queries set a
+ * longer one on their route (routes/services.ts); no other timeout cuts them.
+ */
+const HANDLER_TIMEOUT_MS = 30_000;
+/** Longest time a client may take to send a whole request (headers and body): slow-body clients. */
+const REQUEST_RECEIVE_TIMEOUT_MS = 30_000;
 
 export interface AppDeps {
   /** A store to use instead of the one the config names (tests). */
@@ -52,6 +64,10 @@ export interface AppDeps {
   logStream?: DestinationStream;
   /** Interval of the background store probe (default STORE_PROBE_INTERVAL_MS). */
   storeProbeIntervalMs?: number;
+  /** Rate-limit window (default RATE_LIMIT_WINDOW_MS; tests use a short one). */
+  rateLimitWindowMs?: number;
+  /** Handler timeout of ordinary routes (default HANDLER_TIMEOUT_MS). */
+  handlerTimeoutMs?: number;
 }
 
 export function createStore(config: Config): Store {
@@ -69,6 +85,8 @@ export function createStore(config: Config): Store {
 }
 
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  // A bad tokens file stops the start before the store is even tried.
+  const tokens = config.authTokensFile ? TokenSet.load(config.authTokensFile) : undefined;
   const options: FastifyServerOptions = {
     logger: {
       level: config.logLevel,
@@ -79,6 +97,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // fastify's own two lines per request are off: plugins/observability.ts writes one (REQUEST_LOG).
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
+    handlerTimeout: deps.handlerTimeoutMs ?? HANDLER_TIMEOUT_MS,
+    requestTimeout: REQUEST_RECEIVE_TIMEOUT_MS, // receiving the request only: never cuts a long answer
     forceCloseConnections: true,
     // ids are up to 128 characters: longer ones must reach validation (400), not the router's 414
     routerOptions: { maxParamLength: 512 },
@@ -129,11 +149,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     deregistered: (n) => metrics.deregistrations.inc(n),
     heartbeat: (result) => metrics.heartbeats.inc({ result }),
   });
-  let hub: Hub | undefined;
+  // The hub needs the loaded cache; the watch needs to tell the hub of reloads: bound after both exist.
+  const onReload: (() => void)[] = [];
   const sync = new WatchSync(store, keys, cache, {
     reset: () => {
       metrics.watchRestarts.inc();
-      hub?.reset();
+      for (const f of onReload) f();
     },
     warn: (message, err) => app.log.warn({ err: err instanceof Error ? err.message : undefined }, message),
     info: (message) => app.log.info(message),
@@ -142,13 +163,14 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await startSync(sync, app);
   const probe = new StoreProbe(store, deps.storeProbeIntervalMs ?? STORE_PROBE_INTERVAL_MS, STORE_PROBE_TIMEOUT_MS);
   probe.start();
-  hub = new Hub(
+  const hub = new Hub(
     cache,
     keys,
     store,
     { history: config.eventHistory, keepAliveMs: config.sseKeepAliveSeconds * 1000, writeFence: () => registry.writeFence() },
     { clients: (n) => metrics.sseClients.set(n), sent: (n) => metrics.sseEventsSent.inc(n) },
   );
+  onReload.push(() => hub.reset());
   const gateway: Gateway = { config, metrics, store, cache, sync, registry, hub };
   app.decorate('gateway', gateway);
 
@@ -161,6 +183,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
 
   await app.register(errors);
+  if (tokens) await app.register(auth, { tokens, protectMetrics: config.authMetrics });
   await app.register(openapi);
   await app.register(observability, { requestLog: config.requestLog });
   if (config.corsOrigins) {
@@ -169,10 +192,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   if (config.rateLimitMax) {
     await app.register(rateLimit, {
       max: config.rateLimitMax,
-      timeWindow: 60_000,
+      timeWindow: deps.rateLimitWindowMs ?? RATE_LIMIT_WINDOW_MS,
       // Probes and scrapes are never limited: an orchestrator must see the gateway.
       allowList: (req) => req.url.startsWith('/health') || req.url.startsWith('/metrics'),
-      keyGenerator: (req) => req.headers.authorization ?? req.ip,
+      // Per valid token (the auth plugin's onRequest hook ran before this one), else per
+      // address: an unverified header must not buy a fresh allowance.
+      keyGenerator: (req) => (req.accessToken ? `token:${req.accessToken.name}` : `ip:${req.ip}`),
       errorResponseBuilder: (_req, ctx) =>
         Object.assign(new Error(`more than ${ctx.max} requests in a minute; retry after ${ctx.after}`), { statusCode: 429, code: 'too-many-requests' }),
     });

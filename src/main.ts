@@ -17,6 +17,11 @@ async function main(): Promise<void> {
   try {
     app = await buildApp(config);
   } catch (err) {
+    if (err instanceof ConfigError) {
+      // A setting that names a file (AUTH_TOKENS_FILE) is checked when the file is read.
+      process.stderr.write(`etcd-discovery-gateway: invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
     const why = err instanceof Error ? err.message : String(err);
     process.stderr.write(`etcd-discovery-gateway: cannot start: the ${config.store.kind} store could not be read: ${why}\n`);
     process.exit(1);

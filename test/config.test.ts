@@ -45,7 +45,7 @@ describe('configuration', () => {
   for (const [name, value] of [
     ['PORT', 'not-a-port'],
     ['ETCD_ENDPOINTS', 'ftp://nowhere'],
-  ]) {
+  ] as const) {
     it(`the process exits non-zero naming ${name} when ${name}=${value}`, () => {
       const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...process.env, [name]: value }, encoding: 'utf8', timeout: 30_000 });
       assert.notEqual(r.status, 0);

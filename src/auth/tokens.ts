@@ -9,6 +9,7 @@
 // write are separate rights, as in etcd; admin may read and write every service.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { ConfigError } from '../config.ts';
 
 export interface AccessToken {
   readonly name: string;
@@ -17,7 +18,8 @@ export interface AccessToken {
   canWrite(service: string): boolean;
 }
 
-export class TokenFileError extends Error {}
+/** A bad AUTH_TOKENS_FILE is a bad setting: the start stops with a message naming it. */
+export class TokenFileError extends ConfigError {}
 
 /** A service name, or a prefix of one followed by `*`. */
 const PATTERN = /^(?:[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?|[a-z0-9._-]{0,63}\*)$/;

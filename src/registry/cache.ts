@@ -121,8 +121,18 @@ export class Cache {
     return { revision, body: renderService(service, revision, this.instances(service, filter)) };
   }
 
-  /** GET /services: names sorted, with instance counts, labelled with the applied revision. */
-  servicesAnswer(): ServiceAnswer {
+  /**
+   * GET /services: names sorted, with instance counts, labelled with the applied revision.
+   * With `include` (a token's read right), only those services, rendered per call; without
+   * it, the body is rendered once per revision.
+   */
+  servicesAnswer(include?: (service: string) => boolean): ServiceAnswer {
+    if (include) {
+      const services = this.serviceNames()
+        .filter(include)
+        .map((name) => ({ name, instances: this.services.get(name)!.byId.size }));
+      return { revision: this.applied, body: JSON.stringify({ revision: this.applied, services }) };
+    }
     if (this.servicesListAnswer && this.servicesListAnswer.revision === this.applied) return this.servicesListAnswer;
     const services = this.serviceNames().map((name) => ({ name, instances: this.services.get(name)!.byId.size }));
     this.servicesListAnswer = { revision: this.applied, body: JSON.stringify({ revision: this.applied, services }) };

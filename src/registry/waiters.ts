@@ -8,9 +8,8 @@ interface Waiter {
 
 function park<W extends Waiter>(add: (w: W) => void, remove: (w: W) => void, make: (done: (r: boolean) => void) => W, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
-    let timer: NodeJS.Timeout | undefined;
     const finish = (reached: boolean) => {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       remove(w);
       resolve(reached);
@@ -18,7 +17,7 @@ function park<W extends Waiter>(add: (w: W) => void, remove: (w: W) => void, mak
     const onAbort = () => finish(false);
     const w = make(finish);
     add(w);
-    timer = setTimeout(() => finish(false), timeoutMs);
+    const timer = setTimeout(() => finish(false), timeoutMs);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

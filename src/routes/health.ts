@@ -48,33 +48,37 @@ export class HealthProbe {
   }
 }
 
-const HealthAnswer = Type.Object({
-  status: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
-  store: Type.Object({
-    kind: Type.String(),
-    reachable: Type.Boolean(),
-    revision: Type.Integer(),
-    latencyMs: Type.Number(),
-    inSync: Type.Boolean({ description: 'The watch is connected and the cache holds every change up to appliedRevision' }),
-    appliedRevision: Type.Integer(),
-    error: Type.Optional(Type.String()),
-    details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-  }),
-}, {
-  examples: [
-    {
-      status: 'ok',
-      store: { kind: 'etcd', reachable: true, revision: 1234, latencyMs: 0.84, inSync: true, appliedRevision: 1234, details: { version: '3.5.16', leader: '10276657743932975437' } },
-    },
-  ],
-});
+const HealthAnswer = Type.Object(
+  {
+    status: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
+    store: Type.Object({
+      kind: Type.String(),
+      reachable: Type.Boolean(),
+      revision: Type.Integer(),
+      latencyMs: Type.Number(),
+      inSync: Type.Boolean({ description: 'The watch is connected and the cache holds every change up to appliedRevision' }),
+      appliedRevision: Type.Integer(),
+      error: Type.Optional(Type.String()),
+      details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    }),
+  },
+  {
+    description: 'Readiness and the store as this gateway sees it',
+    examples: [
+      {
+        status: 'ok',
+        store: { kind: 'etcd', reachable: true, revision: 1234, latencyMs: 0.84, inSync: true, appliedRevision: 1234, details: { version: '3.5.16', leader: '10276657743932975437' } },
+      },
+    ],
+  },
+);
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const probe = new HealthProbe(app.gateway);
   const ready = (h: StoreHealth) => h.reachable && h.inSync;
   const tags = ['operations'];
 
-  app.get('/health/live', { schema: { tags, summary: 'Liveness: 200 while the process serves', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+  app.get('/health/live', { schema: { tags, summary: 'Liveness: 200 while the process serves', response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'The process serves' }) } } }, async () => ({ status: 'ok' as const }));
 
   app.get(
     '/health/ready',

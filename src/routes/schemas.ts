@@ -92,7 +92,7 @@ export const HeartbeatAnswer = Type.Object(
     status: Status,
     interval: Type.Optional(Type.Number({ description: 'Seconds after which to send the next heartbeat (about TTL/3, jittered); absent for ttl 0' })),
   },
-  { examples: [{ ttl: 30, status: 'up', interval: 9.6 }] },
+  { description: 'The TTL renewed and the current status', examples: [{ ttl: 30, status: 'up', interval: 9.6 }] },
 );
 
 export const BatchBody = Type.Object(
@@ -107,18 +107,18 @@ export const BatchBody = Type.Object(
   },
 );
 export type BatchBodyT = Static<typeof BatchBody>;
-export const BatchAnswer = Type.Object({ revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) });
+export const BatchAnswer = Type.Object({ revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) }, { description: 'The store revision of the batch and the instances it registered' });
 
 export const ServiceAnswer = Type.Object(
   { service: Type.String(), revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) },
-  { examples: [{ service: 'payments', revision: 1234, instances: [INSTANCE_EXAMPLE] }] },
+  { description: "The service's instances (sorted by id) at `revision`", examples: [{ service: 'payments', revision: 1234, instances: [INSTANCE_EXAMPLE] }] },
 );
 export const ServicesAnswer = Type.Object(
   {
     revision: Type.Integer(),
     services: Type.Array(Type.Object({ name: Type.String(), instances: Type.Integer({ description: 'Number of instances' }) })),
   },
-  { examples: [{ revision: 1240, services: [{ name: 'orders', instances: 3 }, { name: 'payments', instances: 2 }] }] },
+  { description: 'Every service with its instance count, names sorted', examples: [{ revision: 1240, services: [{ name: 'orders', instances: 3 }, { name: 'payments', instances: 2 }] }] },
 );
 
 export const Problem = Type.Object(

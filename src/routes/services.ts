@@ -9,6 +9,8 @@ import { clientGone, markStale, notModified, parseDuration, revisionHeaders, sen
 import { MinRevision, NameParams, ServiceAnswer, ServicesAnswer, Status, problems } from './schemas.ts';
 
 const MAX_WAIT_MS = 5 * 60_000;
+/** A blocking query may hold its answer for its wait plus jitter (wait/16): the handler timeout leaves room for that. */
+const BLOCKING_HANDLER_TIMEOUT_MS = MAX_WAIT_MS + MAX_WAIT_MS / 16 + 30_000;
 
 const ServiceQuery = Type.Object(
   {
@@ -42,11 +44,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         metrics.cacheRequests.inc({ result: 'miss' });
         const fresh = await registry.readServices();
         revisionHeaders(reply, fresh.revision);
-        return fresh;
+        return req.canRead ? { ...fresh, services: fresh.services.filter((s) => req.canRead!(s.name)) } : fresh;
       }
       markStale(gw, reply, true);
       metrics.cacheRequests.inc({ result: 'hit' });
-      const answer = cache.servicesAnswer();
+      // With access control on, only the services the token may read (API.md).
+      const answer = cache.servicesAnswer(req.canRead);
       revisionHeaders(reply, answer.revision);
       if (notModified(req, answer.revision)) return sendNotModified(reply);
       return sendJson(reply, answer.body);
@@ -56,6 +59,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/services/:name',
     {
+      handlerTimeout: BLOCKING_HANDLER_TIMEOUT_MS,
       schema: {
         tags: ['discovery'],
         summary: "A service's instances, sorted by id",

@@ -1,0 +1,70 @@
+// Instances as the benchmark registers them (tags and metadata, like real ones),
+// and fast loading: /batch through the gateway, or direct etcd puts in the
+// gateway's own record format (records.ts, keys.ts) for the large sizes.
+import type { Etcd3 } from 'etcd3';
+import { KeyLayout } from '../../src/registry/keys.ts';
+import { encodeRecord } from '../../src/registry/records.ts';
+import type { Instance, InstanceInput } from '../../src/registry/types.ts';
+import { pool } from './load.ts';
+
+export const PREFIX = '/services';
+export const keys = new KeyLayout(PREFIX);
+
+/** Half the instances carry the tag `canary`, the rest `stable`. */
+export function instanceInput(i: number, ttl: number): InstanceInput {
+  return {
+    address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+    port: 8080,
+    tags: ['http', 'v2', i % 2 ? 'canary' : 'stable'],
+    metadata: { zone: `eu-${i % 3}`, version: '2.3.1', team: 'payments' },
+    weight: 100,
+    ttl,
+  };
+}
+
+export const instanceId = (i: number) => `i-${String(i).padStart(6, '0')}`;
+
+/** POST /batch with up to 128 registrations per call, `parallel` calls at a time. */
+export async function registerByBatch(
+  gateway: string,
+  items: { service: string; id: string; input: InstanceInput }[],
+  parallel = 4,
+  perBatch = 128,
+): Promise<void> {
+  const batches: (typeof items)[] = [];
+  for (let i = 0; i < items.length; i += perBatch) batches.push(items.slice(i, i + perBatch));
+  await pool(batches, parallel, async (batch) => {
+    const register = batch.map((x) => ({ service: x.service, id: x.id, ...x.input }));
+    const res = await fetch(`${gateway}/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ register }) });
+    if (res.status !== 200) throw new Error(`POST /batch answered ${res.status}: ${await res.text()}`);
+    await res.arrayBuffer();
+  });
+}
+
+/**
+ * `services` × `perService` instances with ttl 0, written straight into etcd in
+ * the gateway's format (128 puts per transaction), starting at service number `fromService`.
+ */
+export async function loadDirect(etcd: Etcd3, fromService: number, services: number, perService: number): Promise<void> {
+  const registeredAt = new Date().toISOString();
+  const puts: { key: string; value: string }[] = [];
+  for (let s = fromService; s < fromService + services; s++) {
+    const service = serviceName(s);
+    for (let i = 0; i < perService; i++) {
+      const id = instanceId(i);
+      puts.push({ key: keys.instance(service, id), value: encodeRecord(toRecord(service, id, instanceInput(s * perService + i, 0), registeredAt)) });
+    }
+  }
+  const txns: (typeof puts)[] = [];
+  for (let i = 0; i < puts.length; i += 128) txns.push(puts.slice(i, i + 128));
+  await pool(txns, 8, (ops) =>
+    etcd.kv.txn({ compare: [], success: ops.map((p) => ({ request_put: { key: Buffer.from(p.key), value: Buffer.from(p.value) } })), failure: [] }),
+  );
+}
+
+/** The record the gateway would store for this registration. */
+export function toRecord(service: string, id: string, input: InstanceInput, registeredAt = new Date().toISOString()): Instance {
+  return { service, id, address: input.address, port: input.port, tags: input.tags ?? [], metadata: input.metadata ?? {}, weight: input.weight ?? 100, status: input.status ?? 'up', ttl: input.ttl ?? 0, registeredAt, revision: 0 };
+}
+
+export const serviceName = (s: number) => `svc-${String(s).padStart(5, '0')}`;

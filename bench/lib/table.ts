@@ -1,0 +1,97 @@
+// What a scenario reports: rows of (ours, baseline, ratio, target, pass), printed
+// as a plain-text table at the end of the run and as Markdown in BENCHMARKS.md.
+
+export interface Row {
+  metric: string;
+  ours: number;
+  unit: string;
+  baseline?: number;
+  /** What the baseline is (e.g. "fastify", "etcd3 client"). */
+  against?: string;
+  /** ours / baseline (or the growth factor for size independence). */
+  ratio?: number;
+  target?: string;
+  /** undefined: informational row, no target. */
+  pass?: boolean;
+}
+
+export interface ScenarioResult {
+  name: string;
+  title: string;
+  rows: Row[];
+  seconds: number;
+  error?: string;
+  notes: string[];
+}
+
+export interface ScenarioContext {
+  quick: boolean;
+  /** The etcd client URL this scenario owns (fresh per scenario). */
+  etcd: string;
+  /** When set, the gateway writes a V8 CPU profile here on exit. */
+  cpuProfDir?: string;
+  log(message: string): void;
+  /** A remark shown under the scenario's table (method detail, anomaly). */
+  note(message: string): void;
+}
+
+export interface Scenario {
+  name: string;
+  title: string;
+  run(ctx: ScenarioContext): Promise<Row[]>;
+}
+
+/** A throughput row compared with a baseline: pass when ours ≥ min × baseline. */
+export function ratioRow(metric: string, ours: number, baseline: number, against: string, unit: string, min?: number): Row {
+  const ratio = ours / baseline;
+  return { metric, ours, baseline, against, ratio, unit, target: min === undefined ? undefined : `≥ ${min}×`, pass: min === undefined ? undefined : ratio >= min };
+}
+
+/** A row with an upper bound: pass when ours < max. */
+export function underRow(metric: string, ours: number, unit: string, max?: number): Row {
+  return { metric, ours, unit, target: max === undefined ? undefined : `< ${max} ${unit}`, pass: max === undefined ? undefined : ours < max };
+}
+
+export function fmt(n: number | undefined): string {
+  if (n === undefined) return '';
+  if (!Number.isFinite(n)) return String(n);
+  const a = Math.abs(n);
+  if (a >= 1000) return Math.round(n).toLocaleString('en-US');
+  if (a >= 100) return n.toFixed(0);
+  if (a >= 10) return n.toFixed(1);
+  return n.toFixed(2);
+}
+
+const verdict = (r: Row) => (r.pass === undefined ? '' : r.pass ? 'pass' : 'FAIL');
+
+function cells(r: Row): string[] {
+  return [
+    r.metric,
+    `${fmt(r.ours)} ${r.unit}`,
+    r.baseline === undefined ? '' : `${fmt(r.baseline)} ${r.unit}${r.against ? ` (${r.against})` : ''}`,
+    r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}×`,
+    r.target ?? '',
+    verdict(r),
+  ];
+}
+
+const HEAD = ['metric', 'ours', 'baseline', 'ratio', 'target', 'result'];
+
+export function textTable(result: ScenarioResult): string {
+  const rows = [HEAD, ...result.rows.map(cells)];
+  const widths = HEAD.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const out = [`== ${result.title} (${result.seconds.toFixed(0)} s)`, line(HEAD), widths.map((w) => '-'.repeat(w)).join('  ')];
+  for (const r of rows.slice(1)) out.push(line(r));
+  if (result.error) out.push(`!! scenario failed: ${result.error}`);
+  for (const n of result.notes) out.push(`   note: ${n}`);
+  return out.join('\n');
+}
+
+export function markdownTable(result: ScenarioResult): string {
+  const out = [`### ${result.title}`, '', `| ${HEAD.join(' | ')} |`, `| ${HEAD.map(() => '---').join(' | ')} |`];
+  for (const r of result.rows) out.push(`| ${cells(r).join(' | ')} |`);
+  if (result.error) out.push('', `**Scenario failed:** ${result.error}`);
+  if (result.notes.length) out.push('', ...result.notes.map((n) => `- ${n}`));
+  return out.join('\n');
+}
