@@ -4,11 +4,24 @@
 
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import https from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Client-side TLS of a test cluster (peers stay plain HTTP on loopback). */
+export interface EtcdTls {
+  /** CA that signed the server certificate (and the client certificates etcd accepts). */
+  caFile: string;
+  /** The server's certificate and key (its SANs must cover 127.0.0.1). */
+  certFile: string;
+  keyFile: string;
+  /** Require client certificates (--client-cert-auth); the helper's etcdctl and health checks present this one. */
+  clientCert?: { certFile: string; keyFile: string };
+}
 
 export interface EtcdMember {
   name: string;
@@ -29,6 +42,13 @@ export interface EtcdCluster {
   kill(i: number, signal?: NodeJS.Signals): Promise<void>;
   /** Respawn member i on the same data dir and ports; waits until healthy. */
   restart(i: number): Promise<void>;
+  /**
+   * Respawn member i on the same data dir but another client port, which clients
+   * configured with `endpoints` cannot reach; resolves that URL. restart(i) brings it back.
+   */
+  restartElsewhere(i: number): Promise<string>;
+  /** Run etcdctl against the given endpoints only. */
+  ctlAt(urls: string[], args: string[]): Promise<string>;
   /** Freeze (SIGSTOP) / thaw (SIGCONT) member i. */
   stop(i: number): void;
   cont(i: number): void;
@@ -65,7 +85,29 @@ const freePort = () =>
     });
   });
 
-async function healthy(url: string): Promise<boolean> {
+/** etcd's /health over https, trusting the test CA (and presenting the client certificate). */
+function healthyTls(url: string, tls: EtcdTls): Promise<boolean> {
+  return new Promise((ok) => {
+    const req = https.get(
+      `${url}/health`,
+      {
+        ca: readFileSync(tls.caFile),
+        cert: tls.clientCert && readFileSync(tls.clientCert.certFile),
+        key: tls.clientCert && readFileSync(tls.clientCert.keyFile),
+        timeout: 1000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => (body += d));
+        res.on('end', () => ok(body.includes('"health":"true"')));
+      },
+    );
+    req.on('error', () => ok(false)).on('timeout', () => req.destroy());
+  });
+}
+
+async function healthy(url: string, tls?: EtcdTls): Promise<boolean> {
+  if (tls) return healthyTls(url, tls);
   try {
     const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
     return ((await res.json()) as { health?: string }).health === 'true';
@@ -74,12 +116,12 @@ async function healthy(url: string): Promise<boolean> {
   }
 }
 
-async function waitHealthy(m: EtcdMember): Promise<void> {
+async function waitHealthy(m: EtcdMember, tls?: EtcdTls): Promise<void> {
   for (const t0 = Date.now(); ; await sleep(100)) {
     if (m.proc.exitCode !== null || m.proc.signalCode !== null) {
       throw new Error(`etcd member ${m.name} exited (port race?)`);
     }
-    if (await healthy(m.clientUrl)) return;
+    if (await healthy(m.clientUrl, tls)) return;
     if (Date.now() - t0 > HEALTH_TIMEOUT_MS) throw new Error(`etcd member ${m.name} not healthy in time`);
   }
 }
@@ -89,13 +131,18 @@ async function exited(proc: ChildProcess): Promise<void> {
   await once(proc, 'exit');
 }
 
-async function startOnce(size: number, extraArgs: string[]): Promise<EtcdCluster> {
+async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls): Promise<EtcdCluster> {
+  const scheme = tls ? 'https' : 'http';
+  const tlsArgs = tls
+    ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, ...(tls.clientCert ? ['--client-cert-auth'] : [])]
+    : [];
+  const ctlTls = tls ? [`--cacert=${tls.caFile}`, ...(tls.clientCert ? [`--cert=${tls.clientCert.certFile}`, `--key=${tls.clientCert.keyFile}`] : [])] : [];
   const token = `t-${process.pid}-${Date.now()}`;
   const members: EtcdMember[] = [];
   for (let i = 0; i < size; i++) {
     members.push({
       name: `m${i}`,
-      clientUrl: `http://127.0.0.1:${await freePort()}`,
+      clientUrl: `${scheme}://127.0.0.1:${await freePort()}`,
       peerUrl: `http://127.0.0.1:${await freePort()}`,
       dataDir: await mkdtemp(join(tmpdir(), 'etcd-test-')),
       pid: 0,
@@ -105,7 +152,7 @@ async function startOnce(size: number, extraArgs: string[]): Promise<EtcdCluster
   const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
   const endpoints = members.map((m) => m.clientUrl);
 
-  const spawnMember = (m: EtcdMember) => {
+  const spawnMember = (m: EtcdMember, clientUrl = m.clientUrl) => {
     // On a restart etcd ignores the --initial-* flags: the data dir knows the cluster.
     const args = [
       '--name',
@@ -113,9 +160,9 @@ async function startOnce(size: number, extraArgs: string[]): Promise<EtcdCluster
       '--data-dir',
       m.dataDir,
       '--listen-client-urls',
-      m.clientUrl,
+      clientUrl,
       '--advertise-client-urls',
-      m.clientUrl,
+      clientUrl,
       '--listen-peer-urls',
       m.peerUrl,
       '--initial-advertise-peer-urls',
@@ -128,6 +175,7 @@ async function startOnce(size: number, extraArgs: string[]): Promise<EtcdCluster
       'new',
       '--log-level',
       'error',
+      ...tlsArgs,
       ...extraArgs,
     ];
     const proc = spawn(ETCD, args, { stdio: 'ignore' });
@@ -150,7 +198,7 @@ async function startOnce(size: number, extraArgs: string[]): Promise<EtcdCluster
     new Promise<string>((ok, ko) => {
       execFile(
         ETCDCTL,
-        [`--endpoints=${eps.join(',')}`, '--command-timeout=5s', ...args],
+        [`--endpoints=${eps.join(',')}`, '--command-timeout=5s', ...ctlTls, ...args],
         { env: { ...process.env, ETCDCTL_API: '3' } },
         (err, stdout, stderr) => (err ? ko(new Error(`etcdctl ${args.join(' ')}: ${stderr || err.message}`)) : ok(stdout)),
       );
@@ -162,8 +210,8 @@ async function startOnce(size: number, extraArgs: string[]): Promise<EtcdCluster
   };
 
   try {
-    members.forEach(spawnMember);
-    await Promise.all(members.map(waitHealthy));
+    members.forEach((m) => spawnMember(m));
+    await Promise.all(members.map((m) => waitHealthy(m, tls)));
   } catch (err) {
     await cleanup();
     throw err;
@@ -178,8 +226,17 @@ async function startOnce(size: number, extraArgs: string[]): Promise<EtcdCluster
       const m = members[i]!;
       await killMember(m);
       spawnMember(m);
-      await waitHealthy(m);
+      await waitHealthy(m, tls);
     },
+    async restartElsewhere(i) {
+      const m = members[i]!;
+      await killMember(m);
+      const url = `${scheme}://127.0.0.1:${await freePort()}`;
+      spawnMember(m, url);
+      await waitHealthy({ ...m, clientUrl: url }, tls);
+      return url;
+    },
+    ctlAt: (urls, args) => ctl(args, urls),
     stop: (i) => void members[i]!.proc.kill('SIGSTOP'),
     cont: (i) => void members[i]!.proc.kill('SIGCONT'),
     async leaderIndex() {
@@ -204,13 +261,13 @@ async function startOnce(size: number, extraArgs: string[]): Promise<EtcdCluster
   };
 }
 
-export async function startEtcd(opts: { size?: 1 | 3; extraArgs?: string[] } = {}): Promise<EtcdCluster> {
+export async function startEtcd(opts: { size?: 1 | 3; extraArgs?: string[]; tls?: EtcdTls } = {}): Promise<EtcdCluster> {
   checkBinary();
   const size = opts.size ?? 1;
   try {
-    return await startOnce(size, opts.extraArgs ?? []);
+    return await startOnce(size, opts.extraArgs ?? [], opts.tls);
   } catch {
     // Another process may have taken a port between freePort() and etcd's bind: retry once.
-    return await startOnce(size, opts.extraArgs ?? []);
+    return await startOnce(size, opts.extraArgs ?? [], opts.tls);
   }
 }
