@@ -14,9 +14,11 @@ import auth from './plugins/auth.ts';
 import errors from './plugins/errors.ts';
 import observability, { loggableUrl } from './plugins/observability.ts';
 import openapi from './plugins/openapi.ts';
+import timeouts from './plugins/timeouts.ts';
 import { Cache } from './registry/cache.ts';
 import { Hub } from './registry/hub.ts';
 import { KeyLayout } from './registry/keys.ts';
+import { StoreAccessError } from './registry/errors.ts';
 import { Registry } from './registry/registry.ts';
 import { EtcdStore } from './registry/store/etcd.ts';
 import { MemoryStore } from './registry/store/memory.ts';
@@ -47,9 +49,8 @@ const STORE_PROBE_TIMEOUT_MS = 1000;
 /** RATE_LIMIT_MAX counts requests in fixed windows of this length (API.md: one minute). */
 const RATE_LIMIT_WINDOW_MS = 60_000;
 /**
- * Longest time an ordinary request may take from arrival to answer (503 after).
- * Change streams hijack the reply, which clears this timer; blocking queries set a
- * longer one on their route (routes/services.ts); no other timeout cuts them.
+ * Longest time an ordinary request may take from arrival to answer (503 after);
+ * change streams have none and blocking queries their own (plugins/timeouts.ts).
  */
 const HANDLER_TIMEOUT_MS = 30_000;
 /** Longest time a client may take to send a whole request (headers and body): slow-body clients. */
@@ -97,7 +98,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // fastify's own two lines per request are off: plugins/observability.ts writes one (REQUEST_LOG).
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
-    handlerTimeout: deps.handlerTimeoutMs ?? HANDLER_TIMEOUT_MS,
     requestTimeout: REQUEST_RECEIVE_TIMEOUT_MS, // receiving the request only: never cuts a long answer
     forceCloseConnections: true,
     // ids are up to 128 characters: longer ones must reach validation (400), not the router's 414
@@ -148,6 +148,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     registered: (n) => metrics.registrations.inc(n),
     deregistered: (n) => metrics.deregistrations.inc(n),
     heartbeat: (result) => metrics.heartbeats.inc({ result }),
+    watchLagging: (revision) => sync.restart(`revision ${revision} written by this gateway did not come back through the store watch in time`),
   });
   // The hub needs the loaded cache; the watch needs to tell the hub of reloads: bound after both exist.
   const onReload: (() => void)[] = [];
@@ -183,6 +184,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
 
   await app.register(errors);
+  await app.register(timeouts, { timeoutMs: deps.handlerTimeoutMs ?? HANDLER_TIMEOUT_MS });
   if (tokens) await app.register(auth, { tokens, protectMetrics: config.authMetrics });
   await app.register(openapi);
   await app.register(observability, { requestLog: config.requestLog });
@@ -207,14 +209,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   return app;
 }
 
-/** Load the store into the cache and start the watch, retrying while the store is not there yet. */
+/**
+ * Load the store into the cache and start the watch, retrying while the store is not
+ * there yet. A store that refuses the gateway (credentials, certificates) fails at once.
+ */
 async function startSync(sync: WatchSync, app: FastifyInstance): Promise<void> {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   for (let delay = 250; ; delay = Math.min(delay * 2, 2000)) {
     try {
       return await sync.start();
     } catch (err) {
-      if (Date.now() + delay > deadline) throw err;
+      if (err instanceof StoreAccessError || Date.now() + delay > deadline) throw err;
       app.log.warn({ err: err instanceof Error ? err.message : String(err) }, `store not readable yet; retrying in ${delay} ms`);
       await new Promise((r) => setTimeout(r, delay));
     }

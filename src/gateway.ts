@@ -24,6 +24,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set by the auth plugin when tokens are configured: may this request read that service? */
     canRead?: (service: string) => boolean;
+    /** Held by a blocking query: its duration is the client's wait, kept out of latency metrics. */
+    heldByBlockingQuery?: boolean;
   }
   interface FastifyContextConfig {
     /** A change stream: kept out of request timing and logs. */

@@ -29,12 +29,19 @@ const freePort = () =>
   });
 
 /** Polls `probe` until it answers a value other than undefined; fails with `what` at the deadline. */
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 20_000,
+  context?: { stderr(): string },
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${context ? `; its output:\n${context.stderr()}` : ''}`);
+    }
     await sleep(100);
   }
 }
@@ -106,7 +113,8 @@ async function startGateway(env: Record<string, string> = {}, port?: number): Pr
           return undefined;
         }
       },
-      30_000,
+      45_000,
+      { stderr: gateway.logs },
     );
   } catch (e) {
     await gateway.stop();
@@ -151,7 +159,9 @@ const server = http.createServer((req, res) => {
 setTimeout(() => server.listen(Number(process.env.CMD_PORT), '127.0.0.1', () => {
   writeFileSync(join(dir, 'listening'), String(Date.now()));
 }), Number(process.env.CMD_LISTEN_AFTER_MS ?? 0));
+const parent = process.ppid;
 setInterval(() => {
+  if (process.ppid !== parent) process.exit(99); // the agent died (a test that failed): do not linger
   if (existsSync(join(dir, 'exit'))) process.exit(Number(readFileSync(join(dir, 'exit'), 'utf8')));
 }, 50);
 process.on('SIGTERM', async () => {
@@ -271,7 +281,7 @@ after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-describe('discovery-agent against the gateway (embedded store)', { concurrency: true }, () => {
+describe('discovery-agent against the gateway (embedded store)', { concurrency: 4 }, () => {
   let gateway: Gateway;
   before(async () => {
     gateway = await startGateway();
@@ -282,9 +292,28 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     const cmd = await makeCmd({ CMD_LISTEN_AFTER_MS: '1500' });
     const agent = startAgent(
       [
-        'run', '--gateway', gateway.url, '--service', service, '--address', '127.0.0.1', '--port', String(cmd.port),
-        '--tag', 'http', '--tag', 'v2', '--meta', 'zone=eu-1', '--meta', 'version=2.3.1', '--weight', '42',
-        '--check', `http://127.0.0.1:${cmd.port}/health`, ...cmd.argv,
+        'run',
+        '--gateway',
+        gateway.url,
+        '--service',
+        service,
+        '--address',
+        '127.0.0.1',
+        '--port',
+        String(cmd.port),
+        '--tag',
+        'http',
+        '--tag',
+        'v2',
+        '--meta',
+        'zone=eu-1',
+        '--meta',
+        'version=2.3.1',
+        '--weight',
+        '42',
+        '--check',
+        `http://127.0.0.1:${cmd.port}/health`,
+        ...cmd.argv,
       ],
       cmd.env,
     );
@@ -295,7 +324,7 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
       return undefined;
     });
     const listeningAt = Number(await readFile(cmd.file('listening'), 'utf8'));
-    const registered = await until('the registration', () => instance(gateway, service, `127.0.0.1:${cmd.port}`));
+    const registered = await until('the registration', () => instance(gateway, service, `127.0.0.1:${cmd.port}`), undefined, agent);
     assert.ok(Date.parse(registered.registeredAt) >= listeningAt - 5, 'registered before CMD listened');
     assert.equal(registered.address, '127.0.0.1');
     assert.equal(registered.port, cmd.port);
@@ -319,11 +348,25 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     const events = await subscribe(gateway, service);
     try {
       const agent = startAgent(
-        ['run', '--gateway', gateway.url, '--service', service, '--id', id, '--address', '127.0.0.1',
-          '--port', String(cmd.port), '--drain', '1', ...cmd.argv],
+        [
+          'run',
+          '--gateway',
+          gateway.url,
+          '--service',
+          service,
+          '--id',
+          id,
+          '--address',
+          '127.0.0.1',
+          '--port',
+          String(cmd.port),
+          '--drain',
+          '1',
+          ...cmd.argv,
+        ],
         cmd.env,
       );
-      await until('the registration', () => instance(gateway, service, id));
+      await until('the registration', () => instance(gateway, service, id), undefined, agent);
       await until('CMD to set up its SIGTERM handler', () => (existsSync(cmd.file('listening')) ? true : undefined));
       agent.proc.kill('SIGTERM');
       const exit = await agent.exit();
@@ -332,10 +375,16 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
       const sigterm = await cmd.sigterm();
       assert.equal(sigterm.probe, 404, 'CMD got SIGTERM while the gateway still had the instance');
       const changes = events.events.filter((e) => e.event !== 'snapshot' && e.data.id === id);
-      assert.deepEqual(changes.map((e) => e.event), ['register', 'update', 'deregister']);
+      assert.deepEqual(
+        changes.map((e) => e.event),
+        ['register', 'update', 'deregister'],
+      );
       assert.equal(changes[1]!.data.instance?.status, 'draining');
       const deregisteredAt = changes[2]!.receivedAt;
-      assert.ok(sigterm.at - deregisteredAt >= 900, `CMD got SIGTERM ${sigterm.at - deregisteredAt} ms after the deregistration, not --drain 1 s`);
+      assert.ok(
+        sigterm.at - deregisteredAt >= 900,
+        `CMD got SIGTERM ${sigterm.at - deregisteredAt} ms after the deregistration, not --drain 1 s`,
+      );
       assert.match(agent.stderr(), /draining/);
       assert.match(agent.stderr(), /deregistered/);
     } finally {
@@ -347,11 +396,23 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     const service = serviceName('grace');
     const cmd = await makeCmd({ CMD_IGNORE_TERM: '1' });
     const agent = startAgent(
-      ['run', '--gateway', gateway.url, '--service', service, '--address', '127.0.0.1', '--port', String(cmd.port),
-        '--grace', '1', ...cmd.argv],
+      [
+        'run',
+        '--gateway',
+        gateway.url,
+        '--service',
+        service,
+        '--address',
+        '127.0.0.1',
+        '--port',
+        String(cmd.port),
+        '--grace',
+        '1',
+        ...cmd.argv,
+      ],
       cmd.env,
     );
-    await until('the registration', async () => (await instances(gateway, service))[0]);
+    await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
     await until('CMD to set up its SIGTERM handler', () => (existsSync(cmd.file('listening')) ? true : undefined));
     const t0 = Date.now();
     agent.proc.kill('SIGTERM');
@@ -370,7 +431,7 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
       ['run', '--gateway', gateway.url, '--service', service, '--address', '127.0.0.1', '--port', String(cmd.port), ...cmd.argv],
       cmd.env,
     );
-    await until('the registration', async () => (await instances(gateway, service))[0]);
+    await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
     await writeFile(cmd.file('exit'), '3');
     const exit = await agent.exit();
     assert.equal(exit.code, 3, agent.stderr());
@@ -383,11 +444,23 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     const cmd = await makeCmd();
     const id = `127.0.0.1:${cmd.port}`;
     const agent = startAgent(
-      ['run', '--gateway', gateway.url, '--service', service, '--address', '127.0.0.1', '--port', String(cmd.port),
-        '--check', `http://127.0.0.1:${cmd.port}/health`, ...cmd.argv],
+      [
+        'run',
+        '--gateway',
+        gateway.url,
+        '--service',
+        service,
+        '--address',
+        '127.0.0.1',
+        '--port',
+        String(cmd.port),
+        '--check',
+        `http://127.0.0.1:${cmd.port}/health`,
+        ...cmd.argv,
+      ],
       cmd.env,
     );
-    await until('the registration', () => instance(gateway, service, id));
+    await until('the registration', () => instance(gateway, service, id), undefined, agent);
     await writeFile(cmd.file('fail'), '');
     const failingSince = Date.now();
     await until('status down', async () => ((await instance(gateway, service, id))?.status === 'down' ? true : undefined));
@@ -421,8 +494,17 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
 
   it('exits 127 when CMD cannot be started', async () => {
     const agent = startAgent([
-      'run', '--gateway', gateway.url, '--service', serviceName('enoent'), '--address', '127.0.0.1', '--port', '9',
-      '--', join(tmp, 'no-such-command'),
+      'run',
+      '--gateway',
+      gateway.url,
+      '--service',
+      serviceName('enoent'),
+      '--address',
+      '127.0.0.1',
+      '--port',
+      '9',
+      '--',
+      join(tmp, 'no-such-command'),
     ]);
     assert.equal((await agent.exit()).code, 127);
     assert.match(agent.stderr(), /no-such-command/);
@@ -431,10 +513,13 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
   it('without CMD keeps the registration past several TTLs and deregisters on SIGINT', async () => {
     const service = serviceName('sidecar');
     const token = 'not-a-real-secret-token';
-    const agent = startAgent(['run', '--gateway', gateway.url, '--service', service, '--address', 'sidecar.local', '--port', '7000', '--ttl', '2'], {
-      DISCOVERY_TOKEN: token,
-    });
-    const first = await until('the registration', () => instance(gateway, service, 'sidecar.local:7000'));
+    const agent = startAgent(
+      ['run', '--gateway', gateway.url, '--service', service, '--address', 'sidecar.local', '--port', '7000', '--ttl', '2'],
+      {
+        DISCOVERY_TOKEN: token,
+      },
+    );
+    const first = await until('the registration', () => instance(gateway, service, 'sidecar.local:7000'), undefined, agent);
     // Three TTLs: every read in between must show the same registration (an expiry and
     // re-registration would show a gap or a new registeredAt).
     const end = Date.now() + 3 * 2_000 + 500;
@@ -468,9 +553,21 @@ describe('discovery-agent when the gateway loses its state', { concurrency: true
   it('re-registers after the gateway restarts with an empty embedded store', async () => {
     const gateway = await startGateway();
     const service = serviceName('restart');
-    const agent = startAgent(['run', '--gateway', gateway.url, '--service', service, '--address', '127.0.0.1', '--port', '7001', '--ttl', '2']);
+    const agent = startAgent([
+      'run',
+      '--gateway',
+      gateway.url,
+      '--service',
+      service,
+      '--address',
+      '127.0.0.1',
+      '--port',
+      '7001',
+      '--ttl',
+      '2',
+    ]);
     try {
-      await until('the registration', async () => (await instances(gateway, service))[0]);
+      await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
       await gateway.stop();
       const again = await startGateway({}, gateway.port);
       await until('the re-registration', async () => (await instances(again, service))[0], 15_000);
@@ -490,9 +587,21 @@ describe('discovery-agent when the gateway loses its state', { concurrency: true
       etcd = await startEtcd();
       const gateway = await startGateway({ ETCD_ENDPOINTS: etcd.endpoints.join(','), ETCD_PREFIX: `/agent-test-${process.pid}` });
       const service = serviceName('etcd');
-      const agent = startAgent(['run', '--gateway', gateway.url, '--service', service, '--address', '127.0.0.1', '--port', '7002', '--ttl', '2']);
+      const agent = startAgent([
+        'run',
+        '--gateway',
+        gateway.url,
+        '--service',
+        service,
+        '--address',
+        '127.0.0.1',
+        '--port',
+        '7002',
+        '--ttl',
+        '2',
+      ]);
       try {
-        const first = await until('the registration', async () => (await instances(gateway, service))[0]);
+        const first = await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
         await etcd.restart(0);
         // The restart keeps leases (etcd re-extends them); revoking them is losing them.
         const leases = (await etcd.ctl(['lease', 'list'])).match(/\b[0-9a-f]{8,}\b/g) ?? [];

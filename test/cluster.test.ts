@@ -157,6 +157,17 @@ class Load {
   }
 }
 
+/** One line for the test log: how the load fared. */
+function summary(load: Load): string {
+  const count = (list: Outcome[]) => {
+    const by = new Map<string, number>();
+    for (const o of list) by.set(String(o.status), (by.get(String(o.status)) ?? 0) + 1);
+    return [...by].map(([s, n]) => `${s}×${n}`).join(' ');
+  };
+  const slowest = (list: Outcome[]) => Math.max(0, ...list.map((o) => o.end - o.start));
+  return `writes ${count(load.writes)} (slowest ${slowest(load.writes)} ms); heartbeats ${count(load.heartbeats)} (slowest ${slowest(load.heartbeats)} ms); reads ${count(load.reads)}, ${load.reads.filter((r) => r.stale).length} stale (slowest ${slowest(load.reads)} ms)`;
+}
+
 function freePort(): Promise<number> {
   return new Promise((ok, ko) => {
     const s = net.createServer().once('error', ko);
@@ -244,7 +255,7 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     assert.deepEqual(sub.changes().map(asTruth), truth);
   });
 
-  it('survives kill -9 of the etcd leader, then of another member, under load', async () => {
+  it('survives kill -9 of the etcd leader, then of another member, under load', async (t) => {
     const kept = { service: 'kept', ids: ['k-0', 'k-1', 'k-2', 'k-3'] };
     for (const id of kept.ids) assert.equal((await a.request('PUT', `/services/kept/instances/${id}`, instance(7, 10))).status, 201);
     await eventually(async () => (await b.request('GET', '/services/kept')).json?.instances?.length === 4, 2000, 'kept instances on B');
@@ -278,6 +289,7 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     } finally {
       await load.stop();
     }
+    t.diagnostic(`killed members ${victims.join(', ')}; writes back after ${recoveries.join(', ')} ms; ${summary(load)}; stream connections ${sub.connections.length}`);
     for (const [i, ms] of recoveries.entries()) assert.ok(ms <= WRITE_RECOVERY_MS, `writes came back ${ms} ms after kill #${i + 1}`);
 
     const badReads = load.reads.filter((r) => r.status !== 200);
@@ -299,7 +311,7 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     assert.ok(truth.length > 20, `enough load ran (${truth.length} changes)`);
   });
 
-  it('keeps serving through a frozen member, and answers stale while the whole cluster is frozen', async () => {
+  it('keeps serving through a frozen member, and answers stale while the whole cluster is frozen', async (t) => {
     const kept = { service: 'frz', ids: ['f-0', 'f-1', 'f-2'] };
     for (const id of kept.ids) assert.equal((await a.request('PUT', `/services/frz/instances/${id}`, instance(3, 30))).status, 201);
     await eventually(async () => (await b.request('GET', '/services/frz')).json?.instances?.length === 3, 2000, 'frz instances on B');
@@ -312,10 +324,18 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
       frozen.push(leader);
       const frozenAt = Date.now();
       await eventually(
-        async () => load.writes.filter((w) => w.start > frozenAt && w.status < 300 && w.status >= 200).length >= 2,
+        async () => load.writes.some((w) => w.start > frozenAt && w.status < 300 && w.status >= 200),
         WRITE_RECOVERY_MS + 2000,
         'writes with one member frozen',
       );
+      // Read-your-writes on each gateway, even when its watch was on the frozen member.
+      for (const [n, gw] of [a, b].entries()) {
+        const id = `ryw-${n}`;
+        await eventually(async () => [200, 201].includes((await gw.request('PUT', `/services/frz/instances/${id}`, instance(20 + n))).status), 20_000, `a write on ${n ? 'B' : 'A'}`);
+        const read = await gw.request('GET', `/services/frz/instances/${id}`);
+        assert.ok(read.status === 200 || read.headers.get('x-registry-stale') === 'true', `a read right after the write shows it or says it is stale (${read.status})`);
+        for (const other of [a, b]) await eventually(async () => (await other.request('GET', `/services/frz/instances/${id}`)).status === 200, 20_000, `${id} on every gateway`);
+      }
       await allReady([a.base, b.base], 20_000);
 
       // The whole cluster frozen: cached answers are stale, the rest is 503.
@@ -334,7 +354,7 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
         );
         assert.equal(stale.status, 200);
         assert.match(stale.headers.get('age') ?? '', /^\d+$/);
-        assert.equal(stale.json.instances.length, 3);
+        assert.equal(stale.json.instances.length, kept.ids.length + 2);
         const single = await gw.request('GET', '/services/frz/instances/f-0');
         assert.equal(single.status, 200);
         assert.equal(single.headers.get('x-registry-stale'), 'true');
@@ -362,6 +382,7 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     } finally {
       await load.stop();
     }
+    t.diagnostic(`${summary(load)}; ready again ${Date.now() - thawedAt} ms after the thaw`);
     assert.deepEqual(load.reads.filter((r) => r.status !== 200), [], 'cached discovery never fails');
     assert.deepEqual(load.heartbeats.filter((h) => h.status === 404), [], 'no heartbeat answered 404');
     for (const h of load.heartbeats.filter((x) => x.status !== 200)) assert.equal(h.code, 'store-unavailable', `heartbeat failure ${JSON.stringify(h)}`);
@@ -370,7 +391,7 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
         const x = await gw.request('GET', '/services/frz');
         return x.headers.get('x-registry-stale') === null && x;
       }, 10_000, 'a fresh answer');
-      assert.deepEqual(r.json.instances.map((x: { id: string }) => x.id), ['after-thaw', ...kept.ids].sort());
+      assert.deepEqual(r.json.instances.map((x: { id: string }) => x.id), ['after-thaw', ...kept.ids, 'ryw-0', 'ryw-1'].sort());
     }
   });
 

@@ -55,5 +55,7 @@ declare module 'autocannon' {
   }
 
   export type { IncomingHttpHeaders };
-  export default function autocannon(opts: Options): Promise<Result>;
+  /** A thenable run; stop() ends it early (the promise then resolves the results so far). */
+  export type Run = Promise<Result> & { stop(): void };
+  export default function autocannon(opts: Options): Run;
 }

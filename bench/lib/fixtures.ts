@@ -29,15 +29,22 @@ export async function registerByBatch(
   gateway: string,
   items: { service: string; id: string; input: InstanceInput }[],
   parallel = 4,
-  perBatch = 128,
+  /** Told after each batch: how many items from the start are all registered. */
+  progress?: (registeredPrefix: number) => void,
 ): Promise<void> {
+  const perBatch = 128;
+  const done: boolean[] = [];
+  let prefix = 0;
   const batches: (typeof items)[] = [];
   for (let i = 0; i < items.length; i += perBatch) batches.push(items.slice(i, i + perBatch));
-  await pool(batches, parallel, async (batch) => {
+  await pool(batches, parallel, async (batch, b) => {
     const register = batch.map((x) => ({ service: x.service, id: x.id, ...x.input }));
     const res = await fetch(`${gateway}/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ register }) });
     if (res.status !== 200) throw new Error(`POST /batch answered ${res.status}: ${await res.text()}`);
     await res.arrayBuffer();
+    done[b] = true;
+    while (done[prefix]) prefix++;
+    progress?.(Math.min(prefix * perBatch, items.length));
   });
 }
 

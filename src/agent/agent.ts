@@ -6,11 +6,7 @@
 import type { AgentOptions } from './cli.ts';
 import { Alarm, Backoff } from './alarm.ts';
 import { Command, CommandStartError } from './command.ts';
-import {
-  GatewayRefusedError,
-  type GatewayClient,
-  type InstanceStatus,
-} from './gateway-client.ts';
+import { GatewayRefusedError, type GatewayClient, type InstanceStatus } from './gateway-client.ts';
 import { HealthCheck, type CheckResult } from './health-check.ts';
 
 export interface AgentTiming {

@@ -67,8 +67,7 @@ export class GatewayClient {
   /** Renews the instance's TTL, and changes its status when `status` is given. */
   async heartbeat(service: string, id: string, status?: InstanceStatus): Promise<HeartbeatAnswer> {
     const body = (await this.#request('PUT', `${instancePath(service, id)}/heartbeat`, status === undefined ? {} : { status })) as
-      | { ttl?: unknown; status?: unknown; interval?: unknown }
-      | undefined;
+      { ttl?: unknown; status?: unknown; interval?: unknown } | undefined;
     return {
       ttl: typeof body?.ttl === 'number' ? body.ttl : 0,
       status: isStatus(body?.status) ? body.status : (status ?? 'up'),

@@ -36,11 +36,12 @@ const MetricsAnswer = {
 export default fp(async function observability(app: FastifyInstance, opts: { requestLog: boolean }) {
   const { metrics } = app.gateway;
   const route = (req: FastifyRequest) => req.routeOptions.url ?? 'unmatched';
+  app.decorateRequest('heldByBlockingQuery', false);
 
   app.addHook('onResponse', async (req, reply) => {
     if (req.routeOptions.config?.stream && reply.statusCode === 200) return;
-    const seconds = reply.elapsedTime / 1000;
-    metrics.httpDuration.observe({ method: req.method, route: route(req), status_code: reply.statusCode }, seconds);
+    // A blocking query's time is mostly the wait its client asked for: not latency.
+    if (!req.heldByBlockingQuery) metrics.httpDuration.observe({ method: req.method, route: route(req), status_code: reply.statusCode }, reply.elapsedTime / 1000);
     if (opts.requestLog) {
       req.log.info({ method: req.method, url: loggableUrl(req.url), route: route(req), statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 1000) / 1000 }, 'request');
     }

@@ -57,6 +57,13 @@ export class StoreUnavailableError extends RegistryError {
   }
 }
 
+/**
+ * The store refused the gateway itself: wrong credentials, an untrusted or rejected
+ * certificate, no permission on the prefix. Retrying does not help, so start-up
+ * gives up at once; while serving it is a 503 like any other store failure.
+ */
+export class StoreAccessError extends StoreUnavailableError {}
+
 /** A watch or read asked for a revision the store has compacted away. */
 export class StoreCompactedError extends RegistryError {
   constructor(readonly compactRevision?: number) {

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { BookkeepingLease } from './bookkeeping.ts';
 import type { Cache } from './cache.ts';
 import { deregisteredMarker } from './changes.ts';
-import { InstanceNotFoundError, InvalidRequestError, StoreUnavailableError } from './errors.ts';
+import { InstanceNotFoundError, InvalidRequestError, LeaseNotFoundError, StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
 import { decodeRecord, encodeRecord } from './records.ts';
 import type { Compare, Store, TxnOp } from './store/store.ts';
@@ -24,6 +24,8 @@ export interface RegistryObserver {
   registered(n: number): void;
   deregistered(n: number): void;
   heartbeat(result: 'ok' | 'not_found' | 'error'): void;
+  /** A write did not come back through the watch in time: the watch may be stuck. */
+  watchLagging?(revision: number): void;
 }
 
 export interface HeartbeatResult {
@@ -151,14 +153,14 @@ export class Registry {
     const compares: Compare[] = deregister.map((x) => ({ key: this.keys.instance(x.service, x.id), target: 'createRevision', op: '>', value: 0 }));
     const success: TxnOp[] = records.map((r, i) => ({ type: 'put', key: this.keys.instance(r.service, r.id), value: encodeRecord(r), lease: leases[i]?.id }));
     for (const x of deregister) success.push({ type: 'delete', key: this.keys.instance(x.service, x.id) });
-    if (deregister.length) {
-      success.push({ type: 'put', key: this.keys.deregistered(randomUUID()), value: deregisteredMarker(deregister), lease: await this.bookkeeping.id() });
-    }
+    const marker = deregister.length ? { key: this.keys.deregistered(randomUUID()), value: deregisteredMarker(deregister) } : undefined;
     const replaced = [...register, ...deregister].map((x) => this.fromCache(x.service, x.id)?.lease).filter((l): l is string => !!l && l !== '0');
 
     let res;
     try {
-      res = await this.store.txn(compares, success);
+      res = marker
+        ? await this.withBookkeepingLease((lease) => this.store.txn(compares, [...success, { type: 'put', ...marker, lease }]))
+        : await this.store.txn(compares, success);
     } catch (err) {
       revokeAll();
       throw err;
@@ -213,8 +215,24 @@ export class Registry {
   /** Write a short-lived bookkeeping key and resolve its revision: every change up to it is then in the store's history. */
   async writeFence(): Promise<number> {
     const key = this.keys.fence(randomUUID());
-    const res = await this.store.txn([], [{ type: 'put', key, value: '{}', lease: await this.bookkeeping.id() }]);
+    const res = await this.withBookkeepingLease((lease) => this.store.txn([], [{ type: 'put', key, value: '{}', lease }]));
     return res.revision;
+  }
+
+  /**
+   * Run a write that binds a bookkeeping key to the shared bookkeeping lease. If
+   * that lease is gone (revoked by an operator, store restored from a backup),
+   * the write fails as a whole: forget the lease and try once more with a new one,
+   * rather than answering 404 for an instance that exists.
+   */
+  private async withBookkeepingLease<T>(write: (lease: string) => Promise<T>): Promise<T> {
+    try {
+      return await write(await this.bookkeeping.id());
+    } catch (err) {
+      if (!(err instanceof LeaseNotFoundError)) throw err;
+      this.bookkeeping.forget();
+      return write(await this.bookkeeping.id());
+    }
   }
 
   /** Drop bookkeeping state (the shared lease is left to expire by itself). */
@@ -252,6 +270,10 @@ export class Registry {
   /** Wait until the watch has brought `revision` into the cache (read-your-writes). */
   private async visible(revision: number): Promise<void> {
     if (this.cache.appliedRevision >= revision) return;
+    if (await this.cache.revisionWaiters.wait(revision, WRITE_VISIBLE_TIMEOUT_MS)) return;
+    // The watch may be stuck on a member that stopped answering: have it restarted and
+    // give it one more while (reads meanwhile are marked stale), then answer anyway.
+    this.observer.watchLagging?.(revision);
     await this.cache.revisionWaiters.wait(revision, WRITE_VISIBLE_TIMEOUT_MS);
   }
 

@@ -7,6 +7,7 @@
 // it) is replaced by a fresh full read plus a new watch, and listeners are told
 // with onReset, because changes in between are lost to them.
 import type { Cache } from './cache.ts';
+import { StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
 import type { MonitoredStore } from './store/monitored.ts';
 import type { Watch } from './store/store.ts';
@@ -24,9 +25,12 @@ const RETRY_MAX_MS = 5000;
 
 export class WatchSync {
   private watch: Watch | undefined;
+  /** Bumped for every watch started: deliveries of any other (older) watch are ignored. */
+  private generation = 0;
   private connected = false;
   private closed = false;
   private resyncing: Promise<void> | undefined;
+  private restarting = false;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -49,38 +53,82 @@ export class WatchSync {
   private async loadAndWatch(): Promise<void> {
     const { kvs, revision } = await this.store.range(this.keys.root);
     this.cache.reset(kvs, revision);
-    const watch = await this.store.watch(this.keys.root, revision + 1, {
+    await this.startWatch(revision + 1);
+  }
+
+  private async startWatch(fromRevision: number): Promise<void> {
+    const generation = ++this.generation;
+    const current = () => generation === this.generation;
+    const watch = await this.store.watch(this.keys.root, fromRevision, {
       onBatch: (batch) => {
-        if (this.watch !== watch && this.watch !== undefined) return;
+        if (!current()) return;
         this.store.heardFrom();
         this.cache.apply(batch);
       },
-      onError: (err) => this.lostPlace(watch, err),
+      onError: (err) => current() && this.lostPlace(err),
       onDisconnected: (err) => {
+        if (!current()) return;
         if (this.connected) this.observer.warn('store watch disconnected; it resumes from the last revision when the store is back', err);
         this.connected = false;
         this.store.lost(err);
       },
       onConnected: () => {
+        if (!current()) return;
         if (!this.connected && this.watch) this.observer.info('store watch connected again');
         this.connected = true;
         this.store.heardFrom();
       },
     });
-    if (this.closed) {
+    if (this.closed || !current()) {
       await watch.close();
+      // Replaced while starting (it died at once and a resync took over): not ours to report.
+      if (!this.closed) throw new StoreUnavailableError('the store watch was replaced while it started');
       return;
     }
     this.watch = watch;
     this.connected = true;
   }
 
-  private lostPlace(watch: Watch, err: Error): void {
-    if (this.closed || this.watch !== watch) return;
+  /**
+   * The watch looks stuck: a write this gateway made did not come back through it
+   * in time. A member that stops answering without closing the connection (frozen,
+   * half-open TCP) is only noticed by gRPC keepalive after ~15 s, and meanwhile this
+   * gateway would serve an old view as fresh. So: answer as stale, start a new watch
+   * from the revision after the last one applied (the client picks a member again),
+   * then drop the old one. Nothing is lost or applied twice: the old watch's late
+   * deliveries are ignored, and the new one starts right after what the cache holds.
+   */
+  restart(reason: string): void {
+    if (this.closed || this.resyncing || this.restarting || !this.watch) return;
+    const old = this.watch;
+    const from = this.cache.appliedRevision + 1;
+    this.observer.warn(`${reason}; restarting the store watch from revision ${from}`);
+    this.restarting = true;
+    this.connected = false;
+    this.startWatch(from).then(
+      () => {
+        this.restarting = false;
+        void old.close().catch(() => {});
+      },
+      (err: unknown) => {
+        // Landed on an unresponsive member again, or the store is down: try again shortly
+        // (one attempt at a time, each bounded by the store's call timeout). Reads stay stale.
+        this.restarting = false;
+        if (this.closed) return;
+        this.observer.warn('store watch restart failed; retrying', err);
+        this.retryTimer = setTimeout(() => this.restart(reason), RETRY_MIN_MS);
+      },
+    );
+  }
+
+  private lostPlace(err: Error): void {
+    if (this.closed) return;
     this.observer.warn('store watch lost its place (compaction or cancellation); reloading the cache', err);
+    this.generation++; // the dead watch (and one still starting) is replaced by the resync
+    const dead = this.watch;
     this.watch = undefined;
     this.connected = false;
-    void watch.close().catch(() => {});
+    void dead?.close().catch(() => {});
     this.resync(RETRY_MIN_MS);
   }
 

@@ -43,10 +43,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     });
     res.socket?.setNoDelay(true);
     const sink: StreamSink = {
+      // Too far behind = more than the buffer still queued from earlier writes. Not counting
+      // the chunk at hand: one revision (a big batch) may be larger than the buffer, and
+      // closing every stream for it would close them again on each resume, forever.
       write: (chunk) => {
-        if (res.destroyed) return false;
+        if (res.destroyed || res.writableLength > config.sseBufferBytes) return false;
         res.write(chunk);
-        return res.writableLength <= config.sseBufferBytes;
+        return true;
       },
       close: () => (res.writableLength > config.sseBufferBytes ? res.destroy() : res.end()),
     };

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import { InstanceNotFoundError, InvalidRequestError } from '../registry/errors.ts';
 import { isInstanceId } from '../registry/keys.ts';
 import type { InstanceStatus } from '../registry/types.ts';
-import { markStale, notModified, revisionHeaders, sendJson, sendNotModified } from './http.ts';
+import { clientGone, markStale, notModified, revisionHeaders, sendJson, sendNotModified } from './http.ts';
 import { HeartbeatAnswer, HeartbeatBody, InstanceBody, InstanceParams, MinRevision, NameParams, PostInstanceBody, problems } from './schemas.ts';
 
 const tags = ['registration'];
@@ -113,7 +113,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       const { name, id } = req.params;
       const min = req.query.minRevision;
-      if (min !== undefined && !(await registry.caughtUp(min))) {
+      if (min !== undefined && !(await registry.caughtUp(min, clientGone(reply)))) {
+        app.gateway.metrics.cacheRequests.inc({ result: 'miss' });
         const fresh = (await registry.readService(name)).instances.find((x) => x.id === id);
         if (!fresh) throw new InstanceNotFoundError(name, id);
         revisionHeaders(reply, fresh.revision);

@@ -32,6 +32,25 @@ const TargetGroup = Type.Object(
   { description: 'One target group per instance' },
 );
 
+const TargetGroups = Type.Array(TargetGroup, {
+  description: 'Target groups in Prometheus HTTP SD format',
+  examples: [
+    [
+      {
+        targets: ['10.0.0.7:8080'],
+        labels: {
+          [`${LABEL}service`]: 'payments',
+          [`${LABEL}instance_id`]: '10.0.0.7:8080',
+          [`${LABEL}status`]: 'up',
+          [`${LABEL}weight`]: '100',
+          [`${LABEL}tags`]: ',http,v2,',
+          [`${LABEL}metadata_zone`]: 'eu-1',
+        },
+      },
+    ],
+  ],
+});
+
 export interface TargetGroup {
   targets: string[];
   labels: Record<string, string>;
@@ -75,7 +94,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           'For http_sd_configs. service= (repeatable), tag= (repeatable: all must match), status= and meta.KEY= narrow it. ' +
           'With access control on, only the services the token may read are listed.',
         querystring: SdQuery,
-        response: { 200: Type.Array(TargetGroup), ...problems(400, 401, 403, 503) },
+        response: { 200: TargetGroups, ...problems(400, 401, 403, 503) },
       },
     },
     async (req, reply) => {

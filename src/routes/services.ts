@@ -9,8 +9,8 @@ import { clientGone, markStale, notModified, parseDuration, revisionHeaders, sen
 import { MinRevision, NameParams, ServiceAnswer, ServicesAnswer, Status, problems } from './schemas.ts';
 
 const MAX_WAIT_MS = 5 * 60_000;
-/** A blocking query may hold its answer for its wait plus jitter (wait/16): the handler timeout leaves room for that. */
-const BLOCKING_HANDLER_TIMEOUT_MS = MAX_WAIT_MS + MAX_WAIT_MS / 16 + 30_000;
+/** A blocking query may hold its answer for its wait plus jitter (wait/16): its request timeout leaves room for that. */
+const BLOCKING_TIMEOUT_MS = MAX_WAIT_MS + MAX_WAIT_MS / 16 + 30_000;
 
 const ServiceQuery = Type.Object(
   {
@@ -59,7 +59,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/services/:name',
     {
-      handlerTimeout: BLOCKING_HANDLER_TIMEOUT_MS,
+      config: { timeoutMs: BLOCKING_TIMEOUT_MS },
       schema: {
         tags: ['discovery'],
         summary: "A service's instances, sorted by id",
@@ -90,6 +90,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
       if (q.index !== undefined && cache.serviceRevision(name) <= q.index) {
         const wait = waitMs ?? MAX_WAIT_MS;
+        req.heldByBlockingQuery = true;
         // Jitter spreads the answers of many clients that started waiting together.
         await cache.serviceWaiters.wait(name, wait + Math.random() * (wait / 16), clientGone(reply));
         if (reply.raw.destroyed) return reply;

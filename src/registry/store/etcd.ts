@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { CompareResult, CompareTarget, Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
-import { InvalidRequestError, RegistryError, StoreUnavailableError } from '../errors.ts';
+import { InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from '../errors.ts';
 import { isAuthTokenError, isLeaseNotFound, isRetryable, toStoreError } from './etcd-errors.ts';
 import { EtcdWatch, KeepAliveStream } from './etcd-watch.ts';
 import type { Compare, KeyValue, Lease, RangeResult, Store, StoreStatus, TxnOp, TxnResult, Watch, WatchHandlers } from './store.ts';
@@ -225,7 +225,7 @@ export class EtcdStore implements Store {
       return { succeeded: res.succeeded, revision: num(res.header.revision) };
     } catch (err) {
       // Same outcome as the memory store: a put on an expired or revoked lease.
-      if (err instanceof RegistryError && isLeaseNotFound(err.cause)) throw new RegistryError('instance-not-found', 'lease not found');
+      if (err instanceof RegistryError && isLeaseNotFound(err.cause)) throw new LeaseNotFoundError();
       throw err;
     }
   }

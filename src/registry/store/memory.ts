@@ -4,7 +4,7 @@
 // create/mod revisions, leases that delete their keys in one revision, txn
 // limits, and watches that replay a bounded history with no gap.
 
-import { InvalidRequestError, RegistryError, StoreCompactedError, StoreUnavailableError } from '../errors.ts';
+import { InvalidRequestError, LeaseNotFoundError, StoreCompactedError, StoreUnavailableError } from '../errors.ts';
 import type {
   Compare,
   KeyValue,
@@ -285,7 +285,7 @@ export class MemoryStore implements Store {
     // Like etcd, only the branch that runs is checked for leases, all before any write.
     for (const op of ops) {
       if (op.type === 'put' && op.lease && op.lease !== '0' && !this.leases.has(op.lease)) {
-        throw new RegistryError('instance-not-found', 'lease not found');
+        throw new LeaseNotFoundError();
       }
     }
     this.commit(ops);

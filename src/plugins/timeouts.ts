@@ -1,0 +1,39 @@
+// Request timeouts that spare change streams and blocking queries (API.md
+// "Running": no request timeout applies to them).
+//
+// An ordinary route answers within `timeoutMs` or gets 503 store-unavailable: the
+// only thing an ordinary handler waits on is the store (each store call has its
+// own deadline too, ETCD_TIMEOUT_MS; this bounds a handler that makes several).
+// Change streams (route config `stream`) have none; a route may set its own
+// (`config.timeoutMs`: blocking queries hold their answer for up to `wait`).
+// Socket-level timeouts (fastify connectionTimeout) stay off: they would cut idle
+// streams and parked queries. Receiving a request is bounded by requestTimeout (app.ts).
+//
+// Not fastify's own `handlerTimeout`: in fastify 5.12 on Node 20 it clears its timer
+// on the request's 'close', which Node emits as soon as a body has been read, so it
+// never fires for a PUT or POST (verified).
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { HttpProblem } from './errors.ts';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Longest time this route may take to answer, in ms (default: the gateway's). */
+    timeoutMs?: number;
+  }
+}
+
+export default fp(async function timeouts(app: FastifyInstance, opts: { timeoutMs: number }) {
+  app.addHook('onRequest', async (req, reply) => {
+    const config = req.routeOptions.config;
+    if (config?.stream) return;
+    const ms = config?.timeoutMs ?? opts.timeoutMs;
+    if (!(ms > 0)) return;
+    const timer = setTimeout(() => {
+      if (reply.sent || reply.raw.headersSent) return;
+      // The handler goes on (a store call cannot be taken back); its late answer is dropped.
+      reply.send(new HttpProblem('store-unavailable', `no answer within ${ms / 1000} s (the store is slow or unreachable); retry`));
+    }, ms);
+    reply.raw.once('close', () => clearTimeout(timer));
+  });
+});
