@@ -3,7 +3,7 @@
 // temp dir) that records when it got SIGTERM and what the gateway said at that moment.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
@@ -56,11 +56,36 @@ function tail(stream: NodeJS.ReadableStream | null): { text(): string } {
   return { text: () => text };
 }
 
+const closed = new WeakMap<ChildProcess, Promise<unknown>>();
+
+/** Spawns and remembers when the child is gone and its pipes are read to the end ('close'). */
+function launch(file: string, args: string[], options: SpawnOptions): ChildProcess {
+  const proc = spawn(file, args, options);
+  closed.set(
+    proc,
+    once(proc, 'close').catch(() => undefined),
+  ); // a spawn error shows as exit code null
+  return proc;
+}
+
 async function exitOf(proc: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (proc.exitCode === null && proc.signalCode === null) {
-    await once(proc, 'exit', { signal: AbortSignal.timeout(timeoutMs) });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      closed.get(proc),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`process ${proc.pid} still running after ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
   return { code: proc.exitCode, signal: proc.signalCode };
+}
+
+/** Waits for the agent to log a line matching `pattern` (it logs after the gateway has answered). */
+async function logged(agent: AgentProcess, pattern: RegExp): Promise<void> {
+  await until(`the agent to log ${pattern}`, () => (pattern.test(agent.stderr()) ? true : undefined), 10_000, agent);
 }
 
 interface Gateway {
@@ -75,7 +100,7 @@ const gateways = new Set<Gateway>();
 /** The real gateway: `node --import tsx src/main.ts`, ready when GET /health/ready answers 200. */
 async function startGateway(env: Record<string, string> = {}, port?: number): Promise<Gateway> {
   port ??= await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', process.env.AGENT_TEST_GATEWAY_ENTRY ?? 'src/main.ts'], {
+  const proc = launch(process.execPath, ['--import', 'tsx', process.env.AGENT_TEST_GATEWAY_ENTRY ?? 'src/main.ts'], {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -132,7 +157,7 @@ interface AgentProcess {
 const agents = new Set<ChildProcess>();
 
 function startAgent(args: string[], env: Record<string, string> = {}): AgentProcess {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/agent/main.ts', ...args], {
+  const proc = launch(process.execPath, ['--import', 'tsx', 'src/agent/main.ts', ...args], {
     cwd: ROOT,
     env: { ...process.env, DISCOVERY_GATEWAY: '', DISCOVERY_TOKEN: '', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -333,7 +358,7 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     assert.equal(registered.weight, 42);
     assert.equal(registered.status, 'up');
     assert.equal(registered.ttl, 10);
-    assert.match(agent.stderr(), /registered/);
+    await logged(agent, /registered/);
 
     agent.proc.kill('SIGTERM');
     assert.equal((await agent.exit()).code, 0);
@@ -467,8 +492,8 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     assert.ok(Date.now() - failingSince >= 1_500, 'down before three failed checks');
     await unlink(cmd.file('fail'));
     await until('status up', async () => ((await instance(gateway, service, id))?.status === 'up' ? true : undefined), 5_000);
-    assert.match(agent.stderr(), /up -> down/);
-    assert.match(agent.stderr(), /down -> up/);
+    await logged(agent, /up -> down/);
+    await logged(agent, /down -> up/);
     agent.proc.kill('SIGTERM');
     assert.equal((await agent.exit()).code, 0);
   });
@@ -538,7 +563,7 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
   });
 
   it('bin/discovery-agent --help reads like a man page', async () => {
-    const proc = spawn(join(ROOT, 'bin', 'discovery-agent'), ['--help'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const proc = launch(join(ROOT, 'bin', 'discovery-agent'), ['--help'], { stdio: ['ignore', 'pipe', 'ignore'] });
     const out = tail(proc.stdout);
     const exit = await exitOf(proc, 15_000);
     assert.equal(exit.code, 0);
@@ -572,7 +597,7 @@ describe('discovery-agent when the gateway loses its state', { concurrency: true
       const again = await startGateway({}, gateway.port);
       await until('the re-registration', async () => (await instances(again, service))[0], 15_000);
       assert.equal(agent.proc.exitCode, null, agent.stderr());
-      assert.match(agent.stderr(), /re-registered/);
+      await logged(agent, /re-registered/);
       agent.proc.kill('SIGTERM');
       assert.equal((await agent.exit()).code, 0);
       assert.deepEqual(await instances(again, service), []);
@@ -616,7 +641,7 @@ describe('discovery-agent when the gateway loses its state', { concurrency: true
         );
         assert.equal(again.id, '127.0.0.1:7002');
         assert.equal(agent.proc.exitCode, null, agent.stderr());
-        assert.match(agent.stderr(), /re-registered/);
+        await logged(agent, /re-registered/);
         agent.proc.kill('SIGTERM');
         assert.equal((await agent.exit()).code, 0);
         assert.deepEqual(await instances(gateway, service), []);

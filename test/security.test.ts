@@ -62,7 +62,10 @@ function httpsGet(url: string, ca: Buffer): Promise<{ status: number; text: stri
 }
 
 /** `node --import tsx src/main.ts` with these settings: how it ended, and what it said. */
-function runMain(env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; stderr: string; stdout: string; ms: number }> {
+function runMain(
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; stderr: string; stdout: string; ms: number }> {
   const t0 = Date.now();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
@@ -105,7 +108,11 @@ describe('access tokens', () => {
     gw.request(method, path, payload, secret ? bearer(secret) : {});
 
   before(async () => {
-    gw = await startGateway({ etcd, env: { AUTH_TOKENS_FILE: tokensFile, LOG_LEVEL: 'info' }, deps: { logStream: { write: (line: string) => void logs.push(line) } } });
+    gw = await startGateway({
+      etcd,
+      env: { AUTH_TOKENS_FILE: tokensFile, LOG_LEVEL: 'info' },
+      deps: { logStream: { write: (line: string) => void logs.push(line) } },
+    });
   });
   after(() => gw?.close());
 
@@ -128,7 +135,11 @@ describe('access tokens', () => {
     const r = await as('not-a-token', 'GET', '/services');
     assertProblem(r, 401, 'unauthorized');
     assert.match(r.headers.get('www-authenticate') ?? '', /^Bearer .*error="invalid_token"/);
-    assertProblem(await gw.request('GET', '/services', undefined, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }), 401, 'unauthorized');
+    assertProblem(
+      await gw.request('GET', '/services', undefined, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }),
+      401,
+      'unauthorized',
+    );
     // A prefix or an extension of a real token is no token.
     assertProblem(await as(SECRET.ops.slice(0, -1), 'GET', '/services'), 401, 'unauthorized');
     assertProblem(await as(`${SECRET.ops}x`, 'GET', '/services'), 401, 'unauthorized');
@@ -184,7 +195,11 @@ describe('access tokens', () => {
       { service: 'orders', id: 'b2', ...body() },
     ];
     assertProblem(await as(SECRET.payments, 'POST', '/batch', { register }), 403, 'forbidden');
-    assertProblem(await as(SECRET.payments, 'POST', '/batch', { register: [register[0]], deregister: [{ service: 'orders', id: 'o1' }] }), 403, 'forbidden');
+    assertProblem(
+      await as(SECRET.payments, 'POST', '/batch', { register: [register[0]], deregister: [{ service: 'orders', id: 'o1' }] }),
+      403,
+      'forbidden',
+    );
     assert.equal((await as(SECRET.ops, 'GET', inst('payments', 'b1'))).status, 404);
     assert.equal((await as(SECRET.ops, 'GET', inst('orders', 'o1'))).status, 200);
     assert.equal((await as(SECRET.payments, 'POST', '/batch', { register: [register[0]] })).status, 200);
@@ -215,7 +230,10 @@ describe('access tokens', () => {
       all.close();
       byHeader.close();
     }
-    for (const url of [`/events?service=orders&access_token=${SECRET.payments}`, `/services/orders/events?access_token=${SECRET.payments}`]) {
+    for (const url of [
+      `/events?service=orders&access_token=${SECRET.payments}`,
+      `/services/orders/events?access_token=${SECRET.payments}`,
+    ]) {
       const s = await openSse(gw.base + url);
       assert.equal(s.status, 403, url);
       assert.equal(JSON.parse(s.body).code, 'forbidden');
@@ -310,7 +328,9 @@ describe('HTTPS serving', () => {
 describe('etcd over TLS with client certificates', () => {
   let secure: EtcdCluster;
   before(async () => {
-    secure = await startEtcd({ tls: { caFile: certs.ca.certFile, certFile: certs.server.certFile, keyFile: certs.server.keyFile, clientCert: certs.client } });
+    secure = await startEtcd({
+      tls: { caFile: certs.ca.certFile, certFile: certs.server.certFile, keyFile: certs.server.keyFile, clientCert: certs.client },
+    });
   });
   after(() => secure?.close());
 
@@ -333,7 +353,12 @@ describe('etcd over TLS with client certificates', () => {
   it('a wrong CA, or no client certificate, fails the start at once with a clear message', async () => {
     const common = { ETCD_ENDPOINTS: secure.endpoints.join(','), ETCD_PREFIX: uniquePrefix('tls') };
     const [wrongCa, noCert] = await Promise.all([
-      runMain({ ...common, ETCD_CA_FILE: certs.otherCa.certFile, ETCD_CERT_FILE: certs.client.certFile, ETCD_KEY_FILE: certs.client.keyFile }),
+      runMain({
+        ...common,
+        ETCD_CA_FILE: certs.otherCa.certFile,
+        ETCD_CERT_FILE: certs.client.certFile,
+        ETCD_KEY_FILE: certs.client.keyFile,
+      }),
       runMain({ ...common, ETCD_CA_FILE: certs.ca.certFile }),
     ]);
     assert.equal(wrongCa.code, 1, wrongCa.stderr);
@@ -390,7 +415,12 @@ describe('etcd auth with a least-privilege gateway user', () => {
   });
 
   it('a wrong password fails the start at once with a clear message', async () => {
-    const r = await runMain({ ETCD_ENDPOINTS: locked.endpoints.join(','), ETCD_PREFIX: prefix, ETCD_USERNAME: 'gateway', ETCD_PASSWORD: 'wrong' });
+    const r = await runMain({
+      ETCD_ENDPOINTS: locked.endpoints.join(','),
+      ETCD_PREFIX: prefix,
+      ETCD_USERNAME: 'gateway',
+      ETCD_PASSWORD: 'wrong',
+    });
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /cannot start: .*rejected the gateway credentials.*ETCD_PASSWORD/);
     assert.ok(!r.stderr.includes('wrong') || !/password[^\n]*wrong/.test(r.stderr), 'the password is not printed');

@@ -226,6 +226,7 @@ function conformance(name: string, make: () => Promise<Harness>): void {
         const ev = rec.events().find((e) => e.type === 'delete')!;
         assert.equal(ev.key, `${p}k`);
         assert.equal(ev.prevValue, 'v');
+        assert.equal(ev.prevModRevision, w0.revision, 'the revision of the previous value (a replayed deregister shows it)');
         assert.equal((await store.get(`${p}k`)).kv, undefined);
         assert.equal(await store.keepAlive(lease.id), 0);
       } finally {

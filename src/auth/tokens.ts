@@ -95,7 +95,8 @@ export class TokenSet {
       let d: Buffer | undefined;
       if ((t.token === undefined) === (t.sha256 === undefined)) problems.push(`${label}: give exactly one of "token" or "sha256"`);
       else if (t.token !== undefined) {
-        if (typeof t.token !== 'string' || t.token.length === 0 || /\s/.test(t.token)) problems.push(`${label}.token: a non-empty string without spaces is required`);
+        if (typeof t.token !== 'string' || t.token.length === 0 || /\s/.test(t.token))
+          problems.push(`${label}.token: a non-empty string without spaces is required`);
         else d = digest(t.token);
       } else if (typeof t.sha256 !== 'string' || !HEX_DIGEST.test(t.sha256.toLowerCase())) {
         problems.push(`${label}.sha256: 64 hexadecimal digits (the SHA-256 of the token) are required`);
@@ -115,7 +116,9 @@ export class TokenSet {
         }
         for (const p of v) {
           if (typeof p !== 'string' || !PATTERN.test(p)) {
-            problems.push(`${label}.${field}: ${JSON.stringify(p)} is not a service name or a prefix ending in * (e.g. "payments", "payments*", "*")`);
+            problems.push(
+              `${label}.${field}: ${JSON.stringify(p)} is not a service name or a prefix ending in * (e.g. "payments", "payments*", "*")`,
+            );
           }
         }
         return v.filter((p): p is string => typeof p === 'string');

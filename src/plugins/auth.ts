@@ -85,7 +85,10 @@ function checkRights(req: FastifyRequest, token: AccessToken, services: string[]
   const write = req.method !== 'GET' && req.method !== 'HEAD';
   for (const s of services) {
     if (write ? token.canWrite(s) : token.canRead(s)) continue;
-    throw new HttpProblem('forbidden', `token ${JSON.stringify(token.name)} may not ${write ? 'write' : 'read'} service ${JSON.stringify(s)}`);
+    throw new HttpProblem(
+      'forbidden',
+      `token ${JSON.stringify(token.name)} may not ${write ? 'write' : 'read'} service ${JSON.stringify(s)}`,
+    );
   }
 }
 
@@ -105,7 +108,9 @@ export default fp(async function auth(app: FastifyInstance, opts: AuthOptions) {
   app.addHook('preParsing', async (req) => {
     const failure = failures.get(req);
     if (failure === 'missing') {
-      throw new HttpProblem('unauthorized', 'this gateway requires an access token: send Authorization: Bearer <token>', { 'www-authenticate': REALM });
+      throw new HttpProblem('unauthorized', 'this gateway requires an access token: send Authorization: Bearer <token>', {
+        'www-authenticate': REALM,
+      });
     }
     if (failure === 'invalid') {
       throw new HttpProblem('unauthorized', 'the access token is not valid', { 'www-authenticate': `${REALM}, error="invalid_token"` });

@@ -29,8 +29,21 @@ const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes
 async function selfSignedCa(dir: string, name: string): Promise<KeyPair> {
   const pair = { certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) };
   await run(OPENSSL, [
-    'req', '-x509', ...EC, '-keyout', pair.keyFile, '-out', pair.certFile, '-days', '2', '-subj', `/CN=${name}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    ...EC,
+    '-keyout',
+    pair.keyFile,
+    '-out',
+    pair.certFile,
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${name}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   return pair;
 }
@@ -39,9 +52,28 @@ async function signed(dir: string, ca: KeyPair, name: string, cn: string): Promi
   const pair = { certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) };
   const csr = join(dir, `${name}.csr`);
   const ext = join(dir, `${name}.ext`);
-  await writeFile(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n');
+  await writeFile(
+    ext,
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n',
+  );
   await run(OPENSSL, ['req', ...EC, '-keyout', pair.keyFile, '-out', csr, '-subj', `/CN=${cn}`]);
-  await run(OPENSSL, ['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-out', pair.certFile, '-days', '2', '-extfile', ext]);
+  await run(OPENSSL, [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca.certFile,
+    '-CAkey',
+    ca.keyFile,
+    '-CAcreateserial',
+    '-out',
+    pair.certFile,
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+  ]);
   return pair;
 }
 
