@@ -91,6 +91,8 @@ async function logged(agent: AgentProcess, pattern: RegExp): Promise<void> {
 interface Gateway {
   url: string;
   port: number;
+  /** Bearer token the test itself reads with, when the gateway has access control on. */
+  readToken?: string;
   logs(): string;
   stop(): Promise<void>;
 }
@@ -244,7 +246,8 @@ interface Instance {
 }
 
 async function instances(gateway: Gateway, service: string): Promise<Instance[]> {
-  const res = await fetch(`${gateway.url}/services/${service}`);
+  const headers: Record<string, string> = gateway.readToken === undefined ? {} : { authorization: `Bearer ${gateway.readToken}` };
+  const res = await fetch(`${gateway.url}/services/${service}`, { headers });
   assert.equal(res.status, 200);
   return ((await res.json()) as { instances: Instance[] }).instances;
 }
@@ -574,7 +577,60 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
   });
 });
 
-describe('discovery-agent when the gateway loses its state', { concurrency: true }, () => {
+describe('discovery-agent with a gateway of its own', { concurrency: true }, () => {
+  it('sends DISCOVERY_TOKEN as a bearer token, never logs it, and stops CMD and exits 1 when refused (403)', async () => {
+    const secrets = { agent: `agent-secret-${process.pid}`, admin: `admin-secret-${process.pid}` };
+    const tokensFile = join(tmp, 'tokens.json');
+    await writeFile(
+      tokensFile,
+      JSON.stringify({
+        tokens: [
+          { name: 'agent', token: secrets.agent, read: ['agent-auth-*'], write: ['agent-auth-ok-*'] },
+          { name: 'admin', token: secrets.admin, admin: true },
+        ],
+      }),
+    );
+    const gateway = await startGateway({ AUTH_TOKENS_FILE: tokensFile });
+    gateway.readToken = secrets.admin;
+
+    const allowed = serviceName('auth-ok');
+    const ok = startAgent(['run', '--gateway', gateway.url, '--service', allowed, '--address', '127.0.0.1', '--port', '7003'], {
+      DISCOVERY_TOKEN: secrets.agent,
+    });
+    await until('the registration', async () => (await instances(gateway, allowed))[0], undefined, ok);
+
+    const refused = serviceName('auth-no');
+    const cmd = await makeCmd();
+    const no = startAgent(
+      [
+        'run',
+        '--gateway',
+        gateway.url,
+        '--service',
+        refused,
+        '--address',
+        '127.0.0.1',
+        '--port',
+        String(cmd.port),
+        '--token',
+        secrets.agent,
+        ...cmd.argv,
+      ],
+      cmd.env,
+    );
+    const exit = await no.exit();
+    assert.equal(exit.code, 1, no.stderr());
+    assert.match(no.stderr(), /403/);
+    assert.ok(existsSync(cmd.file('sigterm')), 'CMD was not stopped with SIGTERM');
+    assert.deepEqual(await instances(gateway, refused), []);
+
+    ok.proc.kill('SIGTERM');
+    assert.equal((await ok.exit()).code, 0);
+    assert.deepEqual(await instances(gateway, allowed), []);
+    for (const agent of [ok, no]) assert.ok(!agent.stderr().includes(secrets.agent), `the token appears on stderr: ${agent.stderr()}`);
+    await gateway.stop();
+  });
+
   it('re-registers after the gateway restarts with an empty embedded store', async () => {
     const gateway = await startGateway();
     const service = serviceName('restart');
