@@ -102,7 +102,7 @@ const gateways = new Set<Gateway>();
 /** The real gateway: `node --import tsx src/main.ts`, ready when GET /health/ready answers 200. */
 async function startGateway(env: Record<string, string> = {}, port?: number): Promise<Gateway> {
   port ??= await freePort();
-  const proc = launch(process.execPath, ['--import', 'tsx', process.env.AGENT_TEST_GATEWAY_ENTRY ?? 'src/main.ts'], {
+  const proc = launch(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -614,6 +614,8 @@ describe('discovery-agent with a gateway of its own', { concurrency: true }, () 
         String(cmd.port),
         '--token',
         secrets.agent,
+        '--check', // registers once CMD listens, so CMD has its SIGTERM handler by then
+        `http://127.0.0.1:${cmd.port}/health`,
         ...cmd.argv,
       ],
       cmd.env,

@@ -5,10 +5,11 @@
 // copies exists, its HEALTHCHECK one-liner works against a real gateway, the
 // runtime image's production dependencies cover every import, and Prometheus's
 // configuration passes `promtool check config`.
+import { parse as parseYaml } from 'yaml';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire, builtinModules } from 'node:module';
+import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -18,8 +19,7 @@ import { startGateway, type TestGateway } from './helpers/gateway.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
-// js-yaml comes with the dev dependencies (through eslint); it has no types of its own.
-const yaml = createRequire(import.meta.url)('js-yaml') as { load(text: string): unknown };
+const yaml = { load: (text: string): unknown => parseYaml(text) };
 
 interface ComposeService {
   image?: string;

@@ -90,7 +90,8 @@ export function textTable(result: ScenarioResult): string {
 
 export function markdownTable(result: ScenarioResult): string {
   const out = [`### ${result.title}`, '', `| ${HEAD.join(' | ')} |`, `| ${HEAD.map(() => '---').join(' | ')} |`];
-  for (const r of result.rows) out.push(`| ${cells(r).join(' | ')} |`);
+  // Markdown drops leading spaces: sub-rows get an arrow instead.
+  for (const r of result.rows) out.push(`| ${cells({ ...r, metric: r.metric.replace(/^\s+/, '↳ ') }).join(' | ')} |`);
   if (result.error) out.push('', `**Scenario failed:** ${result.error}`);
   if (result.notes.length) out.push('', ...result.notes.map((n) => `- ${n}`));
   return out.join('\n');

@@ -212,6 +212,8 @@ function parseHttpUrl(text: string, flag: string): URL {
     throw new UsageError(`${flag}: '${text}' is not a URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`${flag}: '${text}' is not an http(s) URL`);
+  // fetch refuses URLs with credentials; and they would end up in log lines. Tokens go in --token.
+  if (url.username !== '' || url.password !== '') throw new UsageError(`${flag}: the URL must not contain a user name or password`);
   return url;
 }
 

@@ -139,9 +139,14 @@ export class Hub {
     const entries = changes.map((c) => ({ revision: c.revision, service: c.service, frame: frame(c) }));
     for (const e of entries) this.ring.push(e);
     this.trimRing();
-    for (const sub of this.subscribers) {
-      if (sub.held) sub.held.push(...entries);
-      else this.deliver(sub, entries);
+    // Streams of every service first: a client that also follows one service on
+    // another stream then sees a change on the broad stream no later than there.
+    for (const broad of [true, false]) {
+      for (const sub of this.subscribers) {
+        if (!sub.scope.services !== broad) continue;
+        if (sub.held) sub.held.push(...entries);
+        else this.deliver(sub, entries);
+      }
     }
   }
 
