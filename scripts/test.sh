@@ -21,4 +21,4 @@ fi
 
 # Files run one at a time: several start etcd clusters and gateways, and the
 # machine has two cores.
-exec node --import tsx --test --test-concurrency=1 --test-timeout=180000 test/*.test.ts
+exec node --import tsx --test --test-concurrency=1 --test-timeout=180000 test/*.test.ts test/issues/*.test.ts

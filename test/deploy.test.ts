@@ -19,7 +19,7 @@ import { startGateway, type TestGateway } from './helpers/gateway.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
-const yaml = { load: (text: string): unknown => parseYaml(text) };
+const yaml = { load: (text: string): unknown => parseYaml(text, { merge: true }) };
 
 interface ComposeService {
   image?: string;
