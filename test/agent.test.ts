@@ -565,6 +565,30 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     assert.ok(!agent.stderr().includes(token), 'the token appears on stderr');
   });
 
+  it('with --ttl 0 and no CMD holds a registration that never expires until SIGTERM', async () => {
+    const service = serviceName('ttl0');
+    const agent = startAgent([
+      'run',
+      '--gateway',
+      gateway.url,
+      '--service',
+      service,
+      '--address',
+      '127.0.0.1',
+      '--port',
+      '7004',
+      '--ttl',
+      '0',
+    ]);
+    const registered = await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
+    assert.equal(registered.ttl, 0);
+    await sleep(1_500); // nothing to wait on but the signal: the agent must still be there
+    assert.equal(agent.proc.exitCode, null, agent.stderr());
+    agent.proc.kill('SIGTERM');
+    assert.equal((await agent.exit()).code, 0, agent.stderr());
+    assert.deepEqual(await instances(gateway, service), []);
+  });
+
   it('bin/discovery-agent --help reads like a man page', async () => {
     const proc = launch(join(ROOT, 'bin', 'discovery-agent'), ['--help'], { stdio: ['ignore', 'pipe', 'ignore'] });
     const out = tail(proc.stdout);

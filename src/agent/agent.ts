@@ -104,7 +104,12 @@ export class Agent {
     }
     const session = this.#keepRegistered();
 
+    // Signal handlers do not keep Node's event loop alive: with no CMD, no check and ttl 0 there is
+    // nothing else to wait on, and the process would end (exit 13) while it should hold the
+    // registration until SIGTERM/SIGINT.
+    const keepAlive = setInterval(() => undefined, 2 ** 30);
     const reason = await shutdown;
+    clearInterval(keepAlive);
     this.#stopping = true;
     this.#sessionAlarm.wake();
     await Promise.all([this.#check?.stop(), session]);
