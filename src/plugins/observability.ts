@@ -38,13 +38,14 @@ export default fp(async function observability(app: FastifyInstance, opts: { req
   const route = (req: FastifyRequest) => req.routeOptions.url ?? 'unmatched';
   app.decorateRequest('heldByBlockingQuery', false);
 
-  app.addHook('onResponse', async (req, reply) => {
-    if (req.routeOptions.config?.stream && reply.statusCode === 200) return;
+  app.addHook('onResponse', (req, reply, done) => {
+    if (req.routeOptions.config?.stream && reply.statusCode === 200) return done();
     // A blocking query's time is mostly the wait its client asked for: not latency.
     if (!req.heldByBlockingQuery) metrics.httpDuration.observe({ method: req.method, route: route(req), status_code: reply.statusCode }, reply.elapsedTime / 1000);
     if (opts.requestLog) {
       req.log.info({ method: req.method, url: loggableUrl(req.url), route: route(req), statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 1000) / 1000 }, 'request');
     }
+    done();
   });
 
   const schema = { tags: ['operations'], summary: 'Prometheus metrics (text format)', response: MetricsAnswer };

@@ -24,16 +24,20 @@ declare module 'fastify' {
 }
 
 export default fp(async function timeouts(app: FastifyInstance, opts: { timeoutMs: number }) {
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', (req, reply, done) => {
     const config = req.routeOptions.config;
-    if (config?.stream) return;
+    // Reads need no timer of their own (and the hottest path is spared one): they answer
+    // from the cache, or make one store call bounded by ETCD_TIMEOUT_MS, or wait (a
+    // blocking query, a minRevision read) as long as their client asked, then answer.
+    const read = req.method === 'GET' || req.method === 'HEAD';
     const ms = config?.timeoutMs ?? opts.timeoutMs;
-    if (!(ms > 0)) return;
+    if (config?.stream || read || !(ms > 0)) return done();
     const timer = setTimeout(() => {
       if (reply.sent || reply.raw.headersSent) return;
       // The handler goes on (a store call cannot be taken back); its late answer is dropped.
       reply.send(new HttpProblem('store-unavailable', `no answer within ${ms / 1000} s (the store is slow or unreachable); retry`));
     }, ms);
     reply.raw.once('close', () => clearTimeout(timer));
+    done();
   });
 });

@@ -46,8 +46,8 @@ class ServiceView {
 
 export interface ServiceAnswer {
   revision: number;
-  /** The JSON answer, encoded once (cached answers are sent as they are). */
-  body: Buffer | string;
+  /** The JSON answer, serialized once. A string, not a Buffer: Node then writes headers and body in one write. */
+  body: string;
 }
 
 type ChangeListener = (changes: Change[], revision: number) => void;
@@ -112,7 +112,7 @@ export class Cache {
     const revision = this.serviceRevision(service);
     const hit = this.rendered.get(service);
     if (hit && hit.revision === revision) return hit;
-    const answer = { revision, body: Buffer.from(renderService(service, revision, this.instances(service))) };
+    const answer = { revision, body: renderService(service, revision, this.instances(service)) };
     this.rendered.set(service, answer);
     return answer;
   }
@@ -136,7 +136,7 @@ export class Cache {
     }
     if (this.servicesListAnswer && this.servicesListAnswer.revision === this.applied) return this.servicesListAnswer;
     const services = this.serviceNames().map((name) => ({ name, instances: this.services.get(name)!.byId.size }));
-    this.servicesListAnswer = { revision: this.applied, body: Buffer.from(JSON.stringify({ revision: this.applied, services })) };
+    this.servicesListAnswer = { revision: this.applied, body: JSON.stringify({ revision: this.applied, services }) };
     return this.servicesListAnswer;
   }
 

@@ -51,6 +51,6 @@ export function sendNotModified(reply: FastifyReply): FastifyReply {
 }
 
 /** A JSON answer serialized beforehand (the cache keeps bodies ready to send). */
-export function sendJson(reply: FastifyReply, body: Buffer | string): FastifyReply {
+export function sendJson(reply: FastifyReply, body: string): FastifyReply {
   return reply.type('application/json; charset=utf-8').send(body);
 }

@@ -10,7 +10,6 @@ import { MinRevision, NameParams, ServiceAnswer, ServicesAnswer, Status, problem
 
 const MAX_WAIT_MS = 5 * 60_000;
 /** A blocking query may hold its answer for its wait plus jitter (wait/16): its request timeout leaves room for that. */
-const BLOCKING_TIMEOUT_MS = MAX_WAIT_MS + MAX_WAIT_MS / 16 + 30_000;
 
 const ServiceQuery = Type.Object(
   {
@@ -59,7 +58,6 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/services/:name',
     {
-      config: { timeoutMs: BLOCKING_TIMEOUT_MS },
       schema: {
         tags: ['discovery'],
         summary: "A service's instances, sorted by id",
