@@ -355,7 +355,7 @@ describe('observability on etcd', () => {
     asked.forEach(([method, path, status, route], i) => {
       const l = lines[i]!;
       assert.equal(l.level, 30, 'info');
-      assert.match(String(l.reqId), /^[0-9a-f-]{36}$/);
+      assert.match(String(l.reqId), /^[0-9a-f]{8}-[0-9a-z]+$/);
       assert.equal(l.method, method);
       assert.equal(l.url, path);
       assert.equal(l.route, route);
