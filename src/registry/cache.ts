@@ -107,19 +107,19 @@ export class Cache {
     return filter ? all.filter((x) => matches(x.record, filter)) : all;
   }
 
-  /** The unfiltered answer of GET /services/{name}, serialized once per revision. */
-  serviceAnswer(service: string): ServiceAnswer {
+  /**
+   * The answer of GET /services/{name} (with its filters), serialized once per
+   * revision: clients poll with the same query, so each query's body is kept in
+   * the LRU under the service name plus the query.
+   */
+  serviceAnswer(service: string, filter?: ServiceFilter): ServiceAnswer {
     const revision = this.serviceRevision(service);
-    const hit = this.rendered.get(service);
+    const key = filter ? `${service}?${filterKey(filter)}` : service;
+    const hit = this.rendered.get(key);
     if (hit && hit.revision === revision) return hit;
-    const answer = { revision, body: renderService(service, revision, this.instances(service)) };
-    this.rendered.set(service, answer);
+    const answer = { revision, body: renderService(service, revision, this.instances(service, filter)) };
+    this.rendered.set(key, answer);
     return answer;
-  }
-
-  filteredAnswer(service: string, filter: ServiceFilter): ServiceAnswer {
-    const revision = this.serviceRevision(service);
-    return { revision, body: renderService(service, revision, this.instances(service, filter)) };
   }
 
   /**
@@ -233,6 +233,10 @@ export class Cache {
     for (const name of this.serviceNames()) if (include(name)) out[name] = this.instances(name).map((x) => x.record);
     return out;
   }
+}
+
+function filterKey(f: ServiceFilter): string {
+  return JSON.stringify([f.status ?? '', f.tags ?? [], f.meta ?? []]);
 }
 
 export function matches(x: Instance, f: ServiceFilter): boolean {

@@ -96,7 +96,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
       markStale(gw, reply, cache.knows(name));
       metrics.cacheRequests.inc({ result: 'hit' });
-      const answer = filter ? cache.filteredAnswer(name, filter) : cache.serviceAnswer(name);
+      const answer = cache.serviceAnswer(name, filter);
       revisionHeaders(reply, answer.revision);
       if (notModified(req, answer.revision)) return sendNotModified(reply);
       return sendJson(reply, answer.body);
