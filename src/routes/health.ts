@@ -1,6 +1,7 @@
 // Probes for orchestrators: live (the process serves), ready (the store answers
 // and the cache is in sync), and a body that says why.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { Gateway } from '../gateway.ts';
 
@@ -80,23 +81,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/health/live', { schema: { tags, summary: 'Liveness: 200 while the process serves', response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'The process serves' }) } } }, async () => ({ status: 'ok' as const }));
 
-  app.get(
-    '/health/ready',
-    { schema: { tags, summary: 'Readiness: 200 when the store answers and the cache is in sync, else 503', response: { 200: HealthAnswer, 503: HealthAnswer } } },
-    async (_req, reply) => {
-      const h = await probe.check();
-      return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store: h });
-    },
-  );
-
-  app.get(
-    '/health',
-    { schema: { tags, summary: 'Health with store details (200 or 503 as ready)', response: { 200: HealthAnswer, 503: HealthAnswer } } },
-    async (_req, reply) => {
-      const h = await probe.check();
-      return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store: h });
-    },
-  );
+  // /health/ready and /health give the same answer; /health is the one people read.
+  const answer = async (_req: unknown, reply: FastifyReply) => {
+    const h = await probe.check();
+    return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store: h });
+  };
+  const response = { 200: HealthAnswer, 503: HealthAnswer };
+  app.get('/health/ready', { schema: { tags, summary: 'Readiness: 200 when the store answers and the cache is in sync, else 503', response } }, answer);
+  app.get('/health', { schema: { tags, summary: 'Health with store details (200 or 503 as ready)', response } }, answer);
 };
 
 export default routes;
