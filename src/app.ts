@@ -6,7 +6,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { DestinationStream } from 'pino';
-import type { Config } from './config.ts';
+import { ConfigError, type Config } from './config.ts';
 import type { Gateway } from './gateway.ts';
 import { Metrics } from './metrics.ts';
 import { TokenSet } from './auth/tokens.ts';
@@ -32,7 +32,7 @@ import eventRoutes from './routes/events.ts';
 import healthRoutes from './routes/health.ts';
 import instanceRoutes from './routes/instances.ts';
 import prometheusRoutes from './routes/prometheus.ts';
-import { Instance, Problem } from './routes/schemas.ts';
+import { Instance, Problem, isHost } from './routes/schemas.ts';
 import serviceRoutes from './routes/services.ts';
 import uiRoutes from './routes/ui.ts';
 import { randomUUID } from 'node:crypto';
@@ -40,6 +40,8 @@ import { readFileSync } from 'node:fs';
 
 /** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
 export const BODY_LIMIT = 64 * 1024;
+/** How long requests in flight may take to finish once the gateway is closing. */
+const DRAIN_MS = 3000;
 /** How long start-up keeps trying to read the store before giving up. */
 const STARTUP_TIMEOUT_MS = 20_000;
 /** How often an idle gateway checks that the store answers (discovery_store_up, readiness, stale answers). */
@@ -71,9 +73,22 @@ export interface AppDeps {
   handlerTimeoutMs?: number;
 }
 
+/** A file a setting names; a missing or unreadable one stops the start naming the setting. */
+function readSetting(variable: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
 export function createStore(config: Config): Store {
   const s = config.store;
   if (s.kind === 'memory') return new MemoryStore();
+  // Read here so that a bad path is named by its setting; the store gets the paths it can now read.
+  if (s.caFile) readSetting('ETCD_CA_FILE', s.caFile);
+  if (s.certFile) readSetting('ETCD_CERT_FILE', s.certFile);
+  if (s.keyFile) readSetting('ETCD_KEY_FILE', s.keyFile);
   return new EtcdStore({
     endpoints: s.endpoints,
     username: s.username,
@@ -102,20 +117,22 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     requestTimeout: REQUEST_RECEIVE_TIMEOUT_MS, // receiving the request only: never cuts a long answer
-    forceCloseConnections: true,
+    // On close only idle keep-alive sockets are cut: requests in flight finish (streams and
+    // parked queries are ended in preClose below).
+    forceCloseConnections: 'idle',
     // ids are up to 128 characters: longer ones must reach validation (400), not the router's 414
     routerOptions: { maxParamLength: 512 },
     // Unique across replicas and restarts, cheaper than a UUID per request.
     genReqId: () => `${REQ_ID_PREFIX}-${(++requestCount).toString(36)}`,
     ...deps.fastify,
   };
-  if (config.tls) Object.assign(options, { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } });
+  if (config.tls) Object.assign(options, { https: { cert: readSetting('TLS_CERT_FILE', config.tls.certFile), key: readSetting('TLS_KEY_FILE', config.tls.keyFile) } });
   const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are strict (no coercion: "port": "8080" is a 400); query strings are text and are parsed.
   const strict = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false, strict: false });
   const lenient = new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional: false, strict: false });
-  for (const ajv of [strict, lenient]) ajv.addSchema(Instance);
+  for (const ajv of [strict, lenient]) ajv.addSchema(Instance).addFormat('host', isHost);
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : lenient).compile(schema));
   // An empty JSON body is null (a plain heartbeat); routes whose schema needs an object reject it.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
@@ -179,8 +196,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const gateway: Gateway = { config, metrics, store, cache, sync, registry, hub };
   app.decorate('gateway', gateway);
 
-  app.addHook('preClose', async () => hub.closeAll());
+  let drainTimer: NodeJS.Timeout | undefined;
+  app.addHook('preClose', async () => {
+    hub.closeAll();
+    cache.serviceWaiters.releaseAll();
+    cache.revisionWaiters.releaseAll();
+    // Requests in flight get DRAIN_MS to finish; connections still open after that are cut.
+    drainTimer = setTimeout(() => app.server.closeAllConnections(), DRAIN_MS);
+    drainTimer.unref();
+  });
   app.addHook('onClose', async () => {
+    clearTimeout(drainTimer);
     probe.close();
     registry.close();
     await sync.close();

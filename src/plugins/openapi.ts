@@ -6,19 +6,21 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 
 /**
- * OpenAPI 3.0 schemas take one `example`, not JSON Schema's `examples` array;
- * @fastify/swagger converts most of them, not those nested in query arrays.
- * (Parameter and media-type `examples` are maps, never arrays: left alone.)
+ * Schemas in OpenAPI 3.0 terms: one `example`, not JSON Schema's `examples` array
+ * (@fastify/swagger converts most of them, not those nested in query arrays;
+ * parameter and media-type `examples` are maps, never arrays: left alone), and no
+ * `propertyNames` (3.0 lacks it; the schema's description states the key rule).
  */
-function examplesFor30<T>(node: T): T {
-  if (Array.isArray(node)) node.forEach(examplesFor30);
+function schemasFor30<T>(node: T): T {
+  if (Array.isArray(node)) node.forEach(schemasFor30);
   else if (node && typeof node === 'object') {
     const o = node as Record<string, unknown>;
     if (Array.isArray(o.examples)) {
       if (o.example === undefined && o.examples.length) o.example = o.examples[0];
       delete o.examples;
     }
-    Object.values(o).forEach(examplesFor30);
+    delete o.propertyNames;
+    Object.values(o).forEach(schemasFor30);
   }
   return node;
 }
@@ -42,7 +44,7 @@ export default fp(async function openapi(app: FastifyInstance) {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Required when the gateway is started with AUTH_TOKENS_FILE' } } },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
-    transformObject: (doc) => examplesFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject),
+    transformObject: (doc) => schemasFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject),
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',

@@ -205,7 +205,14 @@ export class Cache {
     this.revisionWaiters.release(this.applied);
     const touched = new Set(changes.map((c) => c.service));
     for (const name of touched) this.serviceWaiters.notify(name);
-    for (const l of this.listeners) l(changes, this.applied);
+    for (const l of this.listeners) {
+      // A listener's failure must not stop the others, nor reach the store client's event emitter.
+      try {
+        l(changes, this.applied);
+      } catch (err) {
+        process.emitWarning(`change listener failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
     return changes;
   }
 

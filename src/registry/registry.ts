@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { BookkeepingLease } from './bookkeeping.ts';
 import type { Cache } from './cache.ts';
 import { deregisteredMarker } from './changes.ts';
-import { InstanceNotFoundError, InvalidRequestError, LeaseNotFoundError, StoreUnavailableError } from './errors.ts';
+import { InstanceNotFoundError, InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
 import { decodeRecord, encodeRecord } from './records.ts';
 import type { Compare, Store, TxnOp } from './store/store.ts';
@@ -38,6 +38,11 @@ export interface HeartbeatResult {
 export interface BatchItem extends InstanceInput {
   service: string;
   id: string;
+}
+
+/** Errors after which the store certainly did not apply a transaction (others, like a timeout, leave it open). */
+function notApplied(err: unknown): boolean {
+  return err instanceof InvalidRequestError || err instanceof LeaseNotFoundError;
 }
 
 /** What the registry knows of an instance's current record in the store. */
@@ -73,8 +78,8 @@ export class Registry {
       const guard: Compare = current
         ? { key, target: 'modRevision', op: '==', value: current.revision }
         : { key, target: 'createRevision', op: '==', value: 0 };
-      const res = await this.store.txn([guard], [{ type: 'put', key, value: encodeRecord(record), lease: lease?.id }]).catch(async (err) => {
-        if (lease) this.revokeLater(lease.id);
+      const res = await this.store.txn([guard], [{ type: 'put', key, value: encodeRecord(record), lease: lease?.id }]).catch((err: unknown) => {
+        if (lease && notApplied(err)) this.revokeLater(lease.id);
         throw err;
       });
       if (res.succeeded) {
@@ -96,7 +101,7 @@ export class Registry {
       this.observer.heartbeat('ok');
       return result;
     } catch (err) {
-      this.observer.heartbeat(err instanceof InstanceNotFoundError ? 'not_found' : 'error');
+      this.observer.heartbeat(err instanceof RegistryError && err.code === 'instance-not-found' ? 'not_found' : 'error');
       throw err;
     }
   }
@@ -104,7 +109,15 @@ export class Registry {
   private async renew(service: string, id: string, status?: InstanceStatus): Promise<HeartbeatResult> {
     let current = this.fromCache(service, id) ?? (await this.fromStore(service, id));
     if (!current) throw new InstanceNotFoundError(service, id);
-    if (current.lease !== '0' && (await this.store.keepAlive(current.lease)) <= 0) throw new InstanceNotFoundError(service, id);
+    if (current.lease !== '0' && (await this.store.keepAlive(current.lease)) <= 0) {
+      // This gateway's copy may be behind a re-registration on another replica (a new
+      // lease): only the store can say the instance is gone.
+      const fresh = await this.fromStore(service, id);
+      if (!fresh || fresh.lease === current.lease || (fresh.lease !== '0' && (await this.store.keepAlive(fresh.lease)) <= 0)) {
+        throw new InstanceNotFoundError(service, id);
+      }
+      current = fresh;
+    }
     const key = this.keys.instance(service, id);
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
       if (!current) throw new InstanceNotFoundError(service, id);
@@ -145,16 +158,48 @@ export class Registry {
       seen.add(k);
     }
 
-    const records = register.map((x) => this.newRecord(x.service, x.id, x, this.fromCache(x.service, x.id)));
-    const leases = await Promise.all(records.map((r) => (r.ttl > 0 ? this.store.grantLease(r.ttl) : undefined)));
+    const currents = register.map((x) => this.fromCache(x.service, x.id));
+    for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+      const result = await this.tryBatch(register, deregister, currents);
+      if (result) return result;
+      // A registered key changed behind this gateway's back (or a deregistered one is gone): ask the store.
+      const missing = await this.firstMissing(deregister);
+      if (missing) throw new InstanceNotFoundError(missing.service, missing.id);
+      for (let i = 0; i < register.length; i++) currents[i] = await this.fromStore(register[i]!.service, register[i]!.id);
+    }
+    throw new StoreUnavailableError('the instances kept changing concurrently; retry');
+  }
+
+  /** One attempt at a batch, guarded by what this gateway believes each key holds; undefined when a guard failed. */
+  private async tryBatch(
+    register: BatchItem[],
+    deregister: { service: string; id: string }[],
+    currents: (Current | undefined)[],
+  ): Promise<{ revision: number; instances: Instance[] } | undefined> {
+    const records = register.map((x, i) => this.newRecord(x.service, x.id, x, currents[i]));
+    const granted = await Promise.allSettled(records.map((r) => (r.ttl > 0 ? this.store.grantLease(r.ttl) : undefined)));
+    const leases = granted.map((g) => (g.status === 'fulfilled' ? g.value : undefined));
     const revokeAll = () => leases.forEach((l) => l && this.revokeLater(l.id));
+    const failed = granted.find((g): g is PromiseRejectedResult => g.status === 'rejected');
+    if (failed) {
+      revokeAll();
+      throw failed.reason;
+    }
     records.forEach((r, i) => (r.ttl = leases[i]?.ttl ?? 0));
 
-    const compares: Compare[] = deregister.map((x) => ({ key: this.keys.instance(x.service, x.id), target: 'createRevision', op: '>', value: 0 }));
+    // Compares do not count against etcd's --max-txn-ops limit on operations.
+    const compares: Compare[] = register.map((x, i) => {
+      const key = this.keys.instance(x.service, x.id);
+      const c = currents[i];
+      return c ? { key, target: 'modRevision', op: '==', value: c.revision } : { key, target: 'createRevision', op: '==', value: 0 };
+    });
+    for (const x of deregister) compares.push({ key: this.keys.instance(x.service, x.id), target: 'createRevision', op: '>', value: 0 });
     const success: TxnOp[] = records.map((r, i) => ({ type: 'put', key: this.keys.instance(r.service, r.id), value: encodeRecord(r), lease: leases[i]?.id }));
     for (const x of deregister) success.push({ type: 'delete', key: this.keys.instance(x.service, x.id) });
     const marker = deregister.length ? { key: this.keys.deregistered(randomUUID()), value: deregisteredMarker(deregister) } : undefined;
-    const replaced = [...register, ...deregister].map((x) => this.fromCache(x.service, x.id)?.lease).filter((l): l is string => !!l && l !== '0');
+    const replaced = [...currents.map((c) => c?.lease), ...deregister.map((x) => this.fromCache(x.service, x.id)?.lease)].filter(
+      (l): l is string => !!l && l !== '0',
+    );
 
     let res;
     try {
@@ -162,13 +207,13 @@ export class Registry {
         ? await this.withBookkeepingLease((lease) => this.store.txn(compares, [...success, { type: 'put', ...marker, lease }]))
         : await this.store.txn(compares, success);
     } catch (err) {
-      revokeAll();
+      // A timeout may hide a transaction that did apply: its leases must then stay.
+      if (notApplied(err)) revokeAll();
       throw err;
     }
     if (!res.succeeded) {
       revokeAll();
-      const missing = deregister.find((x) => !this.cache.instance(x.service, x.id)) ?? deregister[0]!;
-      throw new InstanceNotFoundError(missing.service, missing.id);
+      return undefined;
     }
     for (const lease of replaced) this.revokeLater(lease);
     for (const r of records) r.revision = res.revision;
@@ -176,6 +221,11 @@ export class Registry {
     if (deregister.length) this.observer.deregistered(deregister.length);
     await this.visible(res.revision);
     return { revision: res.revision, instances: records };
+  }
+
+  private async firstMissing(list: { service: string; id: string }[]): Promise<{ service: string; id: string } | undefined> {
+    for (const x of list) if (!(await this.store.get(this.keys.instance(x.service, x.id))).kv) return x;
+    return undefined;
   }
 
   /** GET ?consistent=true: a linearizable read of one service from the store. */

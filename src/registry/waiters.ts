@@ -7,6 +7,7 @@ interface Waiter {
 }
 
 function park<W extends Waiter>(add: (w: W) => void, remove: (w: W) => void, make: (done: (r: boolean) => void) => W, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const finish = (reached: boolean) => {
       clearTimeout(timer);
@@ -39,6 +40,11 @@ export class RevisionWaiters {
       timeoutMs,
       signal,
     );
+  }
+
+  /** Shutdown: answer every parked request now. */
+  releaseAll(): void {
+    for (const w of [...this.waiting]) w.done(false);
   }
 
   release(applied: number): void {
@@ -74,6 +80,11 @@ export class ServiceWaiters {
       timeoutMs,
       signal,
     );
+  }
+
+  /** Shutdown: answer every parked request now. */
+  releaseAll(): void {
+    for (const set of [...this.byService.values()]) for (const w of [...set]) w.done(false);
   }
 
   notify(service: string): void {

@@ -33,7 +33,8 @@ export function markStale(gw: Gateway, reply: FastifyReply, known: boolean): voi
 /** Aborted when the client goes away (frees a parked blocking query). */
 export function clientGone(reply: FastifyReply): AbortSignal {
   const ac = new AbortController();
-  reply.raw.once('close', () => ac.abort());
+  if (reply.raw.destroyed) ac.abort();
+  else reply.raw.once('close', () => ac.abort());
   return ac.signal;
 }
 

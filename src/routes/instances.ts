@@ -53,9 +53,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const { id: given, ...input } = req.body;
       const id = given ?? `${input.address}:${input.port}`;
       if (!isInstanceId(id)) throw new InvalidRequestError(`body.id: the derived id ${JSON.stringify(id)} is not a valid instance id; give one`);
-      const { instance, created } = await registry.register(req.params.name, id, input);
+      const { instance } = await registry.register(req.params.name, id, input);
       return reply
-        .code(created ? 201 : 200)
+        .code(201) // API.md: POST answers 201 (a retried POST replaces the same id)
         .header('location', `/services/${req.params.name}/instances/${id}`)
         .header('x-registry-revision', String(instance.revision))
         .send(instance);

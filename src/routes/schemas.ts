@@ -1,6 +1,14 @@
 // TypeBox schemas shared by the routes: validation, serialization and the
 // OpenAPI document at once. Rules are API.md's "Names and records".
+import { isIP } from 'node:net';
 import { Type, type Static } from '@sinclair/typebox';
+
+/** The `host` format of addresses: an IP address that parses, or a DNS name (no colon). */
+export function isHost(text: string): boolean {
+  if (text.includes(':')) return isIP(text) === 6;
+  if (/^\d+(\.\d+){3}$/.test(text)) return isIP(text) === 4;
+  return true; // a DNS name: the pattern checks its labels
+}
 
 export const ServiceName = Type.String({
   pattern: '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$',
@@ -18,13 +26,17 @@ const Address = Type.String({
   maxLength: 253,
   // IPv4, IPv6 without brackets, or a DNS host name
   pattern: '^(?:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?)$',
+  // the pattern admits the shape; the `host` format (isHost) checks an IP address really parses
+  format: 'host',
   description: 'IPv4, IPv6 (no brackets) or DNS host name',
   examples: ['10.0.0.7'],
 });
 const Port = Type.Integer({ minimum: 1, maximum: 65535, examples: [8080] });
 const Tags = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 32, description: 'Up to 32 tags of 1–64 characters', examples: [['http', 'v2']] });
-const Metadata = Type.Record(Type.String({ minLength: 1, maxLength: 128 }), Type.String({ maxLength: 512 }), {
+const Metadata = Type.Record(Type.String(), Type.String({ maxLength: 512 }), {
   maxProperties: 64,
+  // Type.Record drops the key schema's lengths (it becomes a pattern): state them here.
+  propertyNames: { minLength: 1, maxLength: 128 },
   description: 'Up to 64 string keys (1–128 characters) with string values (up to 512 characters)',
   examples: [{ zone: 'eu-1', version: '2.3.1' }],
 });

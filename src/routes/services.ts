@@ -88,6 +88,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
       if (q.index !== undefined && cache.serviceRevision(name) <= q.index) {
         const wait = waitMs ?? MAX_WAIT_MS;
+        markStale(gw, reply, cache.knows(name)); // an unknown service with the store down: 503 now, not after the wait
         req.heldByBlockingQuery = true;
         // Jitter spreads the answers of many clients that started waiting together.
         await cache.serviceWaiters.wait(name, wait + Math.random() * (wait / 16), clientGone(reply));
