@@ -4,8 +4,7 @@
 // An ordinary route answers within `timeoutMs` or gets 503 store-unavailable: the
 // only thing an ordinary handler waits on is the store (each store call has its
 // own deadline too, ETCD_TIMEOUT_MS; this bounds a handler that makes several).
-// Change streams (route config `stream`) have none; a route may set its own
-// (`config.timeoutMs`: blocking queries hold their answer for up to `wait`).
+// Change streams (route config `stream`) and reads have none (see the hook).
 // Socket-level timeouts (fastify connectionTimeout) stay off: they would cut idle
 // streams and parked queries. Receiving a request is bounded by requestTimeout (app.ts).
 //
@@ -16,13 +15,6 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { HttpProblem } from './errors.ts';
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Longest time this route may take to answer, in ms (default: the gateway's). */
-    timeoutMs?: number;
-  }
-}
-
 export default fp(async function timeouts(app: FastifyInstance, opts: { timeoutMs: number }) {
   app.addHook('onRequest', (req, reply, done) => {
     const config = req.routeOptions.config;
@@ -30,7 +22,7 @@ export default fp(async function timeouts(app: FastifyInstance, opts: { timeoutM
     // from the cache, or make one store call bounded by ETCD_TIMEOUT_MS, or wait (a
     // blocking query, a minRevision read) as long as their client asked, then answer.
     const read = req.method === 'GET' || req.method === 'HEAD';
-    const ms = config?.timeoutMs ?? opts.timeoutMs;
+    const ms = opts.timeoutMs;
     if (config?.stream || read || !(ms > 0)) return done();
     const timer = setTimeout(() => {
       if (reply.sent || reply.raw.headersSent) return;

@@ -28,7 +28,4 @@ export class BookkeepingLease {
     this.current = undefined;
   }
 
-  close(): void {
-    this.current = undefined;
-  }
 }

@@ -287,7 +287,7 @@ export class Registry {
 
   /** Drop bookkeeping state (the shared lease is left to expire by itself). */
   close(): void {
-    this.bookkeeping.close();
+    this.bookkeeping.forget();
   }
 
   private newRecord(service: string, id: string, input: InstanceInput, current: Current | undefined): Instance {

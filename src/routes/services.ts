@@ -9,7 +9,6 @@ import { clientGone, markStale, notModified, parseDuration, revisionHeaders, sen
 import { MinRevision, NameParams, ServiceAnswer, ServicesAnswer, Status, problems } from './schemas.ts';
 
 const MAX_WAIT_MS = 5 * 60_000;
-/** A blocking query may hold its answer for its wait plus jitter (wait/16): its request timeout leaves room for that. */
 
 const ServiceQuery = Type.Object(
   {
