@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { loadConfig } from '../src/config.ts';
-import { MAX_BATCH_OPS } from '../src/registry/registry.ts';
+import { MAX_BATCH_OPS } from '../src/rules.ts';
 import { startGateway, type TestGateway } from './helpers/gateway.ts';
 
 const root = new URL('..', import.meta.url).pathname;

@@ -1,8 +1,8 @@
 // discovery-agent command line: flags and environment -> one validated AgentOptions, and the help text.
 // Validation follows API.md's rules for names, ids and fields, so that a typo fails here (exit 2)
 // before CMD is started, and not later as a 400 from the gateway.
-import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import { MAX_METADATA, MAX_METADATA_KEY_LENGTH, MAX_TAGS, MAX_TTL_SECONDS as MAX_TTL, MAX_WEIGHT, isAddress, isInstanceId, isServiceName } from '../rules.ts';
 
 export interface AgentOptions {
   /** Base URL of the gateway, always ending in `/`. */
@@ -40,13 +40,6 @@ export const DEFAULT_TTL_SECONDS = 10;
 export const DEFAULT_GRACE_SECONDS = 10;
 export const DEFAULT_DRAIN_SECONDS = 0;
 
-const SERVICE_NAME = /^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$/;
-const INSTANCE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
-const MAX_TAGS = 32;
-const MAX_METADATA = 64;
-const MAX_TTL = 86_400;
-const MAX_WEIGHT = 10_000;
 
 const RUN_FLAGS = {
   gateway: { type: 'string' },
@@ -103,21 +96,21 @@ export function parseInvocation(argv: readonly string[], env: Readonly<Record<st
   if (gateway.search !== '' || gateway.hash !== '') throw new UsageError('--gateway: the URL must not have a query or fragment');
 
   const service = required(values.service, '--service NAME');
-  if (!SERVICE_NAME.test(service)) {
+  if (!isServiceName(service)) {
     throw new UsageError(
       `--service: '${service}' is not a service name (1-64 of a-z 0-9 . _ -, starting and ending with a letter or digit)`,
     );
   }
 
   const address = required(values.address, '--address ADDR');
-  if (isIP(address) === 0 && !HOST_NAME.test(address)) {
+  if (!isAddress(address)) {
     throw new UsageError(`--address: '${address}' is not an IPv4 or IPv6 address (no brackets) or DNS host name`);
   }
 
   const port = integer(required(values.port, '--port PORT'), '--port', 1, 65_535);
 
   const id = values.id ?? `${address}:${port}`;
-  if (!INSTANCE_ID.test(id) || id === '.' || id === '..') {
+  if (!isInstanceId(id)) {
     throw new UsageError(
       `${values.id !== undefined ? '--id' : '--id (default {address}:{port})'}: '${id}' is not an instance id (1-128 of A-Z a-z 0-9 . _ : -, not . or ..)`,
     );
@@ -137,7 +130,7 @@ export function parseInvocation(argv: readonly string[], env: Readonly<Record<st
     if (eq === -1) throw new UsageError(`--meta: '${pair}' is not KEY=VALUE`);
     const key = pair.slice(0, eq);
     const value = pair.slice(eq + 1);
-    if (key.length < 1 || key.length > 128) throw new UsageError(`--meta: the key in '${pair}' must be 1-128 characters`);
+    if (key.length < 1 || key.length > MAX_METADATA_KEY_LENGTH) throw new UsageError(`--meta: the key in '${pair}' must be 1-${MAX_METADATA_KEY_LENGTH} characters`);
     if (value.length > 512) throw new UsageError(`--meta: the value of '${key}' is longer than 512 characters`);
     metadata[key] = value; // a repeated key: the last one wins, as with environment layering
   }

@@ -10,6 +10,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.ts';
+import { SERVICE_PATTERN_PATTERN } from '../rules.ts';
 
 export interface AccessToken {
   readonly name: string;
@@ -21,8 +22,7 @@ export interface AccessToken {
 /** A bad AUTH_TOKENS_FILE is a bad setting: the start stops with a message naming it. */
 export class TokenFileError extends ConfigError {}
 
-/** A service name, or a prefix of one followed by `*`. */
-const PATTERN = /^(?:[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?|[a-z0-9._-]{0,63}\*)$/;
+const PATTERN = new RegExp(SERVICE_PATTERN_PATTERN);
 const HEX_DIGEST = /^[0-9a-f]{64}$/;
 const FIELDS = new Set(['name', 'token', 'sha256', 'read', 'write', 'admin', 'description']);
 
@@ -47,10 +47,6 @@ interface Entry {
 
 export class TokenSet {
   private constructor(private readonly entries: Entry[]) {}
-
-  get size(): number {
-    return this.entries.length;
-  }
 
   /**
    * The token whose secret this is, or undefined. Every stored digest is compared

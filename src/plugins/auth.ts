@@ -13,7 +13,7 @@
 // GET and HEAD need the read right, every other method the write right.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { isServiceName } from '../registry/keys.ts';
+import { isServiceName } from '../rules.ts';
 import type { AccessToken, TokenSet } from '../auth/tokens.ts';
 import { HttpProblem } from './errors.ts';
 

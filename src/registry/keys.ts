@@ -2,16 +2,7 @@
 //   {prefix}/{service}/{id}         one instance, value = the record as JSON
 //   {prefix}/_/…                    bookkeeping (no service name can start with "_")
 
-export const SERVICE_NAME = /^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$/;
-export const INSTANCE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-export function isServiceName(name: string): boolean {
-  return SERVICE_NAME.test(name);
-}
-
-export function isInstanceId(id: string): boolean {
-  return INSTANCE_ID.test(id) && id !== '.' && id !== '..';
-}
+import { isInstanceId, isServiceName } from '../rules.ts';
 
 export type ParsedKey = { kind: 'instance'; service: string; id: string } | { kind: 'bookkeeping'; rest: string } | { kind: 'foreign' };
 

@@ -11,9 +11,8 @@ import type { KeyLayout } from './keys.ts';
 import { decodeRecord, encodeRecord } from './records.ts';
 import type { Compare, Store, TxnOp } from './store/store.ts';
 import type { Instance, InstanceInput, InstanceStatus } from './types.ts';
+import { MAX_BATCH_OPS } from '../rules.ts';
 
-/** etcd's default --max-txn-ops: a batch is one transaction. */
-export const MAX_BATCH_OPS = 128;
 /** How long a write waits for the watch to bring it back before answering anyway. */
 const WRITE_VISIBLE_TIMEOUT_MS = 3000;
 /** How long a minRevision read waits for the watch before reading the store. */

@@ -27,10 +27,6 @@ function park<W extends Waiter>(add: (w: W) => void, remove: (w: W) => void, mak
 export class RevisionWaiters {
   private waiting = new Set<Waiter & { revision: number }>();
 
-  get size(): number {
-    return this.waiting.size;
-  }
-
   /** Resolves true once `release(r)` is called with r >= revision, false on timeout or abort. */
   wait(revision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     return park<Waiter & { revision: number }>(

@@ -1,5 +1,6 @@
 // POST /batch: registrations and deregistrations in one store transaction.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { MAX_BATCH_OPS } from '../rules.ts';
 import { BatchAnswer, BatchBody, problems } from './schemas.ts';
 
 /** A batch body may be up to 1 MiB (an instance body up to 64 KiB). */
@@ -15,7 +16,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['registration'],
         summary: 'Register and deregister many instances atomically',
         description:
-          'One store transaction: all or nothing. At most 128 operations (127 when it deregisters: one bookkeeping operation records why the instances left). Deregistering an unknown instance fails the whole batch with 404.',
+          `One store transaction: all or nothing. At most ${MAX_BATCH_OPS} operations (${MAX_BATCH_OPS - 1} when it deregisters: one bookkeeping operation records why the instances left). ` +
+          'Deregistering an unknown instance fails the whole batch with 404.',
         body: BatchBody,
         response: { 200: BatchAnswer, ...problems(400, 401, 403, 404, 413, 415, 503) },
       },

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { InstanceNotFoundError, InvalidRequestError } from '../registry/errors.ts';
-import { isInstanceId } from '../registry/keys.ts';
+import { isInstanceId } from '../rules.ts';
 import type { InstanceStatus } from '../registry/types.ts';
 import { clientGone, markStale, notModified, revisionHeaders, sendJson, sendNotModified } from './http.ts';
 import { HeartbeatAnswer, HeartbeatBody, InstanceBody, InstanceParams, MinRevision, NameParams, PostInstanceBody, problems } from './schemas.ts';

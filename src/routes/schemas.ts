@@ -1,22 +1,15 @@
 // TypeBox schemas shared by the routes: validation, serialization and the
 // OpenAPI document at once. Rules are API.md's "Names and records".
-import { isIP } from 'node:net';
-import { Type, type Static } from '@sinclair/typebox';
-
-/** The `host` format of addresses: an IP address that parses, or a DNS name (no colon). */
-export function isHost(text: string): boolean {
-  if (text.includes(':')) return isIP(text) === 6;
-  if (/^\d+(\.\d+){3}$/.test(text)) return isIP(text) === 4;
-  return true; // a DNS name: the pattern checks its labels
-}
+import { Type } from '@sinclair/typebox';
+import * as rules from '../rules.ts';
 
 export const ServiceName = Type.String({
-  pattern: '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$',
+  pattern: rules.SERVICE_NAME_PATTERN,
   description: 'Service name: 1–64 of a-z 0-9 . _ -, starting and ending with a letter or digit',
   examples: ['payments'],
 });
 export const InstanceId = Type.String({
-  pattern: '^(?!\\.{1,2}$)[A-Za-z0-9._:-]{1,128}$',
+  pattern: rules.INSTANCE_ID_PATTERN,
   description: 'Instance id: 1–128 of A-Z a-z 0-9 . _ : -, not "." or ".."',
   examples: ['10.0.0.7:8080'],
 });
@@ -26,22 +19,26 @@ const Address = Type.String({
   maxLength: 253,
   // IPv4, IPv6 without brackets, or a DNS host name
   pattern: '^(?:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?)$',
-  // the pattern admits the shape; the `host` format (isHost) checks an IP address really parses
+  // the pattern admits the shape; the `host` format (rules.isHost) checks an IP address really parses
   format: 'host',
   description: 'IPv4, IPv6 (no brackets) or DNS host name',
   examples: ['10.0.0.7'],
 });
 const Port = Type.Integer({ minimum: 1, maximum: 65535, examples: [8080] });
-const Tags = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 32, description: 'Up to 32 tags of 1–64 characters', examples: [['http', 'v2']] });
-const Metadata = Type.Record(Type.String(), Type.String({ maxLength: 512 }), {
-  maxProperties: 64,
+const Tags = Type.Array(Type.String({ minLength: 1, maxLength: rules.MAX_TAG_LENGTH }), {
+  maxItems: rules.MAX_TAGS,
+  description: `Up to ${rules.MAX_TAGS} tags of 1–${rules.MAX_TAG_LENGTH} characters`,
+  examples: [['http', 'v2']],
+});
+const Metadata = Type.Record(Type.String(), Type.String({ maxLength: rules.MAX_METADATA_VALUE_LENGTH }), {
+  maxProperties: rules.MAX_METADATA,
   // Type.Record drops the key schema's lengths (it becomes a pattern): state them here.
-  propertyNames: { minLength: 1, maxLength: 128 },
-  description: 'Up to 64 string keys (1–128 characters) with string values (up to 512 characters)',
+  propertyNames: { minLength: 1, maxLength: rules.MAX_METADATA_KEY_LENGTH },
+  description: `Up to ${rules.MAX_METADATA} string keys (1–${rules.MAX_METADATA_KEY_LENGTH} characters) with string values (up to ${rules.MAX_METADATA_VALUE_LENGTH} characters)`,
   examples: [{ zone: 'eu-1', version: '2.3.1' }],
 });
-const Weight = Type.Integer({ minimum: 0, maximum: 10000, description: 'Relative weight for load balancing, default 100' });
-const Ttl = Type.Integer({ minimum: 0, maximum: 86400, description: 'Seconds without a heartbeat before the instance expires; 0 = never. Default 30' });
+const Weight = Type.Integer({ minimum: 0, maximum: rules.MAX_WEIGHT, description: 'Relative weight for load balancing, default 100' });
+const Ttl = Type.Integer({ minimum: 0, maximum: rules.MAX_TTL_SECONDS, description: 'Seconds without a heartbeat before the instance expires; 0 = never. Default 30' });
 
 const instanceFields = {
   address: Address,
@@ -59,10 +56,8 @@ export const InstanceBody = Type.Object(instanceFields, {
   description: 'Instance fields to register',
   examples: [{ address: '10.0.0.7', port: 8080, tags: ['http', 'v2'], metadata: { zone: 'eu-1', version: '2.3.1' }, weight: 100, ttl: 30 }],
 });
-export type InstanceBodyT = Static<typeof InstanceBody>;
 
 export const PostInstanceBody = Type.Object({ id: Type.Optional(InstanceId), ...instanceFields }, { additionalProperties: false, description: 'Instance fields; without id the id is {address}:{port}' });
-export type PostInstanceBodyT = Static<typeof PostInstanceBody>;
 
 const INSTANCE_EXAMPLE = {
   service: 'payments',
@@ -114,18 +109,17 @@ export const BatchBody = Type.Object(
   },
   {
     additionalProperties: false,
-    description: 'At most 128 operations (127 when it deregisters), all or nothing',
+    description: `At most ${rules.MAX_BATCH_OPS} operations (${rules.MAX_BATCH_OPS - 1} when it deregisters), all or nothing`,
     examples: [{ register: [{ service: 'payments', id: '10.0.0.8:8080', address: '10.0.0.8', port: 8080, ttl: 30 }], deregister: [{ service: 'payments', id: '10.0.0.7:8080' }] }],
   },
 );
-export type BatchBodyT = Static<typeof BatchBody>;
 export const BatchAnswer = Type.Object({ revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) }, { description: 'The store revision of the batch and the instances it registered' });
 
-export const ServiceAnswer = Type.Object(
+export const ServiceBody = Type.Object(
   { service: Type.String(), revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) },
   { description: "The service's instances (sorted by id) at `revision`", examples: [{ service: 'payments', revision: 1234, instances: [INSTANCE_EXAMPLE] }] },
 );
-export const ServicesAnswer = Type.Object(
+export const ServicesBody = Type.Object(
   {
     revision: Type.Integer(),
     services: Type.Array(Type.Object({ name: Type.String(), instances: Type.Integer({ description: 'Number of instances' }) })),

@@ -6,7 +6,7 @@ import { renderService, matches } from '../registry/cache.ts';
 import { InvalidRequestError } from '../registry/errors.ts';
 import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
 import { clientGone, markStale, notModified, parseDuration, revisionHeaders, sendJson, sendNotModified } from './http.ts';
-import { MinRevision, NameParams, ServiceAnswer, ServicesAnswer, Status, problems } from './schemas.ts';
+import { MinRevision, NameParams, ServiceBody, ServicesBody, Status, problems } from './schemas.ts';
 
 const MAX_WAIT_MS = 5 * 60_000;
 
@@ -33,7 +33,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['discovery'],
         summary: 'Every service with its instance count',
         querystring: Type.Object({ minRevision: MinRevision }),
-        response: { 200: ServicesAnswer, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 503) },
+        response: { 200: ServicesBody, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 503) },
       },
     },
     async (req, reply) => {
@@ -63,7 +63,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'From the watch-fed cache. Filters tag, status, meta.KEY; blocking query with index and wait; consistent=true reads the store.',
         params: NameParams,
         querystring: ServiceQuery,
-        response: { 200: ServiceAnswer, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 403, 503) },
+        response: { 200: ServiceBody, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 403, 503) },
       },
     },
     async (req, reply) => {
