@@ -1,12 +1,12 @@
-// buildApp(config) -> a ready fastify instance: the store, the cache and its
-// watch, the registry, the change hub, and the routes. No listening here.
+// buildApp(config) -> a ready fastify instance: fastify's options, parsers and
+// plugins, the registry (built by registry/index.ts), and the routes. No listening here.
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { DestinationStream } from 'pino';
-import { ConfigError, type Config } from './config.ts';
+import { readSettingFile, type Config } from './config.ts';
 import type { Gateway } from './gateway.ts';
 import { Metrics } from './metrics.ts';
 import { TokenSet } from './auth/tokens.ts';
@@ -15,17 +15,8 @@ import errors from './plugins/errors.ts';
 import observability, { loggableUrl } from './plugins/observability.ts';
 import openapi from './plugins/openapi.ts';
 import timeouts from './plugins/timeouts.ts';
-import { Cache } from './registry/cache.ts';
-import { Hub } from './registry/hub.ts';
-import { KeyLayout } from './registry/keys.ts';
-import { StoreAccessError } from './registry/errors.ts';
-import { Registry } from './registry/registry.ts';
-import { EtcdStore } from './registry/store/etcd.ts';
-import { MemoryStore } from './registry/store/memory.ts';
-import { MonitoredStore } from './registry/store/monitored.ts';
-import { StoreProbe } from './registry/store/probe.ts';
+import { createStore, RegistryRoot } from './registry/index.ts';
 import type { Store } from './registry/store/store.ts';
-import { WatchSync } from './registry/sync.ts';
 import balancingRoutes from './routes/balancing.ts';
 import batchRoutes from './routes/batch.ts';
 import eventRoutes from './routes/events.ts';
@@ -35,20 +26,17 @@ import prometheusRoutes from './routes/prometheus.ts';
 import { Instance, Problem } from './routes/schemas.ts';
 import { isHost } from './rules.ts';
 import serviceRoutes from './routes/services.ts';
+import { sseFrames } from './routes/sse.ts';
 import uiRoutes from './routes/ui.ts';
+import { Views } from './routes/views.ts';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 
 /** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
 export const BODY_LIMIT = 64 * 1024;
 /** How long requests in flight may take to finish once the gateway is closing. */
 const DRAIN_MS = 3000;
-/** How long start-up keeps trying to read the store before giving up. */
-const STARTUP_TIMEOUT_MS = 20_000;
 /** How often an idle gateway checks that the store answers (discovery_store_up, readiness, stale answers). */
 const STORE_PROBE_INTERVAL_MS = 2000;
-/** Deadline of that check: a cheap status call. */
-const STORE_PROBE_TIMEOUT_MS = 1000;
 /** RATE_LIMIT_MAX counts requests in fixed windows of this length (API.md: one minute). */
 const RATE_LIMIT_WINDOW_MS = 60_000;
 /**
@@ -72,33 +60,6 @@ export interface AppDeps {
   rateLimitWindowMs?: number;
   /** Handler timeout of ordinary routes (default HANDLER_TIMEOUT_MS). */
   handlerTimeoutMs?: number;
-}
-
-/** A file a setting names; a missing or unreadable one stops the start naming the setting. */
-function readSetting(variable: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new ConfigError(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-}
-
-export function createStore(config: Config): Store {
-  const s = config.store;
-  if (s.kind === 'memory') return new MemoryStore();
-  // Read here so that a bad path is named by its setting; the store gets the paths it can now read.
-  if (s.caFile) readSetting('ETCD_CA_FILE', s.caFile);
-  if (s.certFile) readSetting('ETCD_CERT_FILE', s.certFile);
-  if (s.keyFile) readSetting('ETCD_KEY_FILE', s.keyFile);
-  return new EtcdStore({
-    endpoints: s.endpoints,
-    username: s.username,
-    password: s.password,
-    caFile: s.caFile,
-    certFile: s.certFile,
-    keyFile: s.keyFile,
-    callTimeoutMs: s.timeoutMs,
-  });
 }
 
 const REQ_ID_PREFIX = randomUUID().slice(0, 8);
@@ -127,7 +88,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     genReqId: () => `${REQ_ID_PREFIX}-${(++requestCount).toString(36)}`,
     ...deps.fastify,
   };
-  if (config.tls) Object.assign(options, { https: { cert: readSetting('TLS_CERT_FILE', config.tls.certFile), key: readSetting('TLS_KEY_FILE', config.tls.keyFile) } });
+  if (config.tls) Object.assign(options, { https: { cert: readSettingFile('TLS_CERT_FILE', config.tls.certFile), key: readSettingFile('TLS_KEY_FILE', config.tls.keyFile) } });
   const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are strict (no coercion: "port": "8080" is a 400); query strings are text and are parsed.
@@ -150,68 +111,58 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addSchema(Problem);
 
   const metrics = new Metrics();
-  const store = new MonitoredStore(deps.store ?? createStore(config), {
-    request: (op, seconds) => metrics.storeDuration.observe({ op }, seconds),
-    reachability: (up, err) => {
-      metrics.storeUp.set(up ? 1 : 0);
-      if (up) app.log.info({ store: config.store.kind }, 'store reachable');
-      else app.log.warn({ store: config.store.kind, err: err instanceof Error ? err.message : undefined }, 'store unreachable');
+  const log = (err: unknown) => ({ err: err instanceof Error ? err.message : undefined });
+  const root = new RegistryRoot(
+    deps.store ?? createStore(config),
+    {
+      prefix: config.prefix,
+      defaultTtlSeconds: config.defaultTtlSeconds,
+      eventHistory: config.eventHistory,
+      keepAliveMs: config.sseKeepAliveSeconds * 1000,
+      frames: sseFrames,
+      probeIntervalMs: deps.storeProbeIntervalMs ?? STORE_PROBE_INTERVAL_MS,
     },
-  });
-  const keys = new KeyLayout(config.prefix);
-  const cache = new Cache(keys, config.cacheMaxServices);
-  cache.onChanges((changes) => {
+    {
+      request: (op, seconds) => metrics.storeDuration.observe({ op }, seconds),
+      reachability: (up, err) => {
+        metrics.storeUp.set(up ? 1 : 0);
+        if (up) app.log.info({ store: config.store.kind }, 'store reachable');
+        else app.log.warn({ store: config.store.kind, ...log(err) }, 'store unreachable');
+      },
+      read: (result) => metrics.cacheRequests.inc({ result }),
+      registered: (n) => metrics.registrations.inc(n),
+      deregistered: (n) => metrics.deregistrations.inc(n),
+      heartbeat: (result) => metrics.heartbeats.inc({ result }),
+      reloaded: () => metrics.watchRestarts.inc(),
+      warn: (message, err) => app.log.warn(log(err), message),
+      info: (message) => app.log.info(message),
+      clients: (n) => metrics.sseClients.set(n),
+      sent: (n) => metrics.sseEventsSent.inc(n),
+    },
+  );
+  root.onChanges((changes) => {
     for (const c of changes) {
       metrics.watchEvents.inc({ type: c.type });
       if (c.reason === 'expired') metrics.expirations.inc();
     }
   });
-  const registry = new Registry(store, keys, cache, config.defaultTtlSeconds, {
-    registered: (n) => metrics.registrations.inc(n),
-    deregistered: (n) => metrics.deregistrations.inc(n),
-    heartbeat: (result) => metrics.heartbeats.inc({ result }),
-    watchLagging: (revision) => sync.restart(`revision ${revision} written by this gateway did not come back through the store watch in time`),
-  });
-  // The hub needs the loaded cache; the watch needs to tell the hub of reloads: bound after both exist.
-  const onReload: (() => void)[] = [];
-  const sync = new WatchSync(store, keys, cache, {
-    reset: () => {
-      metrics.watchRestarts.inc();
-      for (const f of onReload) f();
-    },
-    warn: (message, err) => app.log.warn({ err: err instanceof Error ? err.message : undefined }, message),
-    info: (message) => app.log.info(message),
-  });
-
-  await startSync(sync, app);
-  const probe = new StoreProbe(store, deps.storeProbeIntervalMs ?? STORE_PROBE_INTERVAL_MS, STORE_PROBE_TIMEOUT_MS);
-  probe.start();
-  const hub = new Hub(
-    cache,
-    keys,
-    store,
-    { history: config.eventHistory, keepAliveMs: config.sseKeepAliveSeconds * 1000, writeFence: () => registry.writeFence() },
-    { clients: (n) => metrics.sseClients.set(n), sent: (n) => metrics.sseEventsSent.inc(n) },
-  );
-  onReload.push(() => hub.reset());
-  const gateway: Gateway = { config, metrics, store, cache, sync, registry, hub };
+  const views = new Views(config.cacheMaxServices);
+  root.onReset(() => views.clear());
+  await root.start();
+  const gateway: Gateway = { config, metrics, registry: root.registry, hub: root.hub, health: root.health, views };
   app.decorate('gateway', gateway);
+  app.decorate('registryRoot', root);
 
   let drainTimer: NodeJS.Timeout | undefined;
   app.addHook('preClose', async () => {
-    hub.closeAll();
-    cache.serviceWaiters.releaseAll();
-    cache.revisionWaiters.releaseAll();
+    root.release();
     // Requests in flight get DRAIN_MS to finish; connections still open after that are cut.
     drainTimer = setTimeout(() => app.server.closeAllConnections(), DRAIN_MS);
     drainTimer.unref();
   });
   app.addHook('onClose', async () => {
     clearTimeout(drainTimer);
-    probe.close();
-    registry.close();
-    await sync.close();
-    await store.close();
+    await root.close();
   });
 
   await app.register(errors);
@@ -238,21 +189,4 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   for (const routes of [instanceRoutes, serviceRoutes, balancingRoutes, prometheusRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes]) await app.register(routes);
   await app.ready();
   return app;
-}
-
-/**
- * Load the store into the cache and start the watch, retrying while the store is not
- * there yet. A store that refuses the gateway (credentials, certificates) fails at once.
- */
-async function startSync(sync: WatchSync, app: FastifyInstance): Promise<void> {
-  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-  for (let delay = 250; ; delay = Math.min(delay * 2, 2000)) {
-    try {
-      return await sync.start();
-    } catch (err) {
-      if (err instanceof StoreAccessError || Date.now() + delay > deadline) throw err;
-      app.log.warn({ err: err instanceof Error ? err.message : String(err) }, `store not readable yet; retrying in ${delay} ms`);
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
 }

@@ -2,6 +2,8 @@
 // everything else receives a Config.
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { readFileSync } from 'node:fs';
+import type { EtcdStoreOptions } from './registry/store/etcd.ts';
 
 const Int = (min: number, max: number) => Type.String({ pattern: '^[0-9]+$', description: `an integer from ${min} to ${max}`, min, max });
 const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')], { description: 'true or false' });
@@ -40,18 +42,7 @@ type Env = Static<typeof EnvSchema>;
 export interface Config {
   port: number;
   host: string;
-  store:
-    | { kind: 'memory' }
-    | {
-        kind: 'etcd';
-        endpoints: string[];
-        username?: string;
-        password?: string;
-        caFile?: string;
-        certFile?: string;
-        keyFile?: string;
-        timeoutMs: number;
-      };
+  store: { kind: 'memory' } | ({ kind: 'etcd' } & EtcdStoreOptions);
   prefix: string;
   tls?: { certFile: string; keyFile: string };
   authTokensFile?: string;
@@ -73,6 +64,15 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+/** A file a setting names; a missing or unreadable one stops the start naming the setting. */
+export function readSettingFile(variable: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
 
 /** Validates the environment; throws a ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -110,7 +110,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
           caFile: e.ETCD_CA_FILE,
           certFile: e.ETCD_CERT_FILE,
           keyFile: e.ETCD_KEY_FILE,
-          timeoutMs: int(e.ETCD_TIMEOUT_MS, 5000),
+          callTimeoutMs: int(e.ETCD_TIMEOUT_MS, 5000),
         }
       : { kind: 'memory' as const },
     prefix: e.ETCD_PREFIX ?? '/services',

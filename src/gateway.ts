@@ -1,25 +1,27 @@
-// What the routes are given: the registry and its read side, built by app.ts.
+// What the routes are given: the registry (writes and every discovery read),
+// the change hub, the health view and the rendered views, built by app.ts.
 import type { Config } from './config.ts';
 import type { Metrics } from './metrics.ts';
-import type { Cache } from './registry/cache.ts';
+import type { Health } from './registry/health.ts';
 import type { Hub } from './registry/hub.ts';
+import type { RegistryRoot } from './registry/index.ts';
 import type { Registry } from './registry/registry.ts';
-import type { MonitoredStore } from './registry/store/monitored.ts';
-import type { WatchSync } from './registry/sync.ts';
+import type { Views } from './routes/views.ts';
 
 export interface Gateway {
   config: Config;
   metrics: Metrics;
-  store: MonitoredStore;
-  cache: Cache;
-  sync: WatchSync;
   registry: Registry;
   hub: Hub;
+  health: Health;
+  views: Views;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     gateway: Gateway;
+    /** The parts behind the routes (store, cache, watch), for tests that check what a request cost. Routes use `gateway`. */
+    registryRoot: RegistryRoot;
   }
   interface FastifyRequest {
     /** Set by the auth plugin when tokens are configured: may this request read that service? */

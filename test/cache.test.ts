@@ -27,7 +27,7 @@ for (const kind of ['memory', 'etcd'] as const) {
 
     it('a cached read makes no store request', async () => {
       await gw.request('PUT', inst('hot', 'h-1'), { address: '10.0.0.1', port: 80, ttl: 0 });
-      const store = gw.app.gateway.store;
+      const store = gw.app.registryRoot.store;
       const before = store.requests;
       for (let i = 0; i < 20; i++) {
         assert.equal((await gw.request('GET', '/services/hot')).status, 200);
@@ -83,7 +83,7 @@ for (const kind of ['memory', 'etcd'] as const) {
     });
 
     it('a client that leaves a blocking query frees its waiter', async () => {
-      const waiters = gw.app.gateway.cache.serviceWaiters;
+      const waiters = gw.app.registryRoot.cache.serviceWaiters;
       const base = waiters.size;
       const rev = (await gw.request('GET', '/services/leave')).json.revision;
       const controllers = Array.from({ length: 20 }, () => new AbortController());

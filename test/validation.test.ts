@@ -74,7 +74,7 @@ for (const kind of ['memory', 'etcd'] as const) {
   describe(`bad input on the ${kind} store`, () => {
     let etcd: EtcdCluster | undefined;
     let gw: TestGateway;
-    const revision = async () => (await gw.app.gateway.store.status(2000)).revision;
+    const revision = async () => (await gw.app.registryRoot.store.status(2000)).revision;
 
     before(async () => {
       if (kind === 'etcd') etcd = await startEtcd();

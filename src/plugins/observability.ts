@@ -50,9 +50,9 @@ export default fp(async function observability(app: FastifyInstance, opts: { req
 
   const schema = { tags: ['operations'], summary: 'Prometheus metrics (text format)', response: MetricsAnswer };
   app.get('/metrics', { schema }, async (_req, reply) => {
-    const { cache } = app.gateway;
-    metrics.services.set(cache.serviceCount);
-    metrics.instances.set(cache.instanceCount);
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    const held = app.gateway.registry.counts();
+    metrics.services.set(held.services);
+    metrics.instances.set(held.instances);
+    return reply.type(metrics.prom.contentType).send(await metrics.prom.metrics());
   });
 });

@@ -6,11 +6,11 @@
 // last full load, the revision of that load. Either way the view labelled R is
 // the store's state at R. `appliedRevision` is the store revision up to which
 // every change under the prefix has been applied (the watch's header revision).
-import { LRUCache } from 'lru-cache';
 import type { KeyLayout } from './keys.ts';
 import { decodeRecord } from './records.ts';
 import type { KeyValue, WatchBatch } from './store/store.ts';
 import { byRevision, describeRevision, type LastKnown } from './changes.ts';
+import { matches } from './filter.ts';
 import type { Change, Instance, ServiceFilter } from './types.ts';
 import { RevisionWaiters, ServiceWaiters } from './waiters.ts';
 
@@ -44,12 +44,6 @@ class ServiceView {
   }
 }
 
-export interface ServiceAnswer {
-  revision: number;
-  /** The JSON answer, serialized once. A string, not a Buffer: Node then writes headers and body in one write. */
-  body: string;
-}
-
 type ChangeListener = (changes: Change[], revision: number) => void;
 
 export class Cache {
@@ -58,18 +52,11 @@ export class Cache {
   private baseRevision = 0;
   private applied = 0;
   private count = 0;
-  private servicesListAnswer: ServiceAnswer | undefined;
-  private readonly rendered: LRUCache<string, ServiceAnswer>;
   private readonly listeners: ChangeListener[] = [];
   readonly revisionWaiters = new RevisionWaiters();
   readonly serviceWaiters = new ServiceWaiters();
 
-  constructor(
-    private readonly keys: KeyLayout,
-    maxRenderedServices: number,
-  ) {
-    this.rendered = new LRUCache({ max: maxRenderedServices });
-  }
+  constructor(private readonly keys: KeyLayout) {}
 
   get appliedRevision(): number {
     return this.applied;
@@ -107,37 +94,10 @@ export class Cache {
     return filter ? all.filter((x) => matches(x.record, filter)) : all;
   }
 
-  /**
-   * The answer of GET /services/{name} (with its filters), serialized once per
-   * revision: clients poll with the same query, so each query's body is kept in
-   * the LRU under the service name plus the query.
-   */
-  serviceAnswer(service: string, filter?: ServiceFilter): ServiceAnswer {
-    const revision = this.serviceRevision(service);
-    const key = filter ? `${service}?${filterKey(filter)}` : service;
-    const hit = this.rendered.get(key);
-    if (hit && hit.revision === revision) return hit;
-    const answer = { revision, body: renderService(service, revision, this.instances(service, filter)) };
-    this.rendered.set(key, answer);
-    return answer;
-  }
-
-  /**
-   * GET /services: names sorted, with instance counts, labelled with the applied revision.
-   * With `include` (a token's read right), only those services, rendered per call; without
-   * it, the body is rendered once per revision.
-   */
-  servicesAnswer(include?: (service: string) => boolean): ServiceAnswer {
-    if (include) {
-      const services = this.serviceNames()
-        .filter(include)
-        .map((name) => ({ name, instances: this.services.get(name)!.byId.size }));
-      return { revision: this.applied, body: JSON.stringify({ revision: this.applied, services }) };
-    }
-    if (this.servicesListAnswer && this.servicesListAnswer.revision === this.applied) return this.servicesListAnswer;
-    const services = this.serviceNames().map((name) => ({ name, instances: this.services.get(name)!.byId.size }));
-    this.servicesListAnswer = { revision: this.applied, body: JSON.stringify({ revision: this.applied, services }) };
-    return this.servicesListAnswer;
+  /** Services that have instances, names sorted, with their counts; `include` narrows. */
+  serviceCounts(include?: (service: string) => boolean): { name: string; instances: number }[] {
+    const names = include ? this.serviceNames().filter(include) : this.serviceNames();
+    return names.map((name) => ({ name, instances: this.services.get(name)!.byId.size }));
   }
 
   /** Names of the services that have instances, sorted. */
@@ -183,8 +143,6 @@ export class Cache {
     this.count = count;
     this.baseRevision = revision;
     this.applied = Math.max(this.applied, revision);
-    this.rendered.clear();
-    this.servicesListAnswer = undefined;
     this.revisionWaiters.release(this.applied);
     for (const name of changed) this.serviceWaiters.notify(name);
   }
@@ -242,25 +200,8 @@ export class Cache {
   }
 }
 
-function filterKey(f: ServiceFilter): string {
-  return JSON.stringify([f.status ?? '', f.tags ?? [], f.meta ?? []]);
-}
-
-export function matches(x: Instance, f: ServiceFilter): boolean {
-  if (f.status && x.status !== f.status) return false;
-  if (f.tags) for (const t of f.tags) if (!x.tags.includes(t)) return false;
-  if (f.meta) for (const [k, v] of f.meta) if (x.metadata[k] !== v) return false;
-  return true;
-}
-
 function sameInstances(a: ServiceView, b: ServiceView): boolean {
   if (a.byId.size !== b.byId.size) return false;
   for (const [id, x] of a.byId) if (b.byId.get(id)?.record.revision !== x.record.revision) return false;
   return true;
-}
-
-export function renderService(service: string, revision: number, list: CachedInstance[]): string {
-  let body = `{"service":${JSON.stringify(service)},"revision":${revision},"instances":[`;
-  for (let i = 0; i < list.length; i++) body += (i ? ',' : '') + list[i]!.json;
-  return `${body}]}`;
 }

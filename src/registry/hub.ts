@@ -1,5 +1,7 @@
 // Change streams: one fan-out of the cache's changes to every subscriber, a ring
-// of recent changes for resuming, and replay from the store beyond the ring.
+// of recent changes for resuming, and replay from the store's history beyond
+// the ring. How a change looks on the wire is the HTTP side's (routes/sse.ts):
+// the hub is handed the frames and builds each one once.
 //
 // Resume contract: ids are store revisions. A subscriber that sends id L gets
 // every change in its scope with revision > L, in order, each once, then the
@@ -8,11 +10,9 @@
 // far behind is closed; it resumes with its last id.
 import { randomInt } from 'node:crypto';
 import type { Cache } from './cache.ts';
-import { byRevision, describeRevision, fromPrevValue } from './changes.ts';
 import { StoreCompactedError } from './errors.ts';
-import type { KeyLayout } from './keys.ts';
-import type { Store } from './store/store.ts';
-import type { Change } from './types.ts';
+import type { History } from './history.ts';
+import type { Change, Instance } from './types.ts';
 
 /** Where a subscriber's bytes go (an HTTP response). */
 export interface StreamSink {
@@ -29,6 +29,18 @@ export interface Scope {
   allowed?: (service: string) => boolean;
 }
 
+/** The wire format of a stream (routes/sse.ts). */
+export interface Frames {
+  /** One change: built once and shared by every subscriber that sees it. */
+  change(c: Change): string;
+  snapshot(revision: number, services: Record<string, Instance[]>, reset: boolean): string;
+  /** A quiet stream's id moves on to `revision`. */
+  progress(revision: number): string;
+  /** How long a client waits before reconnecting. */
+  retry(ms: number): string;
+  keepAlive: string;
+}
+
 export interface HubObserver {
   clients(n: number): void;
   sent(events: number): void;
@@ -38,8 +50,7 @@ export interface HubOptions {
   /** Changes kept for resuming without a store read. */
   history: number;
   keepAliveMs: number;
-  /** Writes a bookkeeping key and resolves its revision: a fence for replays from the store. */
-  writeFence: () => Promise<number>;
+  frames: Frames;
 }
 
 interface Entry {
@@ -77,15 +88,17 @@ export class Hub {
   private ringBase: number;
   private readonly ticker: NodeJS.Timeout;
 
+  private readonly frames: Frames;
+
   constructor(
     private readonly cache: Cache,
-    private readonly keys: KeyLayout,
-    private readonly store: Store,
+    private readonly history: History,
     private readonly opts: HubOptions,
     private readonly observer: HubObserver,
   ) {
+    this.frames = opts.frames;
     this.ringBase = cache.appliedRevision;
-    cache.onChanges((changes, applied) => this.publish(changes, applied));
+    cache.onChanges((changes) => this.publish(changes));
     this.ticker = setInterval(() => this.tick(), opts.keepAliveMs);
     this.ticker.unref();
   }
@@ -103,7 +116,7 @@ export class Hub {
     this.subscribers.add(sub);
     this.observer.clients(this.subscribers.size);
     // Randomized so that the clients of a restarted gateway do not all come back at once.
-    this.write(sub, `retry: ${randomInt(1000, 5001)}\n\n`, 0);
+    this.write(sub, this.frames.retry(randomInt(1000, 5001)), 0);
     const applied = this.cache.appliedRevision;
     if (lastEventId === undefined) this.sendSnapshot(sub, false);
     else if (lastEventId >= applied) sub.lastId = lastEventId;
@@ -134,9 +147,9 @@ export class Hub {
     for (const sub of this.subscribers) if (!sub.held) this.sendSnapshot(sub, true);
   }
 
-  private publish(changes: Change[], _applied: number): void {
+  private publish(changes: Change[]): void {
     if (!changes.length) return;
-    const entries = changes.map((c) => ({ revision: c.revision, service: c.service, frame: frame(c) }));
+    const entries = changes.map((c) => this.entry(c));
     for (const e of entries) this.ring.push(e);
     this.trimRing();
     // Streams of every service first: a client that also follows one service on
@@ -175,10 +188,9 @@ export class Hub {
   private sendSnapshot(sub: Subscriber, reset: boolean): void {
     const revision = this.cache.appliedRevision;
     const services = this.cache.snapshot((s) => sub.sees(s), sub.scope.services?.filter((s) => sub.sees(s)));
-    const data = JSON.stringify(reset ? { revision, reset: true, services } : { revision, services });
     sub.lastId = revision;
     sub.lastEventAt = Date.now();
-    this.write(sub, `id: ${revision}\nevent: snapshot\ndata: ${data}\n\n`, 1);
+    this.write(sub, this.frames.snapshot(revision, services, reset), 1);
   }
 
   private replayRing(sub: Subscriber, after: number): void {
@@ -215,10 +227,8 @@ export class Hub {
     sub.held = [];
     sub.lastId = after;
     try {
-      const fence = await this.opts.writeFence();
-      const replayed = await this.readHistory(after, fence);
-      const entries = replayed.filter((c) => c.revision <= fence).map((c) => ({ revision: c.revision, service: c.service, frame: frame(c) }));
-      this.deliver(sub, entries);
+      const { changes, fence } = await this.history.since(after);
+      this.deliver(sub, changes.map((c) => this.entry(c)));
       sub.lastId = Math.max(sub.lastId, fence);
     } catch (err) {
       if (!(err instanceof StoreCompactedError)) {
@@ -232,32 +242,8 @@ export class Hub {
     this.deliver(sub, held);
   }
 
-  private readHistory(after: number, fence: number): Promise<Change[]> {
-    return new Promise<Change[]>((resolve, reject) => {
-      const changes: Change[] = [];
-      let done = false;
-      const finish = (err?: Error) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        void watchP.then((w) => w.close()).catch(() => {});
-        if (err) reject(err);
-        else resolve(changes);
-      };
-      const timer = setTimeout(() => finish(new Error('replay from the store timed out')), 10_000);
-      const watchP = this.store.watch(this.keys.root, after + 1, {
-        onBatch: (batch) => {
-          for (const [rev, events] of byRevision(batch.events)) {
-            if (rev <= fence) changes.push(...describeRevision(this.keys, events, rev, fromPrevValue));
-          }
-          // Only the fence's own event proves the catch-up reached it: etcd labels
-          // partial catch-up batches with its current revision.
-          if (batch.events.some((e) => e.modRevision >= fence)) finish();
-        },
-        onError: (err) => finish(err),
-      });
-      watchP.catch((err: Error) => finish(err));
-    });
+  private entry(c: Change): Entry {
+    return { revision: c.revision, service: c.service, frame: this.frames.change(c) };
   }
 
   /** Keep-alive comments for every stream; a progress event for a quiet one whose id fell behind. */
@@ -266,10 +252,10 @@ export class Hub {
     const applied = this.cache.appliedRevision;
     for (const sub of this.subscribers) {
       if (sub.held) continue;
-      let chunk = ': keep-alive\n\n';
+      let chunk = this.frames.keepAlive;
       let events = 0;
       if (applied > sub.lastId && now - sub.lastEventAt >= this.opts.keepAliveMs * 0.9) {
-        chunk += `id: ${applied}\nevent: progress\ndata: {"revision":${applied}}\n\n`;
+        chunk += this.frames.progress(applied);
         sub.lastId = applied;
         sub.lastEventAt = now;
         events = 1;
@@ -277,12 +263,4 @@ export class Hub {
       this.write(sub, chunk, events);
     }
   }
-}
-
-/** One change as an SSE frame, built once and shared by every subscriber. */
-function frame(c: Change): string {
-  const data: Record<string, unknown> = { type: c.type, service: c.service, id: c.id, revision: c.revision };
-  if (c.instance) data.instance = c.instance;
-  if (c.reason) data.reason = c.reason;
-  return `id: ${c.revision}\nevent: ${c.type}\ndata: ${JSON.stringify(data)}\n\n`;
 }

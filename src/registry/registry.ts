@@ -1,30 +1,29 @@
-// Register, heartbeat, deregister, batch, and the reads that need more than the
-// cache (consistent reads, minRevision). Writes go to the store; the watch brings
-// them back into the cache, and every write waits for that before it answers, so
-// a read on this gateway after a write returns shows the write.
+// The registry: register, heartbeat, deregister, batch, the replay fence, and
+// (inherited from reads.ts) every discovery read. Writes go to the store; the
+// watch brings them back into the cache, and every write waits for that before
+// it answers, so a read on this gateway after a write returns shows the write.
 import { randomUUID } from 'node:crypto';
 import { BookkeepingLease } from './bookkeeping.ts';
 import type { Cache } from './cache.ts';
 import { deregisteredMarker } from './changes.ts';
 import { InstanceNotFoundError, InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
+import { Reads, type ReadObserver } from './reads.ts';
 import { decodeRecord, encodeRecord } from './records.ts';
-import type { Compare, Store, TxnOp } from './store/store.ts';
+import type { MonitoredStore } from './store/monitored.ts';
+import type { Compare, TxnOp } from './store/store.ts';
+import type { WatchSync } from './sync.ts';
 import type { Instance, InstanceInput, InstanceStatus } from './types.ts';
 import { MAX_BATCH_OPS } from '../rules.ts';
 
 /** How long a write waits for the watch to bring it back before answering anyway. */
 const WRITE_VISIBLE_TIMEOUT_MS = 3000;
-/** How long a minRevision read waits for the watch before reading the store. */
-const MIN_REVISION_WAIT_MS = 3000;
 const CONFLICT_RETRIES = 5;
 
-export interface RegistryObserver {
+export interface RegistryObserver extends ReadObserver {
   registered(n: number): void;
   deregistered(n: number): void;
   heartbeat(result: 'ok' | 'not_found' | 'error'): void;
-  /** A write did not come back through the watch in time: the watch may be stuck. */
-  watchLagging?(revision: number): void;
 }
 
 export interface HeartbeatResult {
@@ -52,16 +51,18 @@ interface Current {
   record: Instance;
 }
 
-export class Registry {
+export class Registry extends Reads {
   private readonly bookkeeping: BookkeepingLease;
 
   constructor(
-    private readonly store: Store,
-    private readonly keys: KeyLayout,
-    private readonly cache: Cache,
+    store: MonitoredStore,
+    keys: KeyLayout,
+    cache: Cache,
+    sync: WatchSync,
     private readonly defaultTtl: number,
     private readonly observer: RegistryObserver,
   ) {
+    super(store, keys, cache, sync, observer);
     this.bookkeeping = new BookkeepingLease(store);
   }
 
@@ -227,40 +228,6 @@ export class Registry {
     return undefined;
   }
 
-  /** GET ?consistent=true: a linearizable read of one service from the store. */
-  async readService(service: string): Promise<{ revision: number; instances: Instance[] }> {
-    const { kvs, revision } = await this.store.range(this.keys.service(service));
-    const instances: Instance[] = [];
-    for (const kv of kvs) {
-      const k = this.keys.parse(kv.key);
-      if (k.kind !== 'instance' || k.service !== service) continue;
-      const record = decodeRecord(service, k.id, kv.value, kv.modRevision);
-      if (record) instances.push(record);
-    }
-    return { revision, instances };
-  }
-
-  /** GET /services?minRevision= on a gateway that lags: counts read from the store. */
-  async readServices(): Promise<{ revision: number; services: { name: string; instances: number }[] }> {
-    const { kvs, revision } = await this.store.range(this.keys.root);
-    const counts = new Map<string, number>();
-    for (const kv of kvs) {
-      const k = this.keys.parse(kv.key);
-      if (k.kind === 'instance' && decodeRecord(k.service, k.id, kv.value, kv.modRevision)) counts.set(k.service, (counts.get(k.service) ?? 0) + 1);
-    }
-    const services = [...counts.keys()].sort().map((name) => ({ name, instances: counts.get(name)! }));
-    return { revision, services };
-  }
-
-  /**
-   * minRevision: true once the cache has applied `revision` (waiting a few seconds
-   * for the watch); false when it has not, and the caller must read the store.
-   */
-  async caughtUp(revision: number, signal?: AbortSignal): Promise<boolean> {
-    if (this.cache.appliedRevision >= revision) return true;
-    return this.cache.revisionWaiters.wait(revision, MIN_REVISION_WAIT_MS, signal);
-  }
-
   /** Write a short-lived bookkeeping key and resolve its revision: every change up to it is then in the store's history. */
   async writeFence(): Promise<number> {
     const key = this.keys.fence(randomUUID());
@@ -322,7 +289,7 @@ export class Registry {
     if (await this.cache.revisionWaiters.wait(revision, WRITE_VISIBLE_TIMEOUT_MS)) return;
     // The watch may be stuck on a member that stopped answering: have it restarted and
     // give it one more while (reads meanwhile are marked stale), then answer anyway.
-    this.observer.watchLagging?.(revision);
+    this.sync.restart(`revision ${revision} written by this gateway did not come back through the store watch in time`);
     await this.cache.revisionWaiters.wait(revision, WRITE_VISIBLE_TIMEOUT_MS);
   }
 

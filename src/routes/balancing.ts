@@ -4,16 +4,17 @@
 // the cache. Never cached by anyone: every call is a new draw.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { matches, type CachedInstance } from '../registry/cache.ts';
 import { NoInstanceAvailableError } from '../registry/errors.ts';
+import { matches } from '../registry/filter.ts';
+import type { Listed } from '../registry/reads.ts';
 import type { ServiceFilter } from '../registry/types.ts';
+import { sendJson, staleHeaders } from './answers.ts';
 import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
-import { markStale, sendJson } from './http.ts';
 import { NameParams, problems } from './schemas.ts';
 
 const PickQuery = Type.Object({ tag: TagFilter }, metaFilterOptions);
 
-function eligible(x: CachedInstance, filter: ServiceFilter | undefined): boolean {
+function eligible(x: Listed, filter: ServiceFilter | undefined): boolean {
   return x.record.status === 'up' && x.record.weight > 0 && (!filter || matches(x.record, filter));
 }
 
@@ -21,7 +22,7 @@ function eligible(x: CachedInstance, filter: ServiceFilter | undefined): boolean
  * Weighted random choice without building a filtered list: one pass for the
  * total weight, one draw, one pass to the instance the draw falls on.
  */
-export function pickWeighted(list: readonly CachedInstance[], filter: ServiceFilter | undefined, random: () => number = Math.random): CachedInstance | undefined {
+export function pickWeighted(list: readonly Listed[], filter: ServiceFilter | undefined, random: () => number = Math.random): Listed | undefined {
   let total = 0;
   for (const x of list) if (eligible(x, filter)) total += x.record.weight;
   if (total === 0) return undefined;
@@ -35,8 +36,7 @@ export function pickWeighted(list: readonly CachedInstance[], filter: ServiceFil
 }
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const gw = app.gateway;
-  const { cache, metrics } = gw;
+  const { registry } = app.gateway;
 
   app.get(
     '/services/:name/pick',
@@ -57,12 +57,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const filter = filterOf(req.query as Record<string, unknown>);
       // status is not a filter here: only instances that are up are ever picked.
       if (filter) filter.status = undefined;
-      markStale(gw, reply, cache.knows(name));
-      metrics.cacheRequests.inc({ result: 'hit' });
-      const chosen = pickWeighted(cache.instances(name), filter);
+      const read = await registry.discover(name);
+      staleHeaders(reply, read);
+      const chosen = pickWeighted(read.instances, filter);
       reply.header('cache-control', 'no-store');
       if (!chosen) throw new NoInstanceAvailableError(name);
-      reply.header('x-registry-revision', String(cache.serviceRevision(name)));
+      reply.header('x-registry-revision', String(read.revision));
       return sendJson(reply, chosen.json);
     },
   );

@@ -1,12 +1,12 @@
-// Change streams over Server-Sent Events, written by hand on the raw response:
-// the hub needs per-client backpressure, one write per revision, and streams it
-// can end on shutdown, which is more control than @fastify/sse 0.x gives.
+// GET /events and GET /services/{name}/events: change streams (Server-Sent
+// Events, sse.ts) fed by the hub, resumable with Last-Event-ID.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidRequestError, TooManyStreamsError } from '../registry/errors.ts';
-import type { Scope, StreamSink } from '../registry/hub.ts';
+import type { Scope } from '../registry/hub.ts';
 import { NameParams, ServiceName, problems } from './schemas.ts';
+import { openStream } from './sse.ts';
 
 const StreamAnswer = {
   200: {
@@ -32,27 +32,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
   async function stream(req: FastifyRequest, reply: FastifyReply, scope: Scope, after: number | undefined): Promise<void> {
     if (hub.size >= config.sseMaxStreams) throw new TooManyStreamsError(config.sseMaxStreams);
-    reply.hijack();
+    const sink = openStream(reply, config.sseBufferBytes);
     const res = reply.raw;
-    res.writeHead(200, {
-      ...(reply.getHeaders() as Record<string, string>),
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      'x-accel-buffering': 'no',
-      connection: 'keep-alive',
-    });
-    res.socket?.setNoDelay(true);
-    const sink: StreamSink = {
-      // Too far behind = more than the buffer still queued from earlier writes. Not counting
-      // the chunk at hand: one revision (a big batch) may be larger than the buffer, and
-      // closing every stream for it would close them again on each resume, forever.
-      write: (chunk) => {
-        if (res.destroyed || res.writableLength > config.sseBufferBytes) return false;
-        res.write(chunk);
-        return true;
-      },
-      close: () => (res.writableLength > config.sseBufferBytes ? res.destroy() : res.end()),
-    };
     const sub = await hub.open(sink, scope, after).catch((err: unknown) => {
       req.log.warn({ err }, 'change stream could not start');
       res.destroy();

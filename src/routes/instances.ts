@@ -1,10 +1,10 @@
 // Registration: PUT/POST an instance, heartbeat, DELETE, and GET one instance.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { InstanceNotFoundError, InvalidRequestError } from '../registry/errors.ts';
+import { InvalidRequestError } from '../registry/errors.ts';
 import { isInstanceId } from '../rules.ts';
 import type { InstanceStatus } from '../registry/types.ts';
-import { clientGone, markStale, notModified, revisionHeaders, sendJson, sendNotModified } from './http.ts';
+import { clientGone, sendRead } from './answers.ts';
 import { HeartbeatAnswer, HeartbeatBody, InstanceBody, InstanceParams, MinRevision, NameParams, PostInstanceBody, problems } from './schemas.ts';
 
 const tags = ['registration'];
@@ -17,7 +17,7 @@ function heartbeatInterval(ttl: number): number | undefined {
 }
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { registry, cache } = app.gateway;
+  const { registry } = app.gateway;
 
   app.put(
     '/services/:name/instances/:id',
@@ -113,20 +113,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       const { name, id } = req.params;
       const min = req.query.minRevision;
-      if (min !== undefined && !(await registry.caughtUp(min, clientGone(reply)))) {
-        app.gateway.metrics.cacheRequests.inc({ result: 'miss' });
-        const fresh = (await registry.readService(name)).instances.find((x) => x.id === id);
-        if (!fresh) throw new InstanceNotFoundError(name, id);
-        revisionHeaders(reply, fresh.revision);
-        return fresh;
-      }
-      markStale(app.gateway, reply, cache.knows(name));
-      const x = cache.instance(name, id);
-      app.gateway.metrics.cacheRequests.inc({ result: 'hit' });
-      if (!x) throw new InstanceNotFoundError(name, id);
-      revisionHeaders(reply, x.record.revision);
-      if (notModified(req, x.record.revision)) return sendNotModified(reply);
-      return sendJson(reply, x.json);
+      const read = await registry.instance(name, id, { minRevision: min, signal: min === undefined ? undefined : clientGone(reply) });
+      return sendRead(req, reply, read, () => read.instance.json);
     },
   );
 };

@@ -5,7 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Instance } from '../registry/types.ts';
 import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
-import { markStale } from './http.ts';
+import { staleHeaders } from './answers.ts';
 import { ServiceName, Status, problems } from './schemas.ts';
 
 const LABEL = '__meta_discovery_';
@@ -80,8 +80,7 @@ export function targetGroup(x: Instance): TargetGroup {
 }
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const gw = app.gateway;
-  const { cache, metrics } = gw;
+  const { registry } = app.gateway;
 
   app.get(
     '/sd/prometheus',
@@ -98,18 +97,11 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       // A ?service= the token may not read was refused (403) by the auth plugin already.
-      const canRead = req.canRead;
       const named = req.query.service?.length ? [...new Set(req.query.service)].sort() : undefined;
-      const filter = filterOf(req.query as Record<string, unknown>);
-      markStale(gw, reply, true);
-      metrics.cacheRequests.inc({ result: 'hit' });
-      const groups: TargetGroup[] = [];
-      for (const service of named ?? cache.serviceNames()) {
-        if (canRead && !canRead(service)) continue;
-        for (const x of cache.instances(service, filter)) groups.push(targetGroup(x.record));
-      }
-      reply.header('x-registry-revision', String(cache.appliedRevision));
-      return groups;
+      const read = registry.all({ services: named, filter: filterOf(req.query as Record<string, unknown>), include: req.canRead });
+      staleHeaders(reply, read);
+      reply.header('x-registry-revision', String(read.revision));
+      return read.instances.map((x) => targetGroup(x.record));
     },
   );
 };

@@ -1,14 +1,22 @@
-// Discovery: GET /services and GET /services/{name}, answered from the cache
-// (no store round trip), with filters, ETags, blocking queries and consistent reads.
+// Discovery: GET /services and GET /services/{name}. The registry does the read
+// (cache, blocking query, consistent read, minRevision); here it becomes an
+// answer with ETag, 304 and stale headers, its body rendered by the views.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { renderService, matches } from '../registry/cache.ts';
 import { InvalidRequestError } from '../registry/errors.ts';
+import { clientGone, sendRead } from './answers.ts';
 import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
-import { clientGone, markStale, notModified, parseDuration, revisionHeaders, sendJson, sendNotModified } from './http.ts';
 import { MinRevision, NameParams, ServiceBody, ServicesBody, Status, problems } from './schemas.ts';
 
 const MAX_WAIT_MS = 5 * 60_000;
+
+/** Parse "10s", "500ms", "2m" into milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d{1,9})(ms|s|m)?$/.exec(text);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+}
 
 const ServiceQuery = Type.Object(
   {
@@ -23,8 +31,7 @@ const ServiceQuery = Type.Object(
 );
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const gw = app.gateway;
-  const { cache, registry, metrics } = gw;
+  const { registry, views } = app.gateway;
 
   app.get(
     '/services',
@@ -37,20 +44,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      const min = req.query.minRevision;
-      if (min !== undefined && !(await registry.caughtUp(min, clientGone(reply)))) {
-        metrics.cacheRequests.inc({ result: 'miss' });
-        const fresh = await registry.readServices();
-        revisionHeaders(reply, fresh.revision);
-        return req.canRead ? { ...fresh, services: fresh.services.filter((s) => req.canRead!(s.name)) } : fresh;
-      }
-      markStale(gw, reply, true);
-      metrics.cacheRequests.inc({ result: 'hit' });
       // With access control on, only the services the token may read (API.md).
-      const answer = cache.servicesAnswer(req.canRead);
-      revisionHeaders(reply, answer.revision);
-      if (notModified(req, answer.revision)) return sendNotModified(reply);
-      return sendJson(reply, answer.body);
+      const min = req.query.minRevision;
+      const read = await registry.services({ minRevision: min, signal: min === undefined ? undefined : clientGone(reply), include: req.canRead });
+      return sendRead(req, reply, read, () => views.services(read, !!req.canRead));
     },
   );
 
@@ -76,30 +73,18 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         if (waitMs === undefined || waitMs > MAX_WAIT_MS) throw new InvalidRequestError('querystring.wait must be a duration of at most 5m (e.g. 10s, 500ms, 2m)');
       }
 
-      if (q.consistent || (q.minRevision !== undefined && !(await registry.caughtUp(q.minRevision, clientGone(reply))))) {
-        metrics.cacheRequests.inc({ result: 'miss' });
-        const fresh = await registry.readService(name);
-        const list = filter ? fresh.instances.filter((x) => matches(x, filter)) : fresh.instances;
-        revisionHeaders(reply, fresh.revision);
-        const body = renderService(name, fresh.revision, list.map((record) => ({ record, json: JSON.stringify(record), lease: '0' })));
-        return sendJson(reply, body);
-      }
-
-      if (q.index !== undefined && cache.serviceRevision(name) <= q.index) {
-        const wait = waitMs ?? MAX_WAIT_MS;
-        markStale(gw, reply, cache.knows(name)); // an unknown service with the store down: 503 now, not after the wait
-        req.heldByBlockingQuery = true;
-        // Jitter spreads the answers of many clients that started waiting together.
-        await cache.serviceWaiters.wait(name, wait + Math.random() * (wait / 16), clientGone(reply));
-        if (reply.raw.destroyed) return reply;
-      }
-
-      markStale(gw, reply, cache.knows(name));
-      metrics.cacheRequests.inc({ result: 'hit' });
-      const answer = cache.serviceAnswer(name, filter);
-      revisionHeaders(reply, answer.revision);
-      if (notModified(req, answer.revision)) return sendNotModified(reply);
-      return sendJson(reply, answer.body);
+      const read = await registry.discover(name, {
+        filter,
+        consistent: q.consistent,
+        minRevision: q.minRevision,
+        index: q.index,
+        waitMs: waitMs ?? MAX_WAIT_MS,
+        // Only a read that may wait listens for the client leaving (the common read stays cheap).
+        signal: q.index !== undefined || q.minRevision !== undefined ? clientGone(reply) : undefined,
+        onHold: () => (req.heldByBlockingQuery = true),
+      });
+      if (reply.raw.destroyed) return reply;
+      return sendRead(req, reply, read, () => views.service(name, read, filter));
     },
   );
 };

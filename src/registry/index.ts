@@ -1,0 +1,128 @@
+// The composition root of the domain: the store (monitored), the key layout,
+// the cache and its watch, the registry, the change hub and the health view,
+// built and wired here only. Wiring is one way: the watch feeds the cache; the
+// cache tells the hub and onChanges listeners; a watch reload tells the hub and
+// onReset listeners; the registry restarts a watch that lags behind its writes
+// and writes the fences the hub's replays end at.
+import { readSettingFile, type Config } from '../config.ts';
+import { Cache } from './cache.ts';
+import { StoreAccessError } from './errors.ts';
+import { Health } from './health.ts';
+import { History } from './history.ts';
+import { Hub, type Frames, type HubObserver } from './hub.ts';
+import { KeyLayout } from './keys.ts';
+import { Registry, type RegistryObserver } from './registry.ts';
+import { EtcdStore } from './store/etcd.ts';
+import { MemoryStore } from './store/memory.ts';
+import { MonitoredStore, type StoreObserver } from './store/monitored.ts';
+import type { Store } from './store/store.ts';
+import { WatchSync, type SyncObserver } from './sync.ts';
+import type { Change } from './types.ts';
+
+/** How long start-up keeps trying to read the store before giving up. */
+const STARTUP_TIMEOUT_MS = 20_000;
+
+export interface RegistryOptions {
+  /** Key prefix, without a trailing slash. */
+  prefix: string;
+  defaultTtlSeconds: number;
+  /** Changes kept for resuming streams without a store read. */
+  eventHistory: number;
+  keepAliveMs: number;
+  /** The wire format of change streams (routes/sse.ts). */
+  frames: Frames;
+  /** Interval of the background store probe. */
+  probeIntervalMs: number;
+}
+
+/** Everything worth a metric or a log line. */
+export interface RegistryObservers extends RegistryObserver, HubObserver, StoreObserver, Omit<SyncObserver, 'reset'> {
+  /** The watch lost its place and the cache was reloaded. */
+  reloaded(): void;
+}
+
+/** The store the config names; a certificate file that cannot be read stops the start naming its setting. */
+export function createStore(config: Config): Store {
+  const { kind, ...options } = config.store;
+  if (kind === 'memory') return new MemoryStore();
+  const etcd = options as Exclude<Config['store'], { kind: 'memory' }>;
+  if (etcd.caFile) readSettingFile('ETCD_CA_FILE', etcd.caFile);
+  if (etcd.certFile) readSettingFile('ETCD_CERT_FILE', etcd.certFile);
+  if (etcd.keyFile) readSettingFile('ETCD_KEY_FILE', etcd.keyFile);
+  return new EtcdStore(etcd);
+}
+
+export class RegistryRoot {
+  readonly store: MonitoredStore;
+  readonly cache: Cache;
+  readonly sync: WatchSync;
+  readonly registry: Registry;
+  readonly hub: Hub;
+  readonly health: Health;
+  private readonly resetListeners: (() => void)[] = [];
+
+  constructor(
+    store: Store,
+    private readonly opts: RegistryOptions,
+    private readonly observe: RegistryObservers,
+  ) {
+    this.store = new MonitoredStore(store, observe);
+    const keys = new KeyLayout(opts.prefix);
+    this.cache = new Cache(keys);
+    this.sync = new WatchSync(this.store, keys, this.cache, { ...observe, reset: () => this.reloaded() });
+    this.registry = new Registry(this.store, keys, this.cache, this.sync, opts.defaultTtlSeconds, observe);
+    const history = new History(this.store, keys, () => this.registry.writeFence());
+    this.hub = new Hub(this.cache, history, { history: opts.eventHistory, keepAliveMs: opts.keepAliveMs, frames: opts.frames }, observe);
+    this.health = new Health(this.store, this.sync, this.cache);
+  }
+
+  /** Every batch of changes the watch applied, after the cache holds them. */
+  onChanges(listener: (changes: Change[]) => void): void {
+    this.cache.onChanges(listener);
+  }
+
+  /** The cache was reloaded after the watch lost its place: changes in between are lost to listeners. */
+  onReset(listener: () => void): void {
+    this.resetListeners.push(listener);
+  }
+
+  /**
+   * Load the store into the cache and start the watch, retrying while the store is not
+   * there yet. A store that refuses the gateway (credentials, certificates) fails at once.
+   */
+  async start(): Promise<void> {
+    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+    for (let delay = 250; ; delay = Math.min(delay * 2, 2000)) {
+      try {
+        await this.sync.start();
+        break;
+      } catch (err) {
+        if (err instanceof StoreAccessError || Date.now() + delay > deadline) throw err;
+        this.observe.warn(`store not readable yet; retrying in ${delay} ms`, err);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+    this.hub.reset(); // the ring starts at the first load
+    this.health.start(this.opts.probeIntervalMs);
+  }
+
+  /** Shutdown, first step: end every stream and answer every parked read now. */
+  release(): void {
+    this.hub.closeAll();
+    this.cache.serviceWaiters.releaseAll();
+    this.cache.revisionWaiters.releaseAll();
+  }
+
+  async close(): Promise<void> {
+    this.health.close();
+    this.registry.close();
+    await this.sync.close();
+    await this.store.close();
+  }
+
+  private reloaded(): void {
+    this.observe.reloaded();
+    this.hub.reset();
+    for (const listener of this.resetListeners) listener();
+  }
+}

@@ -1,0 +1,215 @@
+// Every discovery read, answered from the cache when it may be: catch-up for
+// minRevision, blocking waits, consistent reads and the store fallback, and
+// freshness (stale, age) while the store is unreachable. Routes only turn a
+// read into status, headers and a body.
+import type { Cache, CachedInstance } from './cache.ts';
+import { InstanceNotFoundError, StoreUnavailableError } from './errors.ts';
+import type { KeyLayout } from './keys.ts';
+import { decodeRecord } from './records.ts';
+import type { MonitoredStore } from './store/monitored.ts';
+import type { WatchSync } from './sync.ts';
+import { matches as matchesFilter } from './filter.ts';
+import type { Instance, ServiceFilter } from './types.ts';
+
+/** How long a minRevision read waits for the watch before reading the store. */
+const MIN_REVISION_WAIT_MS = 3000;
+
+/** A record with its JSON, serialized once. */
+export type Listed = Pick<CachedInstance, 'record' | 'json'>;
+
+export interface Freshness {
+  /** The store is unreachable or the watch is not in sync: the answer may be behind. */
+  stale: boolean;
+  /** Whole seconds since the store last answered (0 when fresh). */
+  age: number;
+}
+
+interface Read extends Freshness {
+  /** The revision the answer is labelled with (its ETag). */
+  revision: number;
+  /** 'cache': from this gateway's copy; 'store': read from the store (consistent, or the watch lags). */
+  source: 'cache' | 'store';
+}
+
+export interface ServiceRead extends Read {
+  /** The instances matching the filter, sorted by id (computed when first asked for). */
+  readonly instances: readonly Listed[];
+}
+
+export interface ServicesRead extends Read {
+  /** Names sorted, with instance counts (computed when first asked for). */
+  readonly services: { name: string; instances: number }[];
+}
+
+export interface InstanceRead extends Read {
+  instance: Listed;
+}
+
+export interface AllRead extends Read {
+  /** Every instance of the services read, by service name in order. */
+  readonly instances: readonly Listed[];
+}
+
+export interface CatchUp {
+  /** Answer with a view that includes every change up to this store revision. */
+  minRevision?: number;
+  /** Freed when the client leaves. */
+  signal?: AbortSignal;
+}
+
+export interface DiscoverOptions extends CatchUp {
+  filter?: ServiceFilter;
+  /** Read from the store (linearizable), not from the cache. */
+  consistent?: boolean;
+  /** Blocking query: hold the answer until the service revision is above this... */
+  index?: number;
+  /** ...for at most this long. */
+  waitMs?: number;
+  /** Called when the read is about to be held by a blocking query. */
+  onHold?: () => void;
+}
+
+export interface ReadObserver {
+  /** One discovery read: from the cache (hit) or from the store (miss). */
+  read(result: 'hit' | 'miss'): void;
+}
+
+const FRESH: Freshness = { stale: false, age: 0 };
+
+/** The read half of the Registry (registry.ts). */
+export class Reads {
+  constructor(
+    protected readonly store: MonitoredStore,
+    protected readonly keys: KeyLayout,
+    protected readonly cache: Cache,
+    protected readonly sync: WatchSync,
+    private readonly readObserver: ReadObserver,
+  ) {}
+
+  /** GET /services/{name}: a service's instances (optionally filtered). */
+  async discover(service: string, opts: DiscoverOptions = {}): Promise<ServiceRead> {
+    const { filter } = opts;
+    if (opts.consistent || !(await this.caughtUp(opts))) {
+      this.readObserver.read('miss');
+      const { revision, instances } = await this.readService(service);
+      const list = filter ? instances.filter((x) => matchesFilter(x, filter)) : instances;
+      return { ...FRESH, revision, source: 'store', instances: list.map((record) => ({ record, json: JSON.stringify(record) })) };
+    }
+    if (opts.index !== undefined && this.cache.serviceRevision(service) <= opts.index) {
+      const wait = opts.waitMs!;
+      this.freshness(this.cache.knows(service)); // an unknown service with the store down: 503 now, not after the wait
+      opts.onHold?.();
+      // Jitter spreads the answers of many clients that started waiting together.
+      await this.cache.serviceWaiters.wait(service, wait + Math.random() * (wait / 16), opts.signal);
+    }
+    const freshness = this.freshness(this.cache.knows(service));
+    this.readObserver.read('hit');
+    const cache = this.cache;
+    return {
+      ...freshness,
+      revision: cache.serviceRevision(service),
+      source: 'cache',
+      get instances() {
+        return cache.instances(service, filter);
+      },
+    };
+  }
+
+  /** GET /services: every service with its instance count; `include` narrows (a token's read right). */
+  async services(opts: CatchUp & { include?: (service: string) => boolean } = {}): Promise<ServicesRead> {
+    const { include } = opts;
+    if (!(await this.caughtUp(opts))) {
+      this.readObserver.read('miss');
+      const { revision, services } = await this.readServices();
+      return { ...FRESH, revision, source: 'store', services: include ? services.filter((s) => include(s.name)) : services };
+    }
+    const freshness = this.freshness(true);
+    this.readObserver.read('hit');
+    const cache = this.cache;
+    return {
+      ...freshness,
+      revision: cache.appliedRevision,
+      source: 'cache',
+      get services() {
+        return cache.serviceCounts(include);
+      },
+    };
+  }
+
+  /** GET /services/{name}/instances/{id}: one instance, labelled with its own revision. */
+  async instance(service: string, id: string, opts: CatchUp = {}): Promise<InstanceRead> {
+    if (!(await this.caughtUp(opts))) {
+      this.readObserver.read('miss');
+      const record = (await this.readService(service)).instances.find((x) => x.id === id);
+      if (!record) throw new InstanceNotFoundError(service, id);
+      return { ...FRESH, revision: record.revision, source: 'store', instance: { record, json: JSON.stringify(record) } };
+    }
+    const freshness = this.freshness(this.cache.knows(service));
+    const x = this.cache.instance(service, id);
+    this.readObserver.read('hit');
+    if (!x) throw new InstanceNotFoundError(service, id);
+    return { ...freshness, revision: x.record.revision, source: 'cache', instance: x };
+  }
+
+  /**
+   * The instances of several services at once (all of them by default), from the
+   * cache, labelled with the applied revision (GET /sd/prometheus).
+   */
+  all(opts: { services?: string[]; filter?: ServiceFilter; include?: (service: string) => boolean } = {}): AllRead {
+    const freshness = this.freshness(true);
+    this.readObserver.read('hit');
+    const instances: Listed[] = [];
+    for (const service of opts.services ?? this.cache.serviceNames()) {
+      if (opts.include && !opts.include(service)) continue;
+      instances.push(...this.cache.instances(service, opts.filter));
+    }
+    return { ...freshness, revision: this.cache.appliedRevision, source: 'cache', instances };
+  }
+
+  /** Services and instances this gateway holds (the discovery_services and discovery_instances gauges). */
+  counts(): { services: number; instances: number } {
+    return { services: this.cache.serviceCount, instances: this.cache.instanceCount };
+  }
+
+  /**
+   * A cached answer while the store is unreachable is still given, marked stale
+   * with its age; a service the gateway has never seen cannot be answered.
+   */
+  private freshness(known: boolean): Freshness {
+    if (this.store.reachable && this.sync.inSync) return FRESH;
+    if (!known) throw new StoreUnavailableError('the store is unreachable and this gateway has no copy of that service');
+    return { stale: true, age: this.store.secondsSinceContact() };
+  }
+
+  /**
+   * minRevision: true once the cache has applied it (waiting a few seconds for
+   * the watch); false when it has not, and the store must be read.
+   */
+  private async caughtUp({ minRevision, signal }: CatchUp): Promise<boolean> {
+    if (minRevision === undefined || this.cache.appliedRevision >= minRevision) return true;
+    return this.cache.revisionWaiters.wait(minRevision, MIN_REVISION_WAIT_MS, signal);
+  }
+
+  private async readService(service: string): Promise<{ revision: number; instances: Instance[] }> {
+    const { kvs, revision } = await this.store.range(this.keys.service(service));
+    const instances: Instance[] = [];
+    for (const kv of kvs) {
+      const k = this.keys.parse(kv.key);
+      if (k.kind !== 'instance' || k.service !== service) continue;
+      const record = decodeRecord(service, k.id, kv.value, kv.modRevision);
+      if (record) instances.push(record);
+    }
+    return { revision, instances };
+  }
+
+  private async readServices(): Promise<{ revision: number; services: { name: string; instances: number }[] }> {
+    const { kvs, revision } = await this.store.range(this.keys.root);
+    const counts = new Map<string, number>();
+    for (const kv of kvs) {
+      const k = this.keys.parse(kv.key);
+      if (k.kind === 'instance' && decodeRecord(k.service, k.id, kv.value, kv.modRevision)) counts.set(k.service, (counts.get(k.service) ?? 0) + 1);
+    }
+    const services = [...counts.keys()].sort().map((name) => ({ name, instances: counts.get(name)! }));
+    return { revision, services };
+  }
+}

@@ -1,0 +1,55 @@
+// How a discovery read becomes an HTTP answer: the revision as ETag and
+// X-Registry-Revision, 304 for a matching If-None-Match, the stale marking, and
+// a signal for clients that leave.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Freshness } from '../registry/reads.ts';
+
+interface Labelled extends Freshness {
+  revision: number;
+  source: 'cache' | 'store';
+}
+
+/** If-None-Match (strong or weak, alone, in a list, or *) names this revision. */
+export function notModified(req: FastifyRequest, revision: number): boolean {
+  const header = req.headers['if-none-match'];
+  if (!header) return false;
+  const want = `"${revision}"`;
+  for (const raw of header.split(',')) {
+    const tag = raw.trim();
+    if (tag === '*' || tag === want || tag === `W/${want}`) return true;
+  }
+  return false;
+}
+
+/** An answer that may be behind the store says so, with its age in seconds. */
+export function staleHeaders(reply: FastifyReply, read: Freshness): void {
+  if (read.stale) reply.header('x-registry-stale', 'true').header('age', String(read.age));
+}
+
+export function revisionHeaders(reply: FastifyReply, revision: number): void {
+  reply.header('etag', `"${revision}"`).header('x-registry-revision', String(revision));
+}
+
+/**
+ * A read with its headers, and its body (rendered only when needed), or 304.
+ * A read from the store is an explicit ask for the latest: it always has a body.
+ */
+export function sendRead(req: FastifyRequest, reply: FastifyReply, read: Labelled, body: () => string): FastifyReply {
+  staleHeaders(reply, read);
+  revisionHeaders(reply, read.revision);
+  if (read.source === 'cache' && notModified(req, read.revision)) return reply.code(304).send();
+  return sendJson(reply, body());
+}
+
+/** A JSON answer serialized beforehand. A string, not a Buffer: Node then writes headers and body in one write. */
+export function sendJson(reply: FastifyReply, body: string): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(body);
+}
+
+/** Aborted when the client goes away (frees a parked blocking query). */
+export function clientGone(reply: FastifyReply): AbortSignal {
+  const ac = new AbortController();
+  if (reply.raw.destroyed) ac.abort();
+  else reply.raw.once('close', () => ac.abort());
+  return ac.signal;
+}
