@@ -14,7 +14,10 @@ function newest(dir) {
 }
 
 const stamp = 'dist/.built';
-if (!existsSync(stamp) || statSync(stamp).mtimeMs < Math.max(newest('src'), statSync('tsconfig.json').mtimeMs, statSync('tsconfig.build.json').mtimeMs)) {
+if (
+  !existsSync(stamp) ||
+  statSync(stamp).mtimeMs < Math.max(newest('src'), statSync('tsconfig.json').mtimeMs, statSync('tsconfig.build.json').mtimeMs)
+) {
   execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
   writeFileSync(stamp, `${new Date().toISOString()}\n`);
 }

@@ -6,15 +6,21 @@ import { readFileSync } from 'node:fs';
 import type { EtcdStoreOptions } from './registry/store/etcd.ts';
 
 const Int = (min: number, max: number) => Type.String({ pattern: '^[0-9]+$', description: `an integer from ${min} to ${max}`, min, max });
-const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')], { description: 'true or false' });
+const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')], {
+  description: 'true or false',
+});
 const Path = Type.String({ minLength: 1, description: 'a file path' });
 
 /** Every setting, as the environment spells it (all optional strings). */
 const EnvSchema = Type.Object({
   PORT: Type.Optional(Int(0, 65535)),
   HOST: Type.Optional(Type.String({ minLength: 1 })),
-  ETCD_ENDPOINTS: Type.Optional(Type.String({ pattern: '^\\s*https?://[^,\\s]+(\\s*,\\s*https?://[^,\\s]+)*\\s*$', description: 'comma-separated http(s):// URLs' })),
-  ETCD_PREFIX: Type.Optional(Type.String({ pattern: '^/[^\\s]*[^/\\s]$|^/[^/\\s]$', description: 'a key prefix starting with / and not ending with /' })),
+  ETCD_ENDPOINTS: Type.Optional(
+    Type.String({ pattern: '^\\s*https?://[^,\\s]+(\\s*,\\s*https?://[^,\\s]+)*\\s*$', description: 'comma-separated http(s):// URLs' }),
+  ),
+  ETCD_PREFIX: Type.Optional(
+    Type.String({ pattern: '^/[^\\s]*[^/\\s]$|^/[^/\\s]$', description: 'a key prefix starting with / and not ending with /' }),
+  ),
   ETCD_USERNAME: Type.Optional(Type.String({ minLength: 1 })),
   ETCD_PASSWORD: Type.Optional(Type.String()),
   ETCD_CA_FILE: Type.Optional(Path),
@@ -25,7 +31,12 @@ const EnvSchema = Type.Object({
   TLS_KEY_FILE: Type.Optional(Path),
   AUTH_TOKENS_FILE: Type.Optional(Path),
   AUTH_METRICS: Type.Optional(Bool),
-  LOG_LEVEL: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { description: 'fatal, error, warn, info, debug, trace or silent' })),
+  LOG_LEVEL: Type.Optional(
+    Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { description: 'fatal, error, warn, info, debug, trace or silent' },
+    ),
+  ),
   REQUEST_LOG: Type.Optional(Bool),
   RATE_LIMIT_MAX: Type.Optional(Int(1, 10_000_000)),
   SSE_MAX_STREAMS: Type.Optional(Int(1, 1_000_000)),
@@ -81,7 +92,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const v = env[key];
     if (v !== undefined && v !== '') raw[key] = v;
   }
-  const problems = [...Value.Errors(EnvSchema, raw)].map((e) => `${e.path.slice(1)}: ${JSON.stringify(raw[e.path.slice(1)])} is not ${e.schema.description ?? 'valid'}`);
+  const problems = [...Value.Errors(EnvSchema, raw)].map(
+    (e) => `${e.path.slice(1)}: ${JSON.stringify(raw[e.path.slice(1)])} is not ${e.schema.description ?? 'valid'}`,
+  );
   for (const [key, schema] of Object.entries(EnvSchema.properties)) {
     const s = schema as { min?: number; max?: number };
     const v = raw[key];
@@ -124,7 +137,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sseKeepAliveSeconds: int(e.SSE_KEEPALIVE_SECONDS, 15),
     sseBufferBytes: int(e.SSE_BUFFER_BYTES, 1 << 20),
     eventHistory: int(e.EVENT_HISTORY, 10_000),
-    corsOrigins: cors === undefined ? undefined : cors === '*' ? '*' : cors.split(',').map((s) => s.trim()).filter(Boolean),
+    corsOrigins:
+      cors === undefined
+        ? undefined
+        : cors === '*'
+          ? '*'
+          : cors
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean),
     defaultTtlSeconds: int(e.DEFAULT_TTL_SECONDS, 30),
     cacheMaxServices: int(e.CACHE_MAX_SERVICES, 10_000),
     shutdownGraceSeconds: int(e.SHUTDOWN_GRACE_SECONDS, 10),

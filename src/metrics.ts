@@ -15,8 +15,16 @@ export class Metrics {
   });
   readonly services = new Gauge({ name: 'discovery_services', help: 'Services with at least one instance', registers: [this.prom] });
   readonly instances = new Gauge({ name: 'discovery_instances', help: 'Registered instances', registers: [this.prom] });
-  readonly registrations = new Counter({ name: 'discovery_registrations_total', help: 'Instances registered through this gateway', registers: [this.prom] });
-  readonly deregistrations = new Counter({ name: 'discovery_deregistrations_total', help: 'Instances deregistered through this gateway', registers: [this.prom] });
+  readonly registrations = new Counter({
+    name: 'discovery_registrations_total',
+    help: 'Instances registered through this gateway',
+    registers: [this.prom],
+  });
+  readonly deregistrations = new Counter({
+    name: 'discovery_deregistrations_total',
+    help: 'Instances deregistered through this gateway',
+    registers: [this.prom],
+  });
   readonly heartbeats = new Counter({
     name: 'discovery_heartbeats_total',
     help: 'Heartbeats by result (ok, not_found, error)',
@@ -36,7 +44,11 @@ export class Metrics {
     buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [this.prom],
   });
-  readonly storeUp = new Gauge({ name: 'discovery_store_up', help: '1 when the store answers, 0 when it does not', registers: [this.prom] });
+  readonly storeUp = new Gauge({
+    name: 'discovery_store_up',
+    help: '1 when the store answers, 0 when it does not',
+    registers: [this.prom],
+  });
   readonly watchEvents = new Counter({
     name: 'discovery_watch_events_total',
     help: 'Changes applied from the store watch, by type',
@@ -48,9 +60,17 @@ export class Metrics {
     help: 'Times the watch lost its place (compaction, cancellation) and the cache was reloaded',
     registers: [this.prom],
   });
-  readonly expirations = new Counter({ name: 'discovery_expirations_total', help: 'Instances whose TTL ran out, as the watch saw them', registers: [this.prom] });
+  readonly expirations = new Counter({
+    name: 'discovery_expirations_total',
+    help: 'Instances whose TTL ran out, as the watch saw them',
+    registers: [this.prom],
+  });
   readonly sseClients = new Gauge({ name: 'discovery_sse_clients', help: 'Open change streams', registers: [this.prom] });
-  readonly sseEventsSent = new Counter({ name: 'discovery_sse_events_sent_total', help: 'Events written to change streams', registers: [this.prom] });
+  readonly sseEventsSent = new Counter({
+    name: 'discovery_sse_events_sent_total',
+    help: 'Events written to change streams',
+    registers: [this.prom],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.prom });

@@ -8,7 +8,8 @@ export const SERVICE_NAME_PATTERN = '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$';
 /** Instance id: 1–128 of A-Z a-z 0-9 . _ : -, not "." or ".." (path segments). */
 export const INSTANCE_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9._:-]{1,128}$';
 /** A DNS host name: labels of letters, digits and inner hyphens, 253 characters at most. */
-export const HOST_NAME_PATTERN = '^(?=.{1,253}\\.?$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?$';
+export const HOST_NAME_PATTERN =
+  '^(?=.{1,253}\\.?$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?$';
 /** A token's service pattern: a service name, or a prefix of one followed by `*`. */
 export const SERVICE_PATTERN_PATTERN = '^(?:[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?|[a-z0-9._-]{0,63}\\*)$';
 

@@ -28,7 +28,9 @@ const instance = (address: string, port: number, extra: Record<string, unknown> 
 
 /** Change events of a stream, as comparable values (id, type and the whole data). */
 function changes(s: SseStream): { id: string; event: string; data: Record<string, unknown> }[] {
-  return s.events.filter((e) => CHANGE_TYPES.has(e.event)).map((e) => ({ id: e.id, event: e.event, data: JSON.parse(e.data) as Record<string, unknown> }));
+  return s.events
+    .filter((e) => CHANGE_TYPES.has(e.event))
+    .map((e) => ({ id: e.id, event: e.event, data: JSON.parse(e.data) as Record<string, unknown> }));
 }
 
 async function changesAtLeast(s: SseStream, n: number, ms = 10_000): Promise<ReturnType<typeof changes>> {
@@ -60,7 +62,8 @@ describe('why an instance left', () => {
   before(async () => {
     a = await startGateway({ etcd, prefix });
     before0 = (await a.request('GET', '/services')).json.revision;
-    for (const id of ['del', 'batch']) assert.equal((await a.request('PUT', `/services/orders/instances/${id}`, instance('10.1.0.1', 8080))).status, 201);
+    for (const id of ['del', 'batch'])
+      assert.equal((await a.request('PUT', `/services/orders/instances/${id}`, instance('10.1.0.1', 8080))).status, 201);
     assert.equal((await a.request('PUT', '/services/orders/instances/exp', instance('10.1.0.2', 8080, { ttl: 1 }))).status, 201);
     // B starts after every registration: its ring holds nothing at or below `before0`.
     b = await startGateway({ etcd, prefix });
@@ -84,7 +87,10 @@ describe('why an instance left', () => {
     await liveB.waitFor((e) => e.event === 'snapshot');
 
     assert.equal((await b.request('DELETE', '/services/orders/instances/del')).status, 204);
-    const batch = await a.request('POST', '/batch', { register: [{ service: 'orders', id: 'new', ...instance('10.1.0.3', 8080) }], deregister: [{ service: 'orders', id: 'batch' }] });
+    const batch = await a.request('POST', '/batch', {
+      register: [{ service: 'orders', id: 'new', ...instance('10.1.0.3', 8080) }],
+      deregister: [{ service: 'orders', id: 'batch' }],
+    });
     assert.equal(batch.status, 200);
     // 'exp' gets no heartbeat: etcd expires its lease (at least 2 s).
     const onA = await changesAtLeast(liveA, 4, 15_000);
@@ -104,7 +110,8 @@ describe('why an instance left', () => {
     assert.equal(lastRecord.id, 'del');
     assert.ok(lastRecord.revision <= before0 + 3, 'a deregister carries the last record with its own revision');
     live = onA;
-    for (const gw of [a, b]) assert.ok((await metric(gw, 'discovery_expirations_total')) >= 1, 'discovery_expirations_total counts the expiry');
+    for (const gw of [a, b])
+      assert.ok((await metric(gw, 'discovery_expirations_total')) >= 1, 'discovery_expirations_total counts the expiry');
   });
 
   test('a resume from an older Last-Event-ID replays the same reasons, from the ring (A) and from the store (B)', async () => {
@@ -129,14 +136,22 @@ describe('why an instance left', () => {
       assert.deepEqual(got.slice(3), live, `replay on ${s.url} equals the live events`);
       assert.ok(!s.events.some((e) => e.event === 'snapshot'), 'a resume sends no snapshot');
     }
-    assert.ok((await metric(b, 'discovery_store_request_duration_seconds_count', '{op="watch"}')) > watchesBefore, 'B replayed from the store');
+    assert.ok(
+      (await metric(b, 'discovery_store_request_duration_seconds_count', '{op="watch"}')) > watchesBefore,
+      'B replayed from the store',
+    );
   });
 
   test('bookkeeping keys carry a lease and never show in any answer', async () => {
-    const out = JSON.parse(await etcd.ctl(['get', '--prefix', `${prefix}/_/`, '-w', 'json'])) as { kvs?: { key: string; lease?: number }[] };
+    const out = JSON.parse(await etcd.ctl(['get', '--prefix', `${prefix}/_/`, '-w', 'json'])) as {
+      kvs?: { key: string; lease?: number }[];
+    };
     const raw = await etcd.ctl(['get', '--prefix', `${prefix}/_/`, '-w', 'json']);
     const keys = (out.kvs ?? []).map((kv) => Buffer.from(kv.key, 'base64').toString());
-    assert.ok(keys.filter((k) => k.startsWith(`${prefix}/_/deregistered/`)).length >= 2, `markers of the DELETE and the batch: ${keys.join(' ')}`);
+    assert.ok(
+      keys.filter((k) => k.startsWith(`${prefix}/_/deregistered/`)).length >= 2,
+      `markers of the DELETE and the batch: ${keys.join(' ')}`,
+    );
     // Lease ids exceed 2^53: read them as text, not through JSON.parse.
     const leases = [...raw.matchAll(/"lease":(\d+)/g)].map((m) => BigInt(m[1]!));
     assert.equal(leases.length, keys.length, 'every bookkeeping key has a lease');
@@ -188,7 +203,8 @@ describe('why an instance left', () => {
   test('a DELETE still works and says why after the bookkeeping lease was revoked', async () => {
     assert.equal((await a.request('PUT', '/services/orders/instances/again', instance('10.1.0.4', 8080))).status, 201);
     const raw = await etcd.ctl(['get', '--prefix', `${prefix}/_/`, '-w', 'json']);
-    for (const lease of new Set([...raw.matchAll(/"lease":(\d+)/g)].map((m) => BigInt(m[1]!).toString(16)))) await etcd.ctl(['lease', 'revoke', lease]);
+    for (const lease of new Set([...raw.matchAll(/"lease":(\d+)/g)].map((m) => BigInt(m[1]!).toString(16))))
+      await etcd.ctl(['lease', 'revoke', lease]);
     const s = await open(b, '/services/orders/events');
     await s.waitFor((e) => e.event === 'snapshot');
     const del = await a.request('DELETE', '/services/orders/instances/again');
@@ -292,12 +308,21 @@ describe('progress events', () => {
     const snap = await quiet.waitFor((e) => e.event === 'snapshot');
     assert.ok(Number(snap.id) >= lastChange);
     let busy = 0;
-    for (let i = 0; i < 5; i++) busy = (await a.request('PUT', `/services/busy/instances/b${i}`, instance('10.3.0.2', 80 + i))).json.revision;
+    for (let i = 0; i < 5; i++)
+      busy = (await a.request('PUT', `/services/busy/instances/b${i}`, instance('10.3.0.2', 80 + i))).json.revision;
 
-    const progress = await quiet.waitFor((e) => e.event === 'progress' && Number(e.id) >= busy, 5000, 'a progress event past the busy changes');
+    const progress = await quiet.waitFor(
+      (e) => e.event === 'progress' && Number(e.id) >= busy,
+      5000,
+      'a progress event past the busy changes',
+    );
     assert.deepEqual(JSON.parse(progress.data), { revision: Number(progress.id) });
     assert.ok(Number(progress.id) <= (await etcdRevision()));
-    const onB = await narrowed.waitFor((e) => e.event === 'progress' && Number(e.id) >= busy, 5000, 'a progress event on the narrowed /events');
+    const onB = await narrowed.waitFor(
+      (e) => e.event === 'progress' && Number(e.id) >= busy,
+      5000,
+      'a progress event on the narrowed /events',
+    );
     assert.deepEqual(JSON.parse(onB.data), { revision: Number(onB.id) });
     assert.ok(!changes(quiet).length, 'busy changes are not sent to the quiet subscriber');
     progressId = Number(progress.id);
@@ -316,7 +341,10 @@ describe('progress events', () => {
       ],
     );
 
-    for (const s of [await open(a, '/services/quiet/events', String(progressId)), await open(b, `/events?service=quiet&lastEventId=${progressId}`)]) {
+    for (const s of [
+      await open(a, '/services/quiet/events', String(progressId)),
+      await open(b, `/events?service=quiet&lastEventId=${progressId}`),
+    ]) {
       await changesAtLeast(s, 2);
       await sleep(200);
       assert.deepEqual(changes(s), later, `resume from the progress id on ${s.url}`);
@@ -351,7 +379,8 @@ describe('weighted pick', () => {
   let gw: TestGateway;
   before(async () => {
     gw = await startGateway({ etcd });
-    const reg = (id: string, body: Record<string, unknown>) => gw.request('PUT', `/services/api/instances/${id}`, { address: '10.4.0.1', port: 80, ...body });
+    const reg = (id: string, body: Record<string, unknown>) =>
+      gw.request('PUT', `/services/api/instances/${id}`, { address: '10.4.0.1', port: 80, ...body });
     await reg('w1', { weight: 100, tags: ['blue'], metadata: { zone: 'a' } });
     await reg('w2', { weight: 300, tags: ['blue'], metadata: { zone: 'b' } });
     await reg('w3', { weight: 600, tags: ['green'], metadata: { zone: 'b' } });
@@ -376,7 +405,11 @@ describe('weighted pick', () => {
     const n = 600;
     const counts = await draw('', n);
     assert.deepEqual([...counts.keys()].sort(), ['w1', 'w2', 'w3']);
-    for (const [id, p] of [['w1', 0.1], ['w2', 0.3], ['w3', 0.6]] as const) {
+    for (const [id, p] of [
+      ['w1', 0.1],
+      ['w2', 0.3],
+      ['w3', 0.6],
+    ] as const) {
       const share = (counts.get(id) ?? 0) / n;
       assert.ok(Math.abs(share - p) < 0.08, `${id}: ${share} of picks, expected about ${p}`);
     }
@@ -400,7 +433,12 @@ describe('weighted pick', () => {
   });
 
   test('404 no-instance-available when none qualifies', async () => {
-    for (const path of ['/services/idle/pick', '/services/nothing-here/pick', '/services/api/pick?tag=red', '/services/api/pick?meta.zone=c']) {
+    for (const path of [
+      '/services/idle/pick',
+      '/services/nothing-here/pick',
+      '/services/api/pick?tag=red',
+      '/services/api/pick?meta.zone=c',
+    ]) {
       const r = await gw.request('GET', path);
       assert.equal(r.status, 404, path);
       assert.match(r.headers.get('content-type') ?? '', /application\/problem\+json/);
@@ -415,7 +453,12 @@ describe('Prometheus service discovery', () => {
   let gw: TestGateway;
   before(async () => {
     gw = await startGateway({ etcd });
-    await gw.request('PUT', '/services/web/instances/v4', { address: '10.5.0.1', port: 8080, tags: ['http', 'v2'], metadata: { zone: 'eu-1', 'a.b': 'dot', 'a-b': 'dash', a_b: 'under' } });
+    await gw.request('PUT', '/services/web/instances/v4', {
+      address: '10.5.0.1',
+      port: 8080,
+      tags: ['http', 'v2'],
+      metadata: { zone: 'eu-1', 'a.b': 'dot', 'a-b': 'dash', a_b: 'under' },
+    });
     await gw.request('PUT', '/services/web/instances/v6', { address: 'fd00::5', port: 9090, status: 'draining', weight: 7 });
     await gw.request('PUT', '/services/db/instances/host', { address: 'db.internal', port: 5432, tags: ['sql'], ttl: 0 });
   });
@@ -548,7 +591,12 @@ describe('Prometheus service discovery', () => {
     });
     const proc = spawn(
       'prometheus',
-      [`--config.file=${await promConfig(dir)}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=error'],
+      [
+        `--config.file=${await promConfig(dir)}`,
+        `--storage.tsdb.path=${join(dir, 'tsdb')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=error',
+      ],
       { stdio: 'ignore' },
     );
     try {
@@ -567,7 +615,13 @@ describe('Prometheus service discovery', () => {
         20_000,
         'Prometheus to discover the targets',
       );
-      const seen = targets.map((t) => [t.discoveredLabels.__address__, t.discoveredLabels.__meta_discovery_service, t.discoveredLabels.__meta_discovery_instance_id]).sort();
+      const seen = targets
+        .map((t) => [
+          t.discoveredLabels.__address__,
+          t.discoveredLabels.__meta_discovery_service,
+          t.discoveredLabels.__meta_discovery_instance_id,
+        ])
+        .sort();
       assert.deepEqual(seen, [
         ['10.5.0.1:8080', 'web', 'v4'],
         ['[fd00::5]:9090', 'web', 'v6'],
@@ -627,7 +681,7 @@ describe('staleness and pacing', () => {
     await gw.request('PUT', '/services/pace/instances/p3', instance('10.6.0.3', 80, { ttl: 0 }));
     const hb = await gw.request('PUT', '/services/pace/instances/p2/heartbeat');
     assert.equal(hb.status, 200);
-    assert.ok(hb.json.interval >= 30 / 3 * 0.8 && hb.json.interval <= 30 / 3, `interval ${hb.json.interval}`);
+    assert.ok(hb.json.interval >= (30 / 3) * 0.8 && hb.json.interval <= 30 / 3, `interval ${hb.json.interval}`);
     const none = await gw.request('PUT', '/services/pace/instances/p3/heartbeat');
     assert.equal(none.json.interval, undefined);
   });
@@ -663,7 +717,11 @@ describe('staleness and pacing', () => {
     } finally {
       etcd.cont(0);
     }
-    await eventually(async () => (await gw.request('GET', '/services/pace')).headers.get('x-registry-stale') === null, 15_000, 'fresh answers again');
+    await eventually(
+      async () => (await gw.request('GET', '/services/pace')).headers.get('x-registry-stale') === null,
+      15_000,
+      'fresh answers again',
+    );
     const fresh = await gw.request('GET', '/services/pace');
     assert.equal(fresh.headers.get('age'), null);
   });

@@ -87,7 +87,9 @@ for (const kind of ['memory', 'etcd'] as const) {
       const base = waiters.size;
       const rev = (await gw.request('GET', '/services/leave')).json.revision;
       const controllers = Array.from({ length: 20 }, () => new AbortController());
-      const held = controllers.map((c) => fetch(`${gw.base}/services/leave?index=${rev}&wait=1m`, { signal: c.signal }).catch(() => undefined));
+      const held = controllers.map((c) =>
+        fetch(`${gw.base}/services/leave?index=${rev}&wait=1m`, { signal: c.signal }).catch(() => undefined),
+      );
       await eventually(async () => waiters.size >= base + 20, 3000, '20 parked queries');
       controllers.forEach((c) => c.abort());
       await Promise.all(held);
@@ -104,17 +106,34 @@ for (const kind of ['memory', 'etcd'] as const) {
 
     if (kind === 'etcd') {
       const value = (address: string, port: number) =>
-        JSON.stringify({ address, port, tags: [], metadata: {}, weight: 100, status: 'up', ttl: 0, registeredAt: new Date().toISOString() });
+        JSON.stringify({
+          address,
+          port,
+          tags: [],
+          metadata: {},
+          weight: 100,
+          status: 'up',
+          ttl: 0,
+          registeredAt: new Date().toISOString(),
+        });
 
       it('a change made directly in etcd shows within a second, labelled with its revision', async () => {
         await etcd!.ctl(['put', `${gw.prefix}/ext/x-1`, value('10.9.9.9', 6553)]);
-        const b = await eventually(async () => {
-          const r = await gw.request('GET', '/services/ext');
-          return r.json.instances.length === 1 && r.json;
-        }, 1000, 'external put visible');
+        const b = await eventually(
+          async () => {
+            const r = await gw.request('GET', '/services/ext');
+            return r.json.instances.length === 1 && r.json;
+          },
+          1000,
+          'external put visible',
+        );
         assert.equal(b.instances[0].address, '10.9.9.9');
         await etcd!.ctl(['del', `${gw.prefix}/ext/x-1`]);
-        await eventually(async () => (await gw.request('GET', '/services/ext')).json.instances.length === 0, 1000, 'external delete visible');
+        await eventually(
+          async () => (await gw.request('GET', '/services/ext')).json.instances.length === 0,
+          1000,
+          'external delete visible',
+        );
       });
 
       it('two gateways on one etcd label the same state with the same revision', async () => {
@@ -122,10 +141,14 @@ for (const kind of ['memory', 'etcd'] as const) {
         try {
           await gw.request('PUT', inst('two', 't-1'), { address: '10.0.0.6', port: 1, ttl: 0 });
           const a = (await gw.request('GET', '/services/two')).json;
-          const b = await eventually(async () => {
-            const r = (await other.request('GET', '/services/two')).json;
-            return r.revision === a.revision && r;
-          }, 2000, 'replica B agrees');
+          const b = await eventually(
+            async () => {
+              const r = (await other.request('GET', '/services/two')).json;
+              return r.revision === a.revision && r;
+            },
+            2000,
+            'replica B agrees',
+          );
           assert.deepEqual(b, a);
         } finally {
           await other.close();
@@ -137,7 +160,11 @@ for (const kind of ['memory', 'etcd'] as const) {
         await etcd!.kill(0);
         await etcd!.restart(0);
         for (let i = 0; i < 5; i++) await etcd!.ctl(['put', `${gw.prefix}/rst/after-${i}`, value('10.0.1.2', i + 1)]);
-        await eventually(async () => (await gw.request('GET', '/services/rst')).json.instances.length === 6, 15_000, 'all 6 instances after the restart');
+        await eventually(
+          async () => (await gw.request('GET', '/services/rst')).json.instances.length === 6,
+          15_000,
+          'all 6 instances after the restart',
+        );
         await eventually(async () => (await gw.request('GET', '/health/ready')).status === 200, 10_000, 'ready again');
       });
 
@@ -152,10 +179,14 @@ for (const kind of ['memory', 'etcd'] as const) {
         const rev = JSON.parse(await etcd!.ctlAt([hidden], ['endpoint', 'status', '-w', 'json']))[0].Status.header.revision;
         await etcd!.ctlAt([hidden], ['compact', String(rev)]);
         await etcd!.restart(0);
-        await eventually(async () => {
-          const r = await gw.request('GET', '/services/cmp');
-          return JSON.stringify(ids(r.json)) === JSON.stringify(['keep', 'new']);
-        }, 20_000, 'cache reloaded to keep,new');
+        await eventually(
+          async () => {
+            const r = await gw.request('GET', '/services/cmp');
+            return JSON.stringify(ids(r.json)) === JSON.stringify(['keep', 'new']);
+          },
+          20_000,
+          'cache reloaded to keep,new',
+        );
         await eventually(async () => (await restarts(gw)) > restartsBefore, 5000, 'discovery_watch_restarts_total to rise');
         await eventually(async () => (await gw.request('GET', '/health/ready')).status === 200, 10_000, 'ready again');
       });
@@ -184,7 +215,11 @@ for (const kind of ['memory', 'etcd'] as const) {
           await eventually(async () => (await fz.request('GET', '/health/ready')).status === 200, 15_000, 'ready 200 after SIGCONT');
           const fresh = await fz.request('GET', '/services/frz');
           assert.equal(fresh.headers.get('x-registry-stale'), null);
-          await eventually(async () => (await fz.request('PUT', inst('frz', 'f-2'), { address: '10.0.3.3', port: 3, ttl: 0 })).status < 300, 10_000, 'writes work again');
+          await eventually(
+            async () => (await fz.request('PUT', inst('frz', 'f-2'), { address: '10.0.3.3', port: 3, ttl: 0 })).status < 300,
+            10_000,
+            'writes work again',
+          );
         } finally {
           etcd!.cont(0);
           await fz.close();

@@ -26,7 +26,12 @@ interface Truth {
   op: 'put' | 'delete';
 }
 
-const asTruth = (c: ChangeEvent): Truth => ({ revision: c.id, service: c.service, id: c.instanceId, op: c.type === 'deregister' ? 'delete' : 'put' });
+const asTruth = (c: ChangeEvent): Truth => ({
+  revision: c.id,
+  service: c.service,
+  id: c.instanceId,
+  op: c.type === 'deregister' ? 'delete' : 'put',
+});
 
 /**
  * etcd's history of the instances of `services` after revision `after`, read with
@@ -34,11 +39,17 @@ const asTruth = (c: ChangeEvent): Truth => ({ revision: c.id, service: c.service
  * bookkeeping prefix and the watch is read until it.
  */
 async function etcdHistory(etcd: EtcdCluster, prefix: string, after: number, services: string[]): Promise<Truth[]> {
-  const fence = JSON.parse(await etcd.ctl(['put', `${prefix}/_/test-fence/${randomUUID()}`, 'x', '-w', 'json'])) as { header: { revision: number } };
-  const proc = spawn(ETCDCTL, [`--endpoints=${etcd.endpoints.join(',')}`, 'watch', '--prefix', `${prefix}/`, '--rev', String(after + 1), '-w', 'json'], {
-    env: { ...process.env, ETCDCTL_API: '3' },
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
+  const fence = JSON.parse(await etcd.ctl(['put', `${prefix}/_/test-fence/${randomUUID()}`, 'x', '-w', 'json'])) as {
+    header: { revision: number };
+  };
+  const proc = spawn(
+    ETCDCTL,
+    [`--endpoints=${etcd.endpoints.join(',')}`, 'watch', '--prefix', `${prefix}/`, '--rev', String(after + 1), '-w', 'json'],
+    {
+      env: { ...process.env, ETCDCTL_API: '3' },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
+  );
   const out: Truth[] = [];
   try {
     await new Promise<void>((resolve, reject) => {
@@ -74,7 +85,11 @@ async function etcdHistory(etcd: EtcdCluster, prefix: string, after: number, ser
 const readyStatus = async (base: string) => (await call(base, 'GET', '/health/ready').catch(() => ({ status: 0 }) as Answer)).status;
 
 async function allReady(bases: string[], ms: number): Promise<void> {
-  await eventually(async () => (await Promise.all(bases.map(readyStatus))).every((s) => s === 200), ms, '/health/ready 200 on every gateway');
+  await eventually(
+    async () => (await Promise.all(bases.map(readyStatus))).every((s) => s === 200),
+    ms,
+    '/health/ready 200 on every gateway',
+  );
 }
 
 interface Outcome {
@@ -108,7 +123,14 @@ class Load {
     this.loops = [this.writeLoop(), this.heartbeatLoop(), this.readLoop()];
   }
 
-  private async timed(list: Outcome[], base: string, what: string, method: string, path: string, body?: unknown): Promise<Answer | undefined> {
+  private async timed(
+    list: Outcome[],
+    base: string,
+    what: string,
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<Answer | undefined> {
     const start = Date.now();
     const res = await call(base, method, path, body).catch(() => undefined);
     list.push({
@@ -128,7 +150,8 @@ class Load {
     for (let i = 0; !this.stopped; i++) {
       const base = this.bases[i % this.bases.length]!;
       await this.timed(this.writes, base, `register ${i}`, 'PUT', `/services/${this.service}/instances/w-${i}`, instance(i));
-      if (i % 3 === 2) await this.timed(this.writes, base, `deregister ${i - 1}`, 'DELETE', `/services/${this.service}/instances/w-${i - 1}`);
+      if (i % 3 === 2)
+        await this.timed(this.writes, base, `deregister ${i - 1}`, 'DELETE', `/services/${this.service}/instances/w-${i - 1}`);
       await sleep(80);
     }
   }
@@ -137,7 +160,13 @@ class Load {
     for (let round = 0; !this.stopped; round++) {
       await Promise.all(
         this.kept.ids.map((id, i) =>
-          this.timed(this.heartbeats, this.bases[(round + i) % this.bases.length]!, id, 'PUT', `/services/${this.kept.service}/instances/${id}/heartbeat`),
+          this.timed(
+            this.heartbeats,
+            this.bases[(round + i) % this.bases.length]!,
+            id,
+            'PUT',
+            `/services/${this.kept.service}/instances/${id}/heartbeat`,
+          ),
         ),
       );
       await sleep(700);
@@ -182,14 +211,25 @@ function freePort(): Promise<number> {
 async function spawnGateway(etcd: EtcdCluster, prefix: string): Promise<{ base: string; proc: ChildProcess }> {
   const port = await freePort();
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ETCD_ENDPOINTS: etcd.endpoints.join(','), ETCD_PREFIX: prefix, LOG_LEVEL: 'silent' },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ETCD_ENDPOINTS: etcd.endpoints.join(','),
+      ETCD_PREFIX: prefix,
+      LOG_LEVEL: 'silent',
+    },
     stdio: 'ignore',
   });
   const base = `http://127.0.0.1:${port}`;
-  await eventually(async () => {
-    if (proc.exitCode !== null) throw new Error(`gateway process exited with ${proc.exitCode}`);
-    return (await readyStatus(base)) === 200;
-  }, 30_000, 'the spawned gateway to be ready');
+  await eventually(
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`gateway process exited with ${proc.exitCode}`);
+      return (await readyStatus(base)) === 200;
+    },
+    30_000,
+    'the spawned gateway to be ready',
+  );
   return { base, proc };
 }
 
@@ -217,9 +257,17 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     const put = await a.request('PUT', '/services/vis/instances/v-1', instance(1));
     assert.equal(put.status, 201);
     const revision = Number(put.headers.get('x-registry-revision'));
-    const seen = await eventually(async () => (await b.request('GET', '/services/vis/instances/v-1')).status === 200, 1000, 'the instance on B');
+    const seen = await eventually(
+      async () => (await b.request('GET', '/services/vis/instances/v-1')).status === 200,
+      1000,
+      'the instance on B',
+    );
     assert.ok(seen);
-    await stream.until('the register event on B', () => stream.events.some((e) => e.event === 'register' && Number(e.id) === revision), 1000 - (Date.now() - t0));
+    await stream.until(
+      'the register event on B',
+      () => stream.events.some((e) => e.event === 'register' && Number(e.id) === revision),
+      1000 - (Date.now() - t0),
+    );
     const ev = toChange(stream.events.find((e) => e.event === 'register')!)!;
     assert.deepEqual([ev.service, ev.instanceId, ev.revision], ['vis', 'v-1', revision]);
     stream.close();
@@ -233,7 +281,11 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     const gws = [a, b];
     const write = async (i: number) => {
       assert.ok([200, 201].includes((await gws[i % 2]!.request('PUT', `/services/mv/instances/m-${i}`, instance(i))).status));
-      if (i % 2) assert.equal((await gws[(i + 1) % 2]!.request('PUT', `/services/mv/instances/m-${i}/heartbeat`, { status: 'draining' })).status, 200);
+      if (i % 2)
+        assert.equal(
+          (await gws[(i + 1) % 2]!.request('PUT', `/services/mv/instances/m-${i}/heartbeat`, { status: 'draining' })).status,
+          200,
+        );
       if (i % 3 === 2) assert.equal((await gws[i % 2]!.request('DELETE', `/services/mv/instances/m-${i - 1}`)).status, 204);
     };
     for (let i = 0; i < 6; i++) await write(i);
@@ -246,10 +298,13 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     const truth = await etcdHistory(etcd, prefix, from, ['mv']);
     await sub.until('every change on B', () => sub.changes().length >= truth.length, 5000).catch(() => {});
     await sub.stop();
-    assert.deepEqual(sub.connections.map((c) => [c.base, c.status]), [
-      [a.base, 200],
-      [b.base, 200],
-    ]);
+    assert.deepEqual(
+      sub.connections.map((c) => [c.base, c.status]),
+      [
+        [a.base, 200],
+        [b.base, 200],
+      ],
+    );
     assert.ok(Number(sub.connections[1]!.lastEventId) >= sub.changes()[5]!.id, 'B was asked to resume after what A delivered');
     assert.deepEqual(sub.resets(), [], 'no reset snapshot on resume');
     assert.deepEqual(sub.changes().map(asTruth), truth);
@@ -289,21 +344,36 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     } finally {
       await load.stop();
     }
-    t.diagnostic(`killed members ${victims.join(', ')}; writes back after ${recoveries.join(', ')} ms; ${summary(load)}; stream connections ${sub.connections.length}`);
+    t.diagnostic(
+      `killed members ${victims.join(', ')}; writes back after ${recoveries.join(', ')} ms; ${summary(load)}; stream connections ${sub.connections.length}`,
+    );
     for (const [i, ms] of recoveries.entries()) assert.ok(ms <= WRITE_RECOVERY_MS, `writes came back ${ms} ms after kill #${i + 1}`);
 
     const badReads = load.reads.filter((r) => r.status !== 200);
     assert.deepEqual(badReads, [], 'cached discovery never fails');
     const slowReads = load.reads.filter((r) => r.end - r.start > 1000);
     assert.deepEqual(slowReads, [], 'cached discovery never waits for the store');
-    assert.deepEqual(load.heartbeats.filter((h) => h.status === 404), [], 'no heartbeat answered 404');
-    for (const h of load.heartbeats.filter((x) => x.status !== 200)) assert.equal(h.code, 'store-unavailable', `heartbeat failure ${JSON.stringify(h)}`);
-    for (const gw of [a, b]) assert.deepEqual((await gw.request('GET', '/services/kept')).json.instances.map((x: { id: string }) => x.id), kept.ids);
+    assert.deepEqual(
+      load.heartbeats.filter((h) => h.status === 404),
+      [],
+      'no heartbeat answered 404',
+    );
+    for (const h of load.heartbeats.filter((x) => x.status !== 200))
+      assert.equal(h.code, 'store-unavailable', `heartbeat failure ${JSON.stringify(h)}`);
+    for (const gw of [a, b])
+      assert.deepEqual(
+        (await gw.request('GET', '/services/kept')).json.instances.map((x: { id: string }) => x.id),
+        kept.ids,
+      );
 
     const truth = await etcdHistory(etcd, prefix, from, ['load', 'kept']);
     const acknowledged = load.writes.filter((w) => w.status >= 200 && w.status < 300).map((w) => w.revision);
     const truthRevisions = new Set(truth.map((t) => t.revision));
-    assert.deepEqual(acknowledged.filter((r) => !truthRevisions.has(r!)), [], 'every acknowledged write is in etcd’s history');
+    assert.deepEqual(
+      acknowledged.filter((r) => !truthRevisions.has(r!)),
+      [],
+      'every acknowledged write is in etcd’s history',
+    );
     await sub.until('every change on the stream', () => sub.changes().length >= truth.length, 10_000).catch(() => {});
     await sub.stop();
     assert.deepEqual(sub.resets(), [], 'no reset snapshot');
@@ -331,10 +401,22 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
       // Read-your-writes on each gateway, even when its watch was on the frozen member.
       for (const [n, gw] of [a, b].entries()) {
         const id = `ryw-${n}`;
-        await eventually(async () => [200, 201].includes((await gw.request('PUT', `/services/frz/instances/${id}`, instance(20 + n))).status), 20_000, `a write on ${n ? 'B' : 'A'}`);
+        await eventually(
+          async () => [200, 201].includes((await gw.request('PUT', `/services/frz/instances/${id}`, instance(20 + n))).status),
+          20_000,
+          `a write on ${n ? 'B' : 'A'}`,
+        );
         const read = await gw.request('GET', `/services/frz/instances/${id}`);
-        assert.ok(read.status === 200 || read.headers.get('x-registry-stale') === 'true', `a read right after the write shows it or says it is stale (${read.status})`);
-        for (const other of [a, b]) await eventually(async () => (await other.request('GET', `/services/frz/instances/${id}`)).status === 200, 20_000, `${id} on every gateway`);
+        assert.ok(
+          read.status === 200 || read.headers.get('x-registry-stale') === 'true',
+          `a read right after the write shows it or says it is stale (${read.status})`,
+        );
+        for (const other of [a, b])
+          await eventually(
+            async () => (await other.request('GET', `/services/frz/instances/${id}`)).status === 200,
+            20_000,
+            `${id} on every gateway`,
+          );
       }
       await allReady([a.base, b.base], 20_000);
 
@@ -377,21 +459,45 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     const thawedAt = Date.now();
     try {
       await allReady([a.base, b.base], 20_000);
-      await eventually(async () => load.writes.find((w) => w.start > thawedAt && w.status >= 200 && w.status < 300), 15_000, 'a write after the thaw');
-      await eventually(async () => (await a.request('PUT', '/services/frz/instances/after-thaw', instance(11))).status === 201, 15_000, 'a write on A');
+      await eventually(
+        async () => load.writes.find((w) => w.start > thawedAt && w.status >= 200 && w.status < 300),
+        15_000,
+        'a write after the thaw',
+      );
+      await eventually(
+        async () => (await a.request('PUT', '/services/frz/instances/after-thaw', instance(11))).status === 201,
+        15_000,
+        'a write on A',
+      );
     } finally {
       await load.stop();
     }
     t.diagnostic(`${summary(load)}; ready again ${Date.now() - thawedAt} ms after the thaw`);
-    assert.deepEqual(load.reads.filter((r) => r.status !== 200), [], 'cached discovery never fails');
-    assert.deepEqual(load.heartbeats.filter((h) => h.status === 404), [], 'no heartbeat answered 404');
-    for (const h of load.heartbeats.filter((x) => x.status !== 200)) assert.equal(h.code, 'store-unavailable', `heartbeat failure ${JSON.stringify(h)}`);
+    assert.deepEqual(
+      load.reads.filter((r) => r.status !== 200),
+      [],
+      'cached discovery never fails',
+    );
+    assert.deepEqual(
+      load.heartbeats.filter((h) => h.status === 404),
+      [],
+      'no heartbeat answered 404',
+    );
+    for (const h of load.heartbeats.filter((x) => x.status !== 200))
+      assert.equal(h.code, 'store-unavailable', `heartbeat failure ${JSON.stringify(h)}`);
     for (const gw of [a, b]) {
-      const r = await eventually(async () => {
-        const x = await gw.request('GET', '/services/frz');
-        return x.headers.get('x-registry-stale') === null && x;
-      }, 10_000, 'a fresh answer');
-      assert.deepEqual(r.json.instances.map((x: { id: string }) => x.id), ['after-thaw', ...kept.ids, 'ryw-0', 'ryw-1'].sort());
+      const r = await eventually(
+        async () => {
+          const x = await gw.request('GET', '/services/frz');
+          return x.headers.get('x-registry-stale') === null && x;
+        },
+        10_000,
+        'a fresh answer',
+      );
+      assert.deepEqual(
+        r.json.instances.map((x: { id: string }) => x.id),
+        ['after-thaw', ...kept.ids, 'ryw-0', 'ryw-1'].sort(),
+      );
     }
   });
 
@@ -428,10 +534,13 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
     const truth = await etcdHistory(etcd, prefix, from, ['gone']);
     await sub.until('every change', () => sub.changes().length >= truth.length, 5000).catch(() => {});
     await sub.stop();
-    assert.deepEqual(sub.connections.map((x) => [x.base, x.status]), [
-      [c.base, 200],
-      [b.base, 200],
-    ]);
+    assert.deepEqual(
+      sub.connections.map((x) => [x.base, x.status]),
+      [
+        [c.base, 200],
+        [b.base, 200],
+      ],
+    );
     assert.deepEqual(sub.resets(), [], 'no reset snapshot');
     assert.deepEqual(sub.changes().map(asTruth), truth, 'no gap, nothing twice');
   });

@@ -34,12 +34,18 @@ describe('configuration', () => {
     ['AUTH_METRICS', 'yes'],
   ] as const) {
     it(`${name}=${value} is refused, naming ${name}`, () => {
-      assert.throws(() => loadConfig({ [name]: value }), (err: Error) => err instanceof ConfigError && err.message.includes(name));
+      assert.throws(
+        () => loadConfig({ [name]: value }),
+        (err: Error) => err instanceof ConfigError && err.message.includes(name),
+      );
     });
   }
 
   it('every bad variable is named at once', () => {
-    assert.throws(() => loadConfig({ PORT: 'x', LOG_LEVEL: 'y' }), (err: Error) => /PORT/.test(err.message) && /LOG_LEVEL/.test(err.message));
+    assert.throws(
+      () => loadConfig({ PORT: 'x', LOG_LEVEL: 'y' }),
+      (err: Error) => /PORT/.test(err.message) && /LOG_LEVEL/.test(err.message),
+    );
   });
 
   for (const [name, value] of [
@@ -47,7 +53,11 @@ describe('configuration', () => {
     ['ETCD_ENDPOINTS', 'ftp://nowhere'],
   ] as const) {
     it(`the process exits non-zero naming ${name} when ${name}=${value}`, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...process.env, [name]: value }, encoding: 'utf8', timeout: 30_000 });
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        env: { ...process.env, [name]: value },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, new RegExp(name));
     });

@@ -67,7 +67,10 @@ describe('docker-compose.yml', () => {
       peers.set(name, flag(cmd, 'initial-advertise-peer-urls')!);
       assert.ok(flag(cmd, 'auto-compaction-retention'), `${name} sets --auto-compaction-retention`);
       assert.equal(Number(flag(cmd, 'max-txn-ops')), MAX_BATCH_OPS, `${name} --max-txn-ops matches the gateway's batch limit`);
-      assert.ok(s.volumes?.some((v) => v.endsWith(':/etcd-data')) && flag(cmd, 'data-dir') === '/etcd-data', `${name} keeps its data in a volume`);
+      assert.ok(
+        s.volumes?.some((v) => v.endsWith(':/etcd-data')) && flag(cmd, 'data-dir') === '/etcd-data',
+        `${name} keeps its data in a volume`,
+      );
     }
     const expected = etcdNames.map((n) => `${n}=${peers.get(n)}`).join(',');
     for (const name of etcdNames) assert.equal(flag(services[name]!.command!, 'initial-cluster'), expected, `${name} --initial-cluster`);
@@ -79,7 +82,17 @@ describe('docker-compose.yml', () => {
     assert.ok(known.has('initial-cluster'), 'etcd --help lists its flags');
     // The flags that form the cluster (TLS and logging differ between the two on purpose).
     const helperFlags = new Set([...read('test/helpers/etcd.ts').matchAll(/'--([a-z-]+)'/g)].map((m) => m[1]!));
-    const topology = ['name', 'data-dir', 'listen-client-urls', 'advertise-client-urls', 'listen-peer-urls', 'initial-advertise-peer-urls', 'initial-cluster', 'initial-cluster-token', 'initial-cluster-state'];
+    const topology = [
+      'name',
+      'data-dir',
+      'listen-client-urls',
+      'advertise-client-urls',
+      'listen-peer-urls',
+      'initial-advertise-peer-urls',
+      'initial-cluster',
+      'initial-cluster-token',
+      'initial-cluster-state',
+    ];
     for (const f of topology) assert.ok(helperFlags.has(f), `test/helpers/etcd.ts sets --${f}`);
     const helper = new Set(topology);
     for (const name of etcdNames) {
@@ -100,7 +113,11 @@ describe('docker-compose.yml', () => {
       for (const key of Object.keys(env)) assert.ok(names.has(key), `${name}: ${key} is not a setting of src/config.ts`);
       const config = loadConfig(env); // throws, naming the variable, on a bad value
       assert.equal(config.store.kind, 'etcd');
-      assert.deepEqual(config.store.kind === 'etcd' && config.store.endpoints, etcdNames.map((n) => `http://${n}:2379`), `${name} lists every member`);
+      assert.deepEqual(
+        config.store.kind === 'etcd' && config.store.endpoints,
+        etcdNames.map((n) => `http://${n}:2379`),
+        `${name} lists every member`,
+      );
       assert.equal(config.host, '0.0.0.0');
       const [hostPort, containerPort] = s.ports![0]!.split(':');
       assert.equal(Number(containerPort), config.port, `${name} publishes its PORT`);
@@ -121,10 +138,17 @@ describe('docker-compose.yml', () => {
     const cmd = hello.command!;
     assert.deepEqual(cmd.slice(0, 2), ['discovery-agent', 'run']);
     const arg = (name: string) => cmd[cmd.indexOf(`--${name}`) + 1];
-    assert.match(arg('gateway')!, new RegExp(`^http://(${gatewayNames.join('|')}):${loadConfig(services[gatewayNames[0]!]!.environment!).port}$`));
+    assert.match(
+      arg('gateway')!,
+      new RegExp(`^http://(${gatewayNames.join('|')}):${loadConfig(services[gatewayNames[0]!]!.environment!).port}$`),
+    );
     assert.equal(arg('service'), 'hello');
     assert.ok(cmd.includes('--'), 'the agent wraps a command');
-    assert.match(cmd.slice(cmd.indexOf('--') + 1).join(' '), new RegExp(`listen\\(${arg('port')}\\)`), 'the command serves the registered port');
+    assert.match(
+      cmd.slice(cmd.indexOf('--') + 1).join(' '),
+      new RegExp(`listen\\(${arg('port')}\\)`),
+      'the command serves the registered port',
+    );
     assert.equal(hello.image, services[gatewayNames[0]!]!.image, 'the gateway image has node and the agent');
   });
 
@@ -134,13 +158,23 @@ describe('docker-compose.yml', () => {
     };
     const targets = (job: string) => prom.scrape_configs.find((j) => j.job_name === job)!.static_configs!.flatMap((c) => c.targets);
     const port = loadConfig(services[gatewayNames[0]!]!.environment!).port;
-    assert.deepEqual(targets('discovery-gateway'), gatewayNames.map((n) => `${n}:${port}`));
-    assert.deepEqual(targets('etcd'), etcdNames.map((n) => `${n}:2379`));
+    assert.deepEqual(
+      targets('discovery-gateway'),
+      gatewayNames.map((n) => `${n}:${port}`),
+    );
+    assert.deepEqual(
+      targets('etcd'),
+      etcdNames.map((n) => `${n}:2379`),
+    );
     assert.ok(
       services.prometheus!.volumes!.some((v) => v.startsWith('./deploy/prometheus.yml:/etc/prometheus/prometheus.yml')),
       'Prometheus is given deploy/prometheus.yml',
     );
-    const { stdout } = await promisify(execFile)(process.env.PROMTOOL_BIN ?? 'promtool', ['check', 'config', join(root, 'deploy/prometheus.yml')]);
+    const { stdout } = await promisify(execFile)(process.env.PROMTOOL_BIN ?? 'promtool', [
+      'check',
+      'config',
+      join(root, 'deploy/prometheus.yml'),
+    ]);
     assert.match(stdout, /SUCCESS/);
   });
 });
@@ -153,12 +187,20 @@ describe('Dockerfile', () => {
   it('builds in one stage and runs production dependencies only, from node:20-bookworm-slim, as a non-root user', () => {
     const froms = instructions('FROM');
     assert.ok(froms.length >= 2, 'multi-stage');
-    assert.ok(dockerfile.some((l) => l === 'ARG NODE_IMAGE=node:20-bookworm-slim') || froms.every((f) => f.includes('node:20-bookworm-slim')));
+    assert.ok(
+      dockerfile.some((l) => l === 'ARG NODE_IMAGE=node:20-bookworm-slim') || froms.every((f) => f.includes('node:20-bookworm-slim')),
+    );
     const runtimeAt = dockerfile.lastIndexOf(froms.at(-1)!);
     const buildRuns = instructions('RUN').filter((l) => dockerfile.indexOf(l) < runtimeAt);
     const runtimeRuns = instructions('RUN').filter((l) => dockerfile.indexOf(l) > runtimeAt);
-    assert.ok(buildRuns.some((l) => /npm ci(?! --omit)/.test(l)) && buildRuns.some((l) => l.includes('npm run build')), 'build stage: npm ci && npm run build');
-    assert.ok(runtimeRuns.some((l) => l.includes('npm ci --omit=dev')), 'runtime stage: npm ci --omit=dev');
+    assert.ok(
+      buildRuns.some((l) => /npm ci(?! --omit)/.test(l)) && buildRuns.some((l) => l.includes('npm run build')),
+      'build stage: npm ci && npm run build',
+    );
+    assert.ok(
+      runtimeRuns.some((l) => l.includes('npm ci --omit=dev')),
+      'runtime stage: npm ci --omit=dev',
+    );
     const user = instructions('USER').at(-1);
     assert.ok(user && !/^USER\s+(root|0)(:|$)/.test(user), 'runs as a non-root user');
     assert.ok(dockerfile.indexOf(user) > runtimeAt);
@@ -167,7 +209,10 @@ describe('Dockerfile', () => {
   it('runs the same entry point as npm start', () => {
     const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; bin: Record<string, string> };
     assert.deepEqual(entryPoint, pkg.scripts.start!.split(' '));
-    assert.ok(existsSync(join(root, 'src', `${entryPoint[1]!.replace(/^dist\//, '').replace(/\.js$/, '.ts')}`)), 'the entry point is compiled from src/');
+    assert.ok(
+      existsSync(join(root, 'src', `${entryPoint[1]!.replace(/^dist\//, '').replace(/\.js$/, '.ts')}`)),
+      'the entry point is compiled from src/',
+    );
     const build = JSON.parse(read('tsconfig.build.json')) as { compilerOptions: { outDir: string } };
     assert.equal(build.compilerOptions.outDir, 'dist');
   });
@@ -190,9 +235,12 @@ describe('Dockerfile', () => {
         continue;
       }
       for (const src of sources) {
-        const matches = src.includes('*') ? readdirSync(root).filter((f) => new RegExp(`^${src.replace(/\./g, '\\.').replace(/\*/g, '.*')}$`).test(f)) : [src];
+        const matches = src.includes('*')
+          ? readdirSync(root).filter((f) => new RegExp(`^${src.replace(/\./g, '\\.').replace(/\*/g, '.*')}$`).test(f))
+          : [src];
         assert.ok(matches.length > 0 && matches.every((m) => existsSync(join(root, m))), `${line}: ${src} exists`);
-        for (const m of matches) assert.ok(!ignored.some((ig) => m === ig || m.startsWith(`${ig}/`)), `${line}: ${m} is excluded by .dockerignore`);
+        for (const m of matches)
+          assert.ok(!ignored.some((ig) => m === ig || m.startsWith(`${ig}/`)), `${line}: ${m} is excluded by .dockerignore`);
       }
     }
     const copied = instructions('COPY').flatMap((l) => (l.includes('--from=') ? [] : l.split(/\s+/).slice(1, -1)));
@@ -244,7 +292,9 @@ describe('Dockerfile', () => {
     // Asynchronously: the gateway answering it runs in this process.
     const run = (env: Record<string, string>) =>
       new Promise<number | null>((resolve) => {
-        const child = execFile(process.execPath, cmd.slice(1), { env: { PATH: process.env.PATH!, ...env }, timeout: 10_000 }, () => resolve(child.exitCode));
+        const child = execFile(process.execPath, cmd.slice(1), { env: { PATH: process.env.PATH!, ...env }, timeout: 10_000 }, () =>
+          resolve(child.exitCode),
+        );
       });
     assert.equal(await run({ PORT: port }), 0, 'healthy gateway: exit 0');
     await gw.close();

@@ -41,7 +41,11 @@ async function remove(gw: TestGateway, svc: string, id: string): Promise<number>
   return Number(r.headers.get('x-registry-revision'));
 }
 
-async function batch(gw: TestGateway, register: Record<string, unknown>[], deregister: { service: string; id: string }[] = []): Promise<number> {
+async function batch(
+  gw: TestGateway,
+  register: Record<string, unknown>[],
+  deregister: { service: string; id: string }[] = [],
+): Promise<number> {
   const r = await gw.request('POST', '/batch', { register, deregister });
   assert.equal(r.status, 200, r.text);
   return r.json.revision;
@@ -58,7 +62,8 @@ async function sseClients(gw: TestGateway): Promise<number> {
 async function currentState(gw: TestGateway): Promise<{ revision: number; services: Record<string, unknown[]> }> {
   const list = await gw.request('GET', '/services');
   const services: Record<string, unknown[]> = {};
-  for (const s of list.json.services as { name: string }[]) services[s.name] = (await gw.request('GET', `/services/${s.name}`)).json.instances;
+  for (const s of list.json.services as { name: string }[])
+    services[s.name] = (await gw.request('GET', `/services/${s.name}`)).json.instances;
   return { revision: list.json.revision, services };
 }
 
@@ -100,7 +105,8 @@ async function bulk(gw: TestGateway, svc: string, count: number, tag: string): P
   let rev = 0;
   for (let i = 0; i < count; i += 40) {
     const items = [];
-    for (let j = i; j < Math.min(count, i + 40); j++) items.push({ service: svc, id: `${tag}-${j}`, address: '10.1.0.1', port: 1000 + (j % 60000), ttl: 0 });
+    for (let j = i; j < Math.min(count, i + 40); j++)
+      items.push({ service: svc, id: `${tag}-${j}`, address: '10.1.0.1', port: 1000 + (j % 60000), ttl: 0 });
     rev = await batch(gw, items);
   }
   return rev;
@@ -140,7 +146,8 @@ describe('the SSE test client parses event streams as the HTML spec says', () =>
       (c) => comments.push(c),
       (r) => retries.push(r),
     );
-    const text = 'retry: 2500\n\n: keep-alive\r\nid: 7\r\nevent: register\r\ndata: {"a":\r\ndata:1}\r\n\r\ndata: no id field\rdata:second\r\rretry: x\nid\nfoo: bar\ndata\n\n';
+    const text =
+      'retry: 2500\n\n: keep-alive\r\nid: 7\r\nevent: register\r\ndata: {"a":\r\ndata:1}\r\n\r\ndata: no id field\rdata:second\r\rretry: x\nid\nfoo: bar\ndata\n\n';
     // Every split point, including one between the CR and LF of a CRLF.
     for (let cut = 0; cut <= text.length; cut++) {
       events.length = comments.length = retries.length = 0;
@@ -174,7 +181,12 @@ for (const kind of ['memory', 'etcd'] as const) {
     /** A gateway closed after the test; `share` puts it on the store and prefix of another. */
     async function gateway(t: TestContext, env: Record<string, string> = {}, share?: Started): Promise<Started> {
       const memory = kind === 'memory' ? (share?.memory ?? new MemoryStore()) : undefined;
-      const gw = await startGateway({ etcd, env, prefix: share?.gw.prefix ?? uniquePrefix('ev'), deps: memory ? { store: memory } : undefined });
+      const gw = await startGateway({
+        etcd,
+        env,
+        prefix: share?.gw.prefix ?? uniquePrefix('ev'),
+        deps: memory ? { store: memory } : undefined,
+      });
       t.after(() => gw.close());
       return {
         gw,
@@ -237,7 +249,14 @@ for (const kind of ['memory', 'etcd'] as const) {
       e = await s.nextEvent();
       assert.equal(e.event, 'deregister');
       assert.equal(e.id, String(del));
-      assert.deepEqual(json(e), { type: 'deregister', service: 'alpha', id: 'i1', revision: del, reason: 'deregistered', instance: draining });
+      assert.deepEqual(json(e), {
+        type: 'deregister',
+        service: 'alpha',
+        id: 'i1',
+        revision: del,
+        reason: 'deregistered',
+        instance: draining,
+      });
     });
 
     it('an instance whose TTL runs out gets a deregister event with reason "expired"', async (t) => {
@@ -269,7 +288,8 @@ for (const kind of ['memory', 'etcd'] as const) {
       assert.deepEqual(Object.keys(json(await all.nextEvent()).services).sort(), ['a', 'c']);
 
       const revs: Record<string, number> = {};
-      for (const svc of ['c', 'b', 'a', 'c', 'b']) revs[svc] = (await put(gw, svc, `n-${svc}`, { weight: Math.floor(Math.random() * 100) })).rev;
+      for (const svc of ['c', 'b', 'a', 'c', 'b'])
+        revs[svc] = (await put(gw, svc, `n-${svc}`, { weight: Math.floor(Math.random() * 100) })).rev;
       const end = await put(gw, 'a', 'end');
       for (const s of [one, two, all]) await s.waitFor((e) => e.id === String(end.rev), 5000, 'the last change');
       const services = (s: SseStream) => s.events.filter(isChange).map((e) => json(e).service);
@@ -354,7 +374,11 @@ for (const kind of ['memory', 'etcd'] as const) {
       const liveWrites = (async () => {
         for (let i = 0; writing || i < 5; i++) await put(gw, 'live', `l${i % 7}`, { weight: i });
       })();
-      await eventually(async () => (reference.events.filter((e) => json(e).service === 'live').length > 0) as boolean, 5000, 'the first live write');
+      await eventually(
+        async () => (reference.events.filter((e) => json(e).service === 'live').length > 0) as boolean,
+        5000,
+        'the first live write',
+      );
       const s = await openSse(`${gw.base}/events`, { lastEventId: last });
       t.after(() => s.close());
       await s.waitFor((e) => e.event === 'update' && json(e).service === 'live', 15_000, 'a live change after the replay');
@@ -368,7 +392,10 @@ for (const kind of ['memory', 'etcd'] as const) {
       const got = s.events.filter(isChange).map(expectedOf);
       assert.equal(got.length, want.length, 'as many events as the subscriber that never left');
       assert.deepEqual(got, want);
-      assert.deepEqual(got.filter((x) => !['bulk', 'live', 'omega'].includes(x.service)), expected);
+      assert.deepEqual(
+        got.filter((x) => !['bulk', 'live', 'omega'].includes(x.service)),
+        expected,
+      );
       assert.equal(got.filter((x) => x.service === 'bulk').length, 150);
     });
 
@@ -439,7 +466,14 @@ for (const kind of ['memory', 'etcd'] as const) {
       const latencies: number[] = [];
       let roundsAfterClose = -1;
       for (let round = 0; round < 60 && roundsAfterClose < 3; round++) {
-        const items = Array.from({ length: 20 }, (_, i) => ({ service: 'big', id: `i${i}`, address: '10.0.0.1', port: 80, ttl: 0, metadata: metadata(round) }));
+        const items = Array.from({ length: 20 }, (_, i) => ({
+          service: 'big',
+          id: `i${i}`,
+          address: '10.0.0.1',
+          port: 80,
+          ttl: 0,
+          metadata: metadata(round),
+        }));
         const written = performance.now();
         const rev = await batch(gw, items);
         const e = await healthy.waitFor((x) => x.id === String(rev), 5000, `round ${round} on the healthy stream`);

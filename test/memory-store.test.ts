@@ -250,12 +250,23 @@ describe('MemoryStore', () => {
     });
     const b2 = await c.next();
     assert.equal(b2.revision, 4);
-    assert.deepEqual(b2.events[0], { type: 'put', key: '/p/a', value: '2', modRevision: 4, createRevision: 2, lease: '0', prevValue: '1', prevModRevision: 2 });
+    assert.deepEqual(b2.events[0], {
+      type: 'put',
+      key: '/p/a',
+      value: '2',
+      modRevision: 4,
+      createRevision: 2,
+      lease: '0',
+      prevValue: '1',
+      prevModRevision: 2,
+    });
     assert.equal(b2.events[1]!.key, '/p/b');
     const b3 = await c.next();
     assert.deepEqual(b3, {
       revision: 5,
-      events: [{ type: 'delete', key: '/p/a', value: '', modRevision: 5, createRevision: 0, lease: '0', prevValue: '2', prevModRevision: 4 }],
+      events: [
+        { type: 'delete', key: '/p/a', value: '', modRevision: 5, createRevision: 0, lease: '0', prevValue: '2', prevModRevision: 4 },
+      ],
     });
     assert.equal(c.batches.length, 3);
     await s.close();

@@ -77,7 +77,11 @@ for (const kind of ['memory', 'etcd'] as const) {
 
     it('a plain heartbeat renews without writing; a status heartbeat updates the record', async () => {
       const reg = await gw.request('PUT', inst('hb', 'h-1'), { address: '10.0.0.11', port: 1100, ttl: 10 });
-      for (const [body, headers] of [[undefined, {}], ['', { 'content-type': 'application/json' }], [{}, {}]] as const) {
+      for (const [body, headers] of [
+        [undefined, {}],
+        ['', { 'content-type': 'application/json' }],
+        [{}, {}],
+      ] as const) {
         const r = await gw.request('PUT', `${inst('hb', 'h-1')}/heartbeat`, body, headers);
         assert.equal(r.status, 200);
         assert.equal(r.json.ttl, reg.json.ttl);
@@ -167,7 +171,10 @@ for (const kind of ['memory', 'etcd'] as const) {
       assert.equal(bad.status, 400);
       const unknown = await gw.request('POST', '/batch', {
         register: [{ service: 'atomic', id: 'a-3', address: '10.2.0.3', port: 7103, ttl: 0 }],
-        deregister: [{ service: 'orders', id: 'o-1' }, { service: 'orders', id: 'never' }],
+        deregister: [
+          { service: 'orders', id: 'o-1' },
+          { service: 'orders', id: 'never' },
+        ],
       });
       assert.equal(unknown.status, 404);
       assert.equal(unknown.json.code, 'instance-not-found');
@@ -176,7 +183,8 @@ for (const kind of ['memory', 'etcd'] as const) {
     });
 
     it('batch: 128 registrations pass, 129 operations (or 128 with a deregistration) are 400', async () => {
-      const items = (n: number, svc: string) => Array.from({ length: n }, (_, i) => ({ service: svc, id: `k-${i}`, address: '10.3.0.1', port: 1000 + i, ttl: 0 }));
+      const items = (n: number, svc: string) =>
+        Array.from({ length: n }, (_, i) => ({ service: svc, id: `k-${i}`, address: '10.3.0.1', port: 1000 + i, ttl: 0 }));
       assert.equal((await gw.request('POST', '/batch', { register: items(128, 'bulk') })).status, 200);
       assert.equal((await gw.request('POST', '/batch', { register: items(129, 'bulk2') })).status, 400);
       const r = await gw.request('POST', '/batch', { register: items(127, 'bulk3'), deregister: [{ service: 'bulk', id: 'k-0' }] });
@@ -188,11 +196,21 @@ for (const kind of ['memory', 'etcd'] as const) {
 
     it('GET /services lists names sorted with counts; filters narrow a service', async () => {
       await gw.request('PUT', inst('flt', 'a'), { address: '10.4.0.1', port: 1, tags: ['http', 'v2'], metadata: { zone: 'eu' }, ttl: 0 });
-      await gw.request('PUT', inst('flt', 'b'), { address: '10.4.0.2', port: 2, tags: ['http'], status: 'draining', metadata: { zone: 'us' }, ttl: 0 });
+      await gw.request('PUT', inst('flt', 'b'), {
+        address: '10.4.0.2',
+        port: 2,
+        tags: ['http'],
+        status: 'draining',
+        metadata: { zone: 'us' },
+        ttl: 0,
+      });
       const list = await gw.request('GET', '/services');
       const names = list.json.services.map((s: { name: string }) => s.name);
       assert.deepEqual(names, [...names].sort());
-      assert.deepEqual(list.json.services.find((s: { name: string }) => s.name === 'flt'), { name: 'flt', instances: 2 });
+      assert.deepEqual(
+        list.json.services.find((s: { name: string }) => s.name === 'flt'),
+        { name: 'flt', instances: 2 },
+      );
       const ids = async (q: string) => (await gw.request('GET', `/services/flt?${q}`)).json.instances.map((x: { id: string }) => x.id);
       assert.deepEqual(await ids('tag=http'), ['a', 'b']);
       assert.deepEqual(await ids('tag=http&tag=v2'), ['a']);
@@ -213,7 +231,10 @@ for (const kind of ['memory', 'etcd'] as const) {
           lease: String(kv.lease ?? 0),
           modRevision: kv.mod_revision,
         }));
-        assert.deepEqual(kvs.map((k) => k.key), ['l-1', 'l-2', 'l-3'].map((id) => `${gw.prefix}/lay/${id}`));
+        assert.deepEqual(
+          kvs.map((k) => k.key),
+          ['l-1', 'l-2', 'l-3'].map((id) => `${gw.prefix}/lay/${id}`),
+        );
         assert.equal(kvs[0]!.value.address, '10.5.0.1');
         assert.notEqual(kvs[0]!.lease, '0');
         assert.notEqual(kvs[1]!.lease, '0');
@@ -234,10 +255,14 @@ for (const kind of ['memory', 'etcd'] as const) {
         const first = await lease();
         await gw.request('PUT', inst('lay', 'r-1'), { address: '10.5.1.1', port: 2, ttl: 20 });
         assert.notEqual(await lease(), first);
-        await eventually(async () => {
-          const info = JSON.parse(await etcd!.ctl(['lease', 'timetolive', BigInt(first).toString(16), '-w', 'json']));
-          return info.ttl === -1;
-        }, 3000, 'old lease revoked');
+        await eventually(
+          async () => {
+            const info = JSON.parse(await etcd!.ctl(['lease', 'timetolive', BigInt(first).toString(16), '-w', 'json']));
+            return info.ttl === -1;
+          },
+          3000,
+          'old lease revoked',
+        );
       });
     }
   });

@@ -9,7 +9,16 @@ const ok = { address: '10.0.0.1', port: 80 };
 const I = '/services/svc/instances/i-1';
 const json = { 'content-type': 'application/json' };
 
-type Case = [name: string, method: string, path: string, body: unknown, status: number, code: string, headers?: Record<string, string>, names?: string];
+type Case = [
+  name: string,
+  method: string,
+  path: string,
+  body: unknown,
+  status: number,
+  code: string,
+  headers?: Record<string, string>,
+  names?: string,
+];
 
 const CASES: Case[] = [
   ['invalid JSON', 'PUT', I, '{"address":', 400, 'invalid-request', json],
@@ -26,9 +35,36 @@ const CASES: Case[] = [
   ['a 65-character tag', 'PUT', I, { ...ok, tags: ['x'.repeat(65)] }, 400, 'invalid-request', undefined, 'tags'],
   ['an empty tag', 'PUT', I, { ...ok, tags: [''] }, 400, 'invalid-request', undefined, 'tags'],
   ['metadata value not a string', 'PUT', I, { ...ok, metadata: { a: 1 } }, 400, 'invalid-request', undefined, 'metadata'],
-  ['metadata value of 513 characters', 'PUT', I, { ...ok, metadata: { a: 'v'.repeat(513) } }, 400, 'invalid-request', undefined, 'metadata'],
-  ['65 metadata keys', 'PUT', I, { ...ok, metadata: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }, 400, 'invalid-request', undefined, 'metadata'],
-  ['metadata key of 129 characters', 'PUT', I, { ...ok, metadata: { ['k'.repeat(129)]: 'v' } }, 400, 'invalid-request', undefined, 'metadata'],
+  [
+    'metadata value of 513 characters',
+    'PUT',
+    I,
+    { ...ok, metadata: { a: 'v'.repeat(513) } },
+    400,
+    'invalid-request',
+    undefined,
+    'metadata',
+  ],
+  [
+    '65 metadata keys',
+    'PUT',
+    I,
+    { ...ok, metadata: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) },
+    400,
+    'invalid-request',
+    undefined,
+    'metadata',
+  ],
+  [
+    'metadata key of 129 characters',
+    'PUT',
+    I,
+    { ...ok, metadata: { ['k'.repeat(129)]: 'v' } },
+    400,
+    'invalid-request',
+    undefined,
+    'metadata',
+  ],
   ['empty metadata key', 'PUT', I, { ...ok, metadata: { '': 'v' } }, 400, 'invalid-request', undefined, 'metadata'],
   ['address ":::::" (not an IPv6 address)', 'PUT', I, { ...ok, address: ':::::' }, 400, 'invalid-request', undefined, 'address'],
   ['address 300.1.1.1', 'PUT', I, { ...ok, address: '300.1.1.1' }, 400, 'invalid-request', undefined, 'address'],
@@ -57,8 +93,22 @@ const CASES: Case[] = [
   ['heartbeat with an unknown status', 'PUT', `${I}/heartbeat`, { status: 'gone' }, 400, 'invalid-request', undefined, 'status'],
   ['heartbeat with an unknown field', 'PUT', `${I}/heartbeat`, { ttl: 5 }, 400, 'invalid-request', undefined, 'ttl'],
   ['batch item without service', 'POST', '/batch', { register: [{ id: 'x', ...ok }] }, 400, 'invalid-request', undefined, 'service'],
-  ['batch of 129 registrations', 'POST', '/batch', { register: Array.from({ length: 129 }, (_, i) => ({ service: 's', id: `i${i}`, ...ok })) }, 400, 'invalid-request'],
-  ['batch naming one instance twice', 'POST', '/batch', { register: [{ service: 's', id: 'x', ...ok }], deregister: [{ service: 's', id: 'x' }] }, 400, 'invalid-request'],
+  [
+    'batch of 129 registrations',
+    'POST',
+    '/batch',
+    { register: Array.from({ length: 129 }, (_, i) => ({ service: 's', id: `i${i}`, ...ok })) },
+    400,
+    'invalid-request',
+  ],
+  [
+    'batch naming one instance twice',
+    'POST',
+    '/batch',
+    { register: [{ service: 's', id: 'x', ...ok }], deregister: [{ service: 's', id: 'x' }] },
+    400,
+    'invalid-request',
+  ],
   ['batch with an unknown top-level field', 'POST', '/batch', { add: [] }, 400, 'invalid-request', undefined, 'add'],
   ['status filter not a status', 'GET', '/services/svc?status=sleeping', undefined, 400, 'invalid-request'],
   ['index not a number', 'GET', '/services/svc?index=abc', undefined, 400, 'invalid-request'],

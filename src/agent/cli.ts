@@ -2,7 +2,16 @@
 // Validation follows API.md's rules for names, ids and fields, so that a typo fails here (exit 2)
 // before CMD is started, and not later as a 400 from the gateway.
 import { parseArgs } from 'node:util';
-import { MAX_METADATA, MAX_METADATA_KEY_LENGTH, MAX_TAGS, MAX_TTL_SECONDS as MAX_TTL, MAX_WEIGHT, isAddress, isInstanceId, isServiceName } from '../rules.ts';
+import {
+  MAX_METADATA,
+  MAX_METADATA_KEY_LENGTH,
+  MAX_TAGS,
+  MAX_TTL_SECONDS as MAX_TTL,
+  MAX_WEIGHT,
+  isAddress,
+  isInstanceId,
+  isServiceName,
+} from '../rules.ts';
 
 export interface AgentOptions {
   /** Base URL of the gateway, always ending in `/`. */
@@ -39,7 +48,6 @@ export class UsageError extends Error {
 export const DEFAULT_TTL_SECONDS = 10;
 export const DEFAULT_GRACE_SECONDS = 10;
 export const DEFAULT_DRAIN_SECONDS = 0;
-
 
 const RUN_FLAGS = {
   gateway: { type: 'string' },
@@ -130,7 +138,8 @@ export function parseInvocation(argv: readonly string[], env: Readonly<Record<st
     if (eq === -1) throw new UsageError(`--meta: '${pair}' is not KEY=VALUE`);
     const key = pair.slice(0, eq);
     const value = pair.slice(eq + 1);
-    if (key.length < 1 || key.length > MAX_METADATA_KEY_LENGTH) throw new UsageError(`--meta: the key in '${pair}' must be 1-${MAX_METADATA_KEY_LENGTH} characters`);
+    if (key.length < 1 || key.length > MAX_METADATA_KEY_LENGTH)
+      throw new UsageError(`--meta: the key in '${pair}' must be 1-${MAX_METADATA_KEY_LENGTH} characters`);
     if (value.length > 512) throw new UsageError(`--meta: the value of '${key}' is longer than 512 characters`);
     metadata[key] = value; // a repeated key: the last one wins, as with environment layering
   }

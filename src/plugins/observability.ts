@@ -10,11 +10,14 @@ import fp from 'fastify-plugin';
 export function loggableUrl(url: string): string {
   const q = url.indexOf('?');
   if (q < 0) return url;
-  const pairs = url.slice(q + 1).split('&').map((pair) => {
-    const eq = pair.indexOf('=');
-    const key = eq < 0 ? pair : pair.slice(0, eq);
-    return eq >= 0 && decodedKey(key) === 'access_token' ? `${key}=[redacted]` : pair;
-  });
+  const pairs = url
+    .slice(q + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const key = eq < 0 ? pair : pair.slice(0, eq);
+      return eq >= 0 && decodedKey(key) === 'access_token' ? `${key}=[redacted]` : pair;
+    });
   return `${url.slice(0, q)}?${pairs.join('&')}`;
 }
 
@@ -29,7 +32,15 @@ function decodedKey(key: string): string {
 const MetricsAnswer = {
   200: {
     description: 'Prometheus text exposition format 0.0.4',
-    content: { 'text/plain': { schema: { type: 'string', example: '# HELP discovery_store_up 1 when the store answers, 0 when it does not\n# TYPE discovery_store_up gauge\ndiscovery_store_up 1\n' } } },
+    content: {
+      'text/plain': {
+        schema: {
+          type: 'string',
+          example:
+            '# HELP discovery_store_up 1 when the store answers, 0 when it does not\n# TYPE discovery_store_up gauge\ndiscovery_store_up 1\n',
+        },
+      },
+    },
   },
 };
 
@@ -41,9 +52,19 @@ export default fp(async function observability(app: FastifyInstance, opts: { req
   app.addHook('onResponse', (req, reply, done) => {
     if (req.routeOptions.config?.stream && reply.statusCode === 200) return done();
     // A blocking query's time is mostly the wait its client asked for: not latency.
-    if (!req.heldByBlockingQuery) metrics.httpDuration.observe({ method: req.method, route: route(req), status_code: reply.statusCode }, reply.elapsedTime / 1000);
+    if (!req.heldByBlockingQuery)
+      metrics.httpDuration.observe({ method: req.method, route: route(req), status_code: reply.statusCode }, reply.elapsedTime / 1000);
     if (opts.requestLog) {
-      req.log.info({ method: req.method, url: loggableUrl(req.url), route: route(req), statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 1000) / 1000 }, 'request');
+      req.log.info(
+        {
+          method: req.method,
+          url: loggableUrl(req.url),
+          route: route(req),
+          statusCode: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+        },
+        'request',
+      );
     }
     done();
   });

@@ -41,7 +41,11 @@ export default fp(async function openapi(app: FastifyInstance) {
         { name: 'events', description: 'Change streams (Server-Sent Events)' },
         { name: 'operations', description: 'Health, metrics' },
       ],
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Required when the gateway is started with AUTH_TOKENS_FILE' } } },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'Required when the gateway is started with AUTH_TOKENS_FILE' },
+        },
+      },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
     transformObject: (doc) => schemasFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject),
@@ -50,7 +54,8 @@ export default fp(async function openapi(app: FastifyInstance) {
     routePrefix: '/docs',
     staticCSP: true,
     // The page may not be framed (clickjacking); the gateway may serve plain HTTP, so no forced upgrade.
-    transformStaticCSP: (csp) => csp.replace("frame-ancestors 'self'", "frame-ancestors 'none'").replace(/\s*upgrade-insecure-requests;?/, ''),
+    transformStaticCSP: (csp) =>
+      csp.replace("frame-ancestors 'self'", "frame-ancestors 'none'").replace(/\s*upgrade-insecure-requests;?/, ''),
     uiHooks: {
       onRequest: (_req, reply, done) => {
         reply.header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer').header('x-frame-options', 'DENY');

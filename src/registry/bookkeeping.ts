@@ -27,5 +27,4 @@ export class BookkeepingLease {
   forget(): void {
     this.current = undefined;
   }
-
 }

@@ -27,7 +27,14 @@ export function describeRevision(keys: KeyLayout, events: WatchEvent[], revision
     const { service, id } = k;
     const record = ev.type === 'put' ? decodeRecord(service, id, ev.value, revision) : undefined;
     if (record) {
-      out.push({ type: ev.createRevision === ev.modRevision ? 'register' : 'update', service, id, revision, instance: record, lease: ev.lease });
+      out.push({
+        type: ev.createRevision === ev.modRevision ? 'register' : 'update',
+        service,
+        id,
+        revision,
+        instance: record,
+        lease: ev.lease,
+      });
       continue;
     }
     // A delete, or a put of a value the gateway cannot read: the instance is gone either way.

@@ -77,9 +77,23 @@ export class Health {
     try {
       const status = await store.status(STATUS_TIMEOUT_MS);
       const latencyMs = Number(process.hrtime.bigint() - start) / 1e6;
-      return { ...base, reachable: true, revision: status.revision, latencyMs: Math.round(latencyMs * 1000) / 1000, inSync: sync.inSync, details: status.details };
+      return {
+        ...base,
+        reachable: true,
+        revision: status.revision,
+        latencyMs: Math.round(latencyMs * 1000) / 1000,
+        inSync: sync.inSync,
+        details: status.details,
+      };
     } catch {
-      return { ...base, reachable: false, revision: cache.appliedRevision, latencyMs: STATUS_TIMEOUT_MS, inSync: false, error: 'the store did not answer' };
+      return {
+        ...base,
+        reachable: false,
+        revision: cache.appliedRevision,
+        latencyMs: STATUS_TIMEOUT_MS,
+        inSync: false,
+        error: 'the store did not answer',
+      };
     }
   }
 }

@@ -53,7 +53,7 @@ export class History {
           if (batch.events.some((e) => e.modRevision >= fence)) finish();
         },
         onError: (err) => finish(err),
-        });
+      });
       watchP.catch((err: Error) => finish(err));
     });
   }

@@ -187,7 +187,10 @@ export class Hub {
 
   private sendSnapshot(sub: Subscriber, reset: boolean): void {
     const revision = this.cache.appliedRevision;
-    const services = this.cache.snapshot((s) => sub.sees(s), sub.scope.services?.filter((s) => sub.sees(s)));
+    const services = this.cache.snapshot(
+      (s) => sub.sees(s),
+      sub.scope.services?.filter((s) => sub.sees(s)),
+    );
     sub.lastId = revision;
     sub.lastEventAt = Date.now();
     this.write(sub, this.frames.snapshot(revision, services, reset), 1);
@@ -228,7 +231,10 @@ export class Hub {
     sub.lastId = after;
     try {
       const { changes, fence } = await this.history.since(after);
-      this.deliver(sub, changes.map((c) => this.entry(c)));
+      this.deliver(
+        sub,
+        changes.map((c) => this.entry(c)),
+      );
       sub.lastId = Math.max(sub.lastId, fence);
     } catch (err) {
       if (!(err instanceof StoreCompactedError)) {

@@ -207,7 +207,8 @@ export class Reads {
     const counts = new Map<string, number>();
     for (const kv of kvs) {
       const k = this.keys.parse(kv.key);
-      if (k.kind === 'instance' && decodeRecord(k.service, k.id, kv.value, kv.modRevision)) counts.set(k.service, (counts.get(k.service) ?? 0) + 1);
+      if (k.kind === 'instance' && decodeRecord(k.service, k.id, kv.value, kv.modRevision))
+        counts.set(k.service, (counts.get(k.service) ?? 0) + 1);
     }
     const services = [...counts.keys()].sort().map((name) => ({ name, instances: counts.get(name)! }));
     return { revision, services };

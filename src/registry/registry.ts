@@ -78,10 +78,12 @@ export class Registry extends Reads {
       const guard: Compare = current
         ? { key, target: 'modRevision', op: '==', value: current.revision }
         : { key, target: 'createRevision', op: '==', value: 0 };
-      const res = await this.store.txn([guard], [{ type: 'put', key, value: encodeRecord(record), lease: lease?.id }]).catch((err: unknown) => {
-        if (lease && notApplied(err)) this.revokeLater(lease.id);
-        throw err;
-      });
+      const res = await this.store
+        .txn([guard], [{ type: 'put', key, value: encodeRecord(record), lease: lease?.id }])
+        .catch((err: unknown) => {
+          if (lease && notApplied(err)) this.revokeLater(lease.id);
+          throw err;
+        });
       if (res.succeeded) {
         record.revision = res.revision;
         if (current && current.lease !== '0' && current.lease !== lease?.id) this.revokeLater(current.lease);
@@ -194,7 +196,12 @@ export class Registry extends Reads {
       return c ? { key, target: 'modRevision', op: '==', value: c.revision } : { key, target: 'createRevision', op: '==', value: 0 };
     });
     for (const x of deregister) compares.push({ key: this.keys.instance(x.service, x.id), target: 'createRevision', op: '>', value: 0 });
-    const success: TxnOp[] = records.map((r, i) => ({ type: 'put', key: this.keys.instance(r.service, r.id), value: encodeRecord(r), lease: leases[i]?.id }));
+    const success: TxnOp[] = records.map((r, i) => ({
+      type: 'put',
+      key: this.keys.instance(r.service, r.id),
+      value: encodeRecord(r),
+      lease: leases[i]?.id,
+    }));
     for (const x of deregister) success.push({ type: 'delete', key: this.keys.instance(x.service, x.id) });
     const marker = deregister.length ? { key: this.keys.deregistered(randomUUID()), value: deregisteredMarker(deregister) } : undefined;
     const replaced = [...currents.map((c) => c?.lease), ...deregister.map((x) => this.fromCache(x.service, x.id)?.lease)].filter(

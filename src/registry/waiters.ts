@@ -6,7 +6,13 @@ interface Waiter {
   done: (reached: boolean) => void;
 }
 
-function park<W extends Waiter>(add: (w: W) => void, remove: (w: W) => void, make: (done: (r: boolean) => void) => W, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+function park<W extends Waiter>(
+  add: (w: W) => void,
+  remove: (w: W) => void,
+  make: (done: (r: boolean) => void) => W,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<boolean> {
   if (signal?.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const finish = (reached: boolean) => {

@@ -10,20 +10,24 @@ import { openStream } from './sse.ts';
 
 const StreamAnswer = {
   200: {
-    description: 'text/event-stream: retry, a snapshot (or the changes after Last-Event-ID), then register/update/deregister events whose ids are store revisions',
+    description:
+      'text/event-stream: retry, a snapshot (or the changes after Last-Event-ID), then register/update/deregister events whose ids are store revisions',
     content: { 'text/event-stream': { schema: { type: 'string' } } },
   },
   ...problems(400, 401, 403, 503),
 };
 const ResumeQuery = {
-  lastEventId: Type.Optional(Type.String({ pattern: '^\\d{1,15}$', description: 'Resume after this event id (for clients that cannot send Last-Event-ID)' })),
+  lastEventId: Type.Optional(
+    Type.String({ pattern: '^\\d{1,15}$', description: 'Resume after this event id (for clients that cannot send Last-Event-ID)' }),
+  ),
   access_token: Type.Optional(Type.String({ description: 'Bearer token, for clients that cannot set headers' })),
 };
 
 function lastEventId(req: FastifyRequest, query: { lastEventId?: string }): number | undefined {
   const raw = (req.headers['last-event-id'] as string | undefined) ?? query.lastEventId;
   if (raw === undefined || raw === '') return undefined;
-  if (!/^\d{1,15}$/.test(raw.trim())) throw new InvalidRequestError('Last-Event-ID must be an event id (a store revision) this gateway sent');
+  if (!/^\d{1,15}$/.test(raw.trim()))
+    throw new InvalidRequestError('Last-Event-ID must be an event id (a store revision) this gateway sent');
   return Number(raw.trim());
 }
 
@@ -50,7 +54,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       config: { stream: true },
       schema: {
         tags: ['events'],
-        summary: "Live changes of one service (SSE)",
+        summary: 'Live changes of one service (SSE)',
         params: NameParams,
         querystring: Type.Object(ResumeQuery),
         response: StreamAnswer,

@@ -4,7 +4,9 @@ import { Type } from '@sinclair/typebox';
 import { InvalidRequestError } from '../registry/errors.ts';
 import type { InstanceStatus, ServiceFilter } from '../registry/types.ts';
 
-export const TagFilter = Type.Optional(Type.Array(Type.String(), { description: 'Only instances with this tag (repeatable: all must match)' }));
+export const TagFilter = Type.Optional(
+  Type.Array(Type.String(), { description: 'Only instances with this tag (repeatable: all must match)' }),
+);
 
 /** Schema options of a querystring that takes meta.KEY=VALUE filters (repeatable: all must match). */
 export const metaFilterOptions = {

@@ -24,7 +24,15 @@ const HealthAnswer = Type.Object(
     examples: [
       {
         status: 'ok',
-        store: { kind: 'etcd', reachable: true, revision: 1234, latencyMs: 0.84, inSync: true, appliedRevision: 1234, details: { version: '3.5.16', leader: '10276657743932975437' } },
+        store: {
+          kind: 'etcd',
+          reachable: true,
+          revision: 1234,
+          latencyMs: 0.84,
+          inSync: true,
+          appliedRevision: 1234,
+          details: { version: '3.5.16', leader: '10276657743932975437' },
+        },
       },
     ],
   },
@@ -35,7 +43,17 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   const ready = (h: StoreHealth) => h.reachable && h.inSync;
   const tags = ['operations'];
 
-  app.get('/health/live', { schema: { tags, summary: 'Liveness: 200 while the process serves', response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'The process serves' }) } } }, async () => ({ status: 'ok' as const }));
+  app.get(
+    '/health/live',
+    {
+      schema: {
+        tags,
+        summary: 'Liveness: 200 while the process serves',
+        response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'The process serves' }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
 
   // /health/ready and /health give the same answer; /health is the one people read.
   const answer = async (_req: unknown, reply: FastifyReply) => {
@@ -43,7 +61,11 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store: h });
   };
   const response = { 200: HealthAnswer, 503: HealthAnswer };
-  app.get('/health/ready', { schema: { tags, summary: 'Readiness: 200 when the store answers and the cache is in sync, else 503', response } }, answer);
+  app.get(
+    '/health/ready',
+    { schema: { tags, summary: 'Readiness: 200 when the store answers and the cache is in sync, else 503', response } },
+    answer,
+  );
   app.get('/health', { schema: { tags, summary: 'Health with store details (200 or 503 as ready)', response } }, answer);
 };
 

@@ -5,7 +5,16 @@ import { InvalidRequestError } from '../registry/errors.ts';
 import { isInstanceId } from '../rules.ts';
 import type { InstanceStatus } from '../registry/types.ts';
 import { clientGone, sendRead } from './answers.ts';
-import { HeartbeatAnswer, HeartbeatBody, InstanceBody, InstanceParams, MinRevision, NameParams, PostInstanceBody, problems } from './schemas.ts';
+import {
+  HeartbeatAnswer,
+  HeartbeatBody,
+  InstanceBody,
+  InstanceParams,
+  MinRevision,
+  NameParams,
+  PostInstanceBody,
+  problems,
+} from './schemas.ts';
 
 const tags = ['registration'];
 const InstanceRef = Type.Ref('Instance');
@@ -33,7 +42,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       const { instance, created } = await registry.register(req.params.name, req.params.id, req.body);
-      return reply.code(created ? 201 : 200).header('x-registry-revision', String(instance.revision)).send(instance);
+      return reply
+        .code(created ? 201 : 200)
+        .header('x-registry-revision', String(instance.revision))
+        .send(instance);
     },
   );
 
@@ -52,7 +64,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       const { id: given, ...input } = req.body;
       const id = given ?? `${input.address}:${input.port}`;
-      if (!isInstanceId(id)) throw new InvalidRequestError(`body.id: the derived id ${JSON.stringify(id)} is not a valid instance id; give one`);
+      if (!isInstanceId(id))
+        throw new InvalidRequestError(`body.id: the derived id ${JSON.stringify(id)} is not a valid instance id; give one`);
       const { instance } = await registry.register(req.params.name, id, input);
       return reply
         .code(201) // API.md: POST answers 201 (a retried POST replaces the same id)

@@ -13,12 +13,15 @@ export const InstanceId = Type.String({
   description: 'Instance id: 1–128 of A-Z a-z 0-9 . _ : -, not "." or ".."',
   examples: ['10.0.0.7:8080'],
 });
-export const Status = Type.Union([Type.Literal('up'), Type.Literal('draining'), Type.Literal('down')], { description: 'up | draining | down' });
+export const Status = Type.Union([Type.Literal('up'), Type.Literal('draining'), Type.Literal('down')], {
+  description: 'up | draining | down',
+});
 const Address = Type.String({
   minLength: 1,
   maxLength: 253,
   // IPv4, IPv6 without brackets, or a DNS host name
-  pattern: '^(?:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?)$',
+  pattern:
+    '^(?:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?)$',
   // the pattern admits the shape; the `host` format (rules.isHost) checks an IP address really parses
   format: 'host',
   description: 'IPv4, IPv6 (no brackets) or DNS host name',
@@ -38,7 +41,11 @@ const Metadata = Type.Record(Type.String(), Type.String({ maxLength: rules.MAX_M
   examples: [{ zone: 'eu-1', version: '2.3.1' }],
 });
 const Weight = Type.Integer({ minimum: 0, maximum: rules.MAX_WEIGHT, description: 'Relative weight for load balancing, default 100' });
-const Ttl = Type.Integer({ minimum: 0, maximum: rules.MAX_TTL_SECONDS, description: 'Seconds without a heartbeat before the instance expires; 0 = never. Default 30' });
+const Ttl = Type.Integer({
+  minimum: 0,
+  maximum: rules.MAX_TTL_SECONDS,
+  description: 'Seconds without a heartbeat before the instance expires; 0 = never. Default 30',
+});
 
 const instanceFields = {
   address: Address,
@@ -57,7 +64,10 @@ export const InstanceBody = Type.Object(instanceFields, {
   examples: [{ address: '10.0.0.7', port: 8080, tags: ['http', 'v2'], metadata: { zone: 'eu-1', version: '2.3.1' }, weight: 100, ttl: 30 }],
 });
 
-export const PostInstanceBody = Type.Object({ id: Type.Optional(InstanceId), ...instanceFields }, { additionalProperties: false, description: 'Instance fields; without id the id is {address}:{port}' });
+export const PostInstanceBody = Type.Object(
+  { id: Type.Optional(InstanceId), ...instanceFields },
+  { additionalProperties: false, description: 'Instance fields; without id the id is {address}:{port}' },
+);
 
 const INSTANCE_EXAMPLE = {
   service: 'payments',
@@ -97,34 +107,64 @@ export const HeartbeatAnswer = Type.Object(
   {
     ttl: Type.Integer(),
     status: Status,
-    interval: Type.Optional(Type.Number({ description: 'Seconds after which to send the next heartbeat (about TTL/3, jittered); absent for ttl 0' })),
+    interval: Type.Optional(
+      Type.Number({ description: 'Seconds after which to send the next heartbeat (about TTL/3, jittered); absent for ttl 0' }),
+    ),
   },
   { description: 'The TTL renewed and the current status', examples: [{ ttl: 30, status: 'up', interval: 9.6 }] },
 );
 
 export const BatchBody = Type.Object(
   {
-    register: Type.Optional(Type.Array(Type.Object({ service: ServiceName, id: InstanceId, ...instanceFields }, { additionalProperties: false }), { maxItems: 1000 })),
-    deregister: Type.Optional(Type.Array(Type.Object({ service: ServiceName, id: InstanceId }, { additionalProperties: false }), { maxItems: 1000 })),
+    register: Type.Optional(
+      Type.Array(Type.Object({ service: ServiceName, id: InstanceId, ...instanceFields }, { additionalProperties: false }), {
+        maxItems: 1000,
+      }),
+    ),
+    deregister: Type.Optional(
+      Type.Array(Type.Object({ service: ServiceName, id: InstanceId }, { additionalProperties: false }), { maxItems: 1000 }),
+    ),
   },
   {
     additionalProperties: false,
     description: `At most ${rules.MAX_BATCH_OPS} operations (${rules.MAX_BATCH_OPS - 1} when it deregisters), all or nothing`,
-    examples: [{ register: [{ service: 'payments', id: '10.0.0.8:8080', address: '10.0.0.8', port: 8080, ttl: 30 }], deregister: [{ service: 'payments', id: '10.0.0.7:8080' }] }],
+    examples: [
+      {
+        register: [{ service: 'payments', id: '10.0.0.8:8080', address: '10.0.0.8', port: 8080, ttl: 30 }],
+        deregister: [{ service: 'payments', id: '10.0.0.7:8080' }],
+      },
+    ],
   },
 );
-export const BatchAnswer = Type.Object({ revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) }, { description: 'The store revision of the batch and the instances it registered' });
+export const BatchAnswer = Type.Object(
+  { revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) },
+  { description: 'The store revision of the batch and the instances it registered' },
+);
 
 export const ServiceBody = Type.Object(
   { service: Type.String(), revision: Type.Integer(), instances: Type.Array(Type.Ref('Instance')) },
-  { description: "The service's instances (sorted by id) at `revision`", examples: [{ service: 'payments', revision: 1234, instances: [INSTANCE_EXAMPLE] }] },
+  {
+    description: "The service's instances (sorted by id) at `revision`",
+    examples: [{ service: 'payments', revision: 1234, instances: [INSTANCE_EXAMPLE] }],
+  },
 );
 export const ServicesBody = Type.Object(
   {
     revision: Type.Integer(),
     services: Type.Array(Type.Object({ name: Type.String(), instances: Type.Integer({ description: 'Number of instances' }) })),
   },
-  { description: 'Every service with its instance count, names sorted', examples: [{ revision: 1240, services: [{ name: 'orders', instances: 3 }, { name: 'payments', instances: 2 }] }] },
+  {
+    description: 'Every service with its instance count, names sorted',
+    examples: [
+      {
+        revision: 1240,
+        services: [
+          { name: 'orders', instances: 3 },
+          { name: 'payments', instances: 2 },
+        ],
+      },
+    ],
+  },
 );
 
 export const Problem = Type.Object(
@@ -156,8 +196,11 @@ export const InstanceParams = Type.Object({ name: ServiceName, id: InstanceId })
 /** Error answers a route can give, documented as problem+json. */
 export function problems(...codes: number[]): Record<number, unknown> {
   const out: Record<number, unknown> = {};
-  for (const c of codes) out[c] = { description: 'Problem details', content: { 'application/problem+json': { schema: Type.Ref('Problem') } } };
+  for (const c of codes)
+    out[c] = { description: 'Problem details', content: { 'application/problem+json': { schema: Type.Ref('Problem') } } };
   return out;
 }
 
-export const MinRevision = Type.Optional(Type.Integer({ minimum: 0, description: 'Answer with a view that includes every change up to this store revision' }));
+export const MinRevision = Type.Optional(
+  Type.Integer({ minimum: 0, description: 'Answer with a view that includes every change up to this store revision' }),
+);

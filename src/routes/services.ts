@@ -22,8 +22,15 @@ const ServiceQuery = Type.Object(
   {
     tag: TagFilter,
     status: Type.Optional(Status),
-    index: Type.Optional(Type.Integer({ minimum: 0, description: 'Blocking query: hold the answer until the service revision is above this' })),
-    wait: Type.Optional(Type.String({ pattern: '^\\d{1,9}(ms|s|m)?$', description: 'Blocking query: longest hold, e.g. 10s, 500ms, 2m (default 5m, at most 5m)' })),
+    index: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Blocking query: hold the answer until the service revision is above this' }),
+    ),
+    wait: Type.Optional(
+      Type.String({
+        pattern: '^\\d{1,9}(ms|s|m)?$',
+        description: 'Blocking query: longest hold, e.g. 10s, 500ms, 2m (default 5m, at most 5m)',
+      }),
+    ),
     consistent: Type.Optional(Type.Boolean({ description: 'Read from the store (linearizable), not from the cache' })),
     minRevision: MinRevision,
   },
@@ -46,7 +53,11 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       // With access control on, only the services the token may read (API.md).
       const min = req.query.minRevision;
-      const read = await registry.services({ minRevision: min, signal: min === undefined ? undefined : clientGone(reply), include: req.canRead });
+      const read = await registry.services({
+        minRevision: min,
+        signal: min === undefined ? undefined : clientGone(reply),
+        include: req.canRead,
+      });
       return sendRead(req, reply, read, () => views.services(read, !!req.canRead));
     },
   );
@@ -57,7 +68,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['discovery'],
         summary: "A service's instances, sorted by id",
-        description: 'From the watch-fed cache. Filters tag, status, meta.KEY; blocking query with index and wait; consistent=true reads the store.',
+        description:
+          'From the watch-fed cache. Filters tag, status, meta.KEY; blocking query with index and wait; consistent=true reads the store.',
         params: NameParams,
         querystring: ServiceQuery,
         response: { 200: ServiceBody, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 403, 503) },
@@ -70,7 +82,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       let waitMs: number | undefined;
       if (q.wait !== undefined) {
         waitMs = parseDuration(q.wait);
-        if (waitMs === undefined || waitMs > MAX_WAIT_MS) throw new InvalidRequestError('querystring.wait must be a duration of at most 5m (e.g. 10s, 500ms, 2m)');
+        if (waitMs === undefined || waitMs > MAX_WAIT_MS)
+          throw new InvalidRequestError('querystring.wait must be a duration of at most 5m (e.g. 10s, 500ms, 2m)');
       }
 
       const read = await registry.discover(name, {

@@ -134,9 +134,19 @@ async function exited(proc: ChildProcess): Promise<void> {
 async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls): Promise<EtcdCluster> {
   const scheme = tls ? 'https' : 'http';
   const tlsArgs = tls
-    ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, ...(tls.clientCert ? ['--client-cert-auth'] : [])]
+    ? [
+        '--cert-file',
+        tls.certFile,
+        '--key-file',
+        tls.keyFile,
+        '--trusted-ca-file',
+        tls.caFile,
+        ...(tls.clientCert ? ['--client-cert-auth'] : []),
+      ]
     : [];
-  const ctlTls = tls ? [`--cacert=${tls.caFile}`, ...(tls.clientCert ? [`--cert=${tls.clientCert.certFile}`, `--key=${tls.clientCert.keyFile}`] : [])] : [];
+  const ctlTls = tls
+    ? [`--cacert=${tls.caFile}`, ...(tls.clientCert ? [`--cert=${tls.clientCert.certFile}`, `--key=${tls.clientCert.keyFile}`] : [])]
+    : [];
   const token = `t-${process.pid}-${Date.now()}`;
   const members: EtcdMember[] = [];
   for (let i = 0; i < size; i++) {

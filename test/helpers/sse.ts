@@ -167,7 +167,8 @@ export class SseStream extends EventEmitter {
   async waitFor(pred: (e: SseEvent) => boolean, ms = 5000, what = 'a matching event'): Promise<SseEvent> {
     let found: SseEvent | undefined;
     const scan = () => {
-      for (; !found && this.cursor < this.events.length; this.cursor++) if (pred(this.events[this.cursor]!)) found = this.events[this.cursor]!;
+      for (; !found && this.cursor < this.events.length; this.cursor++)
+        if (pred(this.events[this.cursor]!)) found = this.events[this.cursor]!;
       return found !== undefined || !this.isOpen;
     };
     await waitOn(this, what, scan, ms);
@@ -274,7 +275,14 @@ export const CHANGE_TYPES = new Set(['register', 'update', 'deregister']);
 export function toChange(e: SseEvent): ChangeEvent | undefined {
   if (!CHANGE_TYPES.has(e.event)) return undefined;
   const data = JSON.parse(e.data) as { service: string; id: string; revision: number };
-  return { id: Number(e.id), type: e.event as ChangeEvent['type'], service: data.service, instanceId: data.id, revision: data.revision, data };
+  return {
+    id: Number(e.id),
+    type: e.event as ChangeEvent['type'],
+    service: data.service,
+    instanceId: data.id,
+    revision: data.revision,
+    data,
+  };
 }
 
 /**

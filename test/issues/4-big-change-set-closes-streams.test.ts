@@ -18,7 +18,11 @@ for (const kind of ['memory', 'etcd'] as const) {
     after(async () => etcd?.close());
 
     it('reaches a reading subscriber and a resuming one without closing either', async (t) => {
-      const gw = await startGateway({ etcd, env: { SSE_BUFFER_BYTES: '65536' }, deps: kind === 'memory' ? { store: new MemoryStore() } : undefined });
+      const gw = await startGateway({
+        etcd,
+        env: { SSE_BUFFER_BYTES: '65536' },
+        deps: kind === 'memory' ? { store: new MemoryStore() } : undefined,
+      });
       t.after(() => gw.close());
       const live = await openSse(`${gw.base}/events`);
       t.after(() => live.close());
@@ -27,7 +31,14 @@ for (const kind of ['memory', 'etcd'] as const) {
 
       // 20 records of ~30 KiB in one transaction: ~600 KiB in one write, ten times the buffer.
       const metadata = Object.fromEntries(Array.from({ length: 60 }, (_, k) => [`k${k}`, 'x'.repeat(500)]));
-      const register = Array.from({ length: 20 }, (_, i) => ({ service: 'big', id: `i${i}`, address: '10.0.0.1', port: 80, ttl: 0, metadata }));
+      const register = Array.from({ length: 20 }, (_, i) => ({
+        service: 'big',
+        id: `i${i}`,
+        address: '10.0.0.1',
+        port: 80,
+        ttl: 0,
+        metadata,
+      }));
       const r = await gw.request('POST', '/batch', { register });
       assert.equal(r.status, 200, r.text);
       await live.waitFor((e) => e.id === String(r.json.revision) && JSON.parse(e.data).id === 'i19', 5000, 'the whole change set');
