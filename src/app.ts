@@ -32,7 +32,7 @@ import { Views } from './routes/views.ts';
 import { randomUUID } from 'node:crypto';
 
 /** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
-export const BODY_LIMIT = 64 * 1024;
+const BODY_LIMIT = 64 * 1024;
 /** How long requests in flight may take to finish once the gateway is closing. */
 const DRAIN_MS = 3000;
 /** How often an idle gateway checks that the store answers (discovery_store_up, readiness, stale answers). */

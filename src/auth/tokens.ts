@@ -20,7 +20,7 @@ export interface AccessToken {
 }
 
 /** A bad AUTH_TOKENS_FILE is a bad setting: the start stops with a message naming it. */
-export class TokenFileError extends ConfigError {}
+class TokenFileError extends ConfigError {}
 
 const PATTERN = new RegExp(SERVICE_PATTERN_PATTERN);
 const HEX_DIGEST = /^[0-9a-f]{64}$/;

@@ -10,7 +10,7 @@ interface Labelled extends Freshness {
 }
 
 /** If-None-Match (strong or weak, alone, in a list, or *) names this revision. */
-export function notModified(req: FastifyRequest, revision: number): boolean {
+function notModified(req: FastifyRequest, revision: number): boolean {
   const header = req.headers['if-none-match'];
   if (!header) return false;
   const want = `"${revision}"`;
@@ -26,7 +26,7 @@ export function staleHeaders(reply: FastifyReply, read: Freshness): void {
   if (read.stale) reply.header('x-registry-stale', 'true').header('age', String(read.age));
 }
 
-export function revisionHeaders(reply: FastifyReply, revision: number): void {
+function revisionHeaders(reply: FastifyReply, revision: number): void {
   reply.header('etag', `"${revision}"`).header('x-registry-revision', String(revision));
 }
 

@@ -22,11 +22,7 @@ function eligible(x: Listed, filter: ServiceFilter | undefined): boolean {
  * Weighted random choice without building a filtered list: one pass for the
  * total weight, one draw, one pass to the instance the draw falls on.
  */
-export function pickWeighted(
-  list: readonly Listed[],
-  filter: ServiceFilter | undefined,
-  random: () => number = Math.random,
-): Listed | undefined {
+function pickWeighted(list: readonly Listed[], filter: ServiceFilter | undefined, random: () => number = Math.random): Listed | undefined {
   let total = 0;
   for (const x of list) if (eligible(x, filter)) total += x.record.weight;
   if (total === 0) return undefined;

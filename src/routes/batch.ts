@@ -4,7 +4,7 @@ import { MAX_BATCH_OPS } from '../rules.ts';
 import { BatchAnswer, BatchBody, problems } from './schemas.ts';
 
 /** A batch body may be up to 1 MiB (an instance body up to 64 KiB). */
-export const BATCH_BODY_LIMIT = 1024 * 1024;
+const BATCH_BODY_LIMIT = 1024 * 1024;
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const { registry } = app.gateway;

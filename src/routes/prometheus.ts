@@ -56,16 +56,16 @@ export interface TargetGroup {
 }
 
 /** host:port as Prometheus expects a target; an IPv6 address goes in brackets. */
-export function target(address: string, port: number): string {
+function target(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 /** A metadata key as a label name suffix: [a-zA-Z0-9_] only. */
-export function labelSuffix(key: string): string {
+function labelSuffix(key: string): string {
   return key.replace(/[^a-zA-Z0-9_]/g, '_');
 }
 
-export function targetGroup(x: Instance): TargetGroup {
+function targetGroup(x: Instance): TargetGroup {
   const labels: Record<string, string> = {
     [`${LABEL}service`]: x.service,
     [`${LABEL}instance_id`]: x.id,

@@ -8,7 +8,7 @@ export const ServiceName = Type.String({
   description: 'Service name: 1–64 of a-z 0-9 . _ -, starting and ending with a letter or digit',
   examples: ['payments'],
 });
-export const InstanceId = Type.String({
+const InstanceId = Type.String({
   pattern: rules.INSTANCE_ID_PATTERN,
   description: 'Instance id: 1–128 of A-Z a-z 0-9 . _ : -, not "." or ".."',
   examples: ['10.0.0.7:8080'],

@@ -11,7 +11,7 @@ import { MinRevision, NameParams, ServiceBody, ServicesBody, Status, problems } 
 const MAX_WAIT_MS = 5 * 60_000;
 
 /** Parse "10s", "500ms", "2m" into milliseconds. */
-export function parseDuration(text: string): number | undefined {
+function parseDuration(text: string): number | undefined {
   const m = /^(\d{1,9})(ms|s|m)?$/.exec(text);
   if (!m) return undefined;
   const n = Number(m[1]);

@@ -22,8 +22,6 @@ export interface Answer {
   json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-export type StoreKind = 'memory' | 'etcd';
-
 /** A key prefix no other test uses. */
 export function uniquePrefix(label = 't'): string {
   return `/test-${label}-${randomBytes(4).toString('hex')}`;

@@ -54,7 +54,7 @@ function search<T>(arr: T[], before: (x: T) => boolean, lo = 0): number {
  * a < b in UTF-8 byte order, as etcd orders keys. UTF-16 code-unit order agrees
  * except where a surrogate (a character above U+FFFF) meets U+E000–U+FFFF.
  */
-export function keyLess(a: string, b: string): boolean {
+function keyLess(a: string, b: string): boolean {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
     const x = a.charCodeAt(i);
