@@ -7,26 +7,17 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
+import { freePort } from './helpers/ports.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-const freePort = () =>
-  new Promise<number>((ok, ko) => {
-    const s = net.createServer().once('error', ko);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => ok(port));
-    });
-  });
 
 /** Polls `probe` until it answers a value other than undefined; fails with `what` at the deadline. */
 async function until<T>(

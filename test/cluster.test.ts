@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { call, eventually, startGateway, uniquePrefix, type Answer, type TestGateway } from './helpers/gateway.ts';
 import { openSse, ResumingSubscriber, toChange, type ChangeEvent } from './helpers/sse.ts';
+import { freePort } from './helpers/ports.ts';
 
 const ETCDCTL = process.env.ETCDCTL_BIN ?? 'etcdctl';
 /** The issue's bound: writes work again this long after the leader died. */
@@ -195,16 +195,6 @@ function summary(load: Load): string {
   };
   const slowest = (list: Outcome[]) => Math.max(0, ...list.map((o) => o.end - o.start));
   return `writes ${count(load.writes)} (slowest ${slowest(load.writes)} ms); heartbeats ${count(load.heartbeats)} (slowest ${slowest(load.heartbeats)} ms); reads ${count(load.reads)}, ${load.reads.filter((r) => r.stale).length} stale (slowest ${slowest(load.reads)} ms)`;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((ok, ko) => {
-    const s = net.createServer().once('error', ko);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => ok(port));
-    });
-  });
 }
 
 /** The gateway as `npm start` runs it, but from source, as its own process (so it can be SIGKILLed). */

@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -17,6 +16,7 @@ import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { eventually, startGateway, type TestGateway } from './helpers/gateway.ts';
 import { labelNamesOf, parsePrometheusText, sumOf, type Family } from './helpers/prometheus.ts';
 import { openSse } from './helpers/sse.ts';
+import { freePort } from './helpers/ports.ts';
 
 const ROOT = new URL('../', import.meta.url);
 const inst = (svc: string, id: string) => `/services/${svc}/instances/${id}`;
@@ -78,15 +78,6 @@ async function scrape(gw: TestGateway): Promise<{ text: string; families: Map<st
   assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
   return { text: r.text, families: parsePrometheusText(r.text) };
 }
-
-const freePort = () =>
-  new Promise<number>((ok, ko) => {
-    const s = net.createServer().once('error', ko);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => ok(port));
-    });
-  });
 
 function run(bin: string, args: string[], input?: string): { status: number | null; out: string } {
   const r = spawnSync(bin, args, { input, encoding: 'utf8' });

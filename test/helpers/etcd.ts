@@ -6,11 +6,11 @@ import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_proces
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import https from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from './ports.ts';
 
 /** Client-side TLS of a test cluster (peers stay plain HTTP on loopback). */
 export interface EtcdTls {
@@ -75,15 +75,6 @@ function checkBinary(): void {
     throw new Error(`etcd binary "${ETCD}" not found or not runnable; install etcd 3.4+ or set ETCD_BIN${where}`);
   }
 }
-
-const freePort = () =>
-  new Promise<number>((ok, ko) => {
-    const s = net.createServer().once('error', ko);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => ok(port));
-    });
-  });
 
 /** etcd's /health over https, trusting the test CA (and presenting the client certificate). */
 function healthyTls(url: string, tls: EtcdTls): Promise<boolean> {
@@ -280,4 +271,10 @@ export async function startEtcd(opts: { size?: 1 | 3; extraArgs?: string[]; tls?
     // Another process may have taken a port between freePort() and etcd's bind: retry once.
     return await startOnce(size, opts.extraArgs ?? [], opts.tls);
   }
+}
+
+/** etcd's current revision, asked of etcd itself. */
+export async function storeRevision(etcd: EtcdCluster): Promise<number> {
+  const out = JSON.parse(await etcd.ctl(['endpoint', 'status', '-w', 'json'])) as { Status: { header: { revision: number } } }[];
+  return out[0]!.Status.header.revision;
 }

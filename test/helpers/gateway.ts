@@ -79,3 +79,13 @@ export async function eventually<T>(fn: () => Promise<T | undefined | false>, ti
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** An instance body: address and port, plus any other fields. */
+export const instanceBody = (address: string, port: number, extra: Record<string, unknown> = {}) => ({ address, port, ...extra });
+
+/** One sample of a Prometheus metric from /metrics text (0 when absent). */
+export async function metricValue(gw: TestGateway, name: string, labels = ''): Promise<number> {
+  const text = (await gw.request('GET', '/metrics')).text;
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+  return line ? Number(line.split(' ').pop()) : 0;
+}

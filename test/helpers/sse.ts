@@ -396,3 +396,15 @@ export class ResumingSubscriber extends EventEmitter {
     await this.loop;
   }
 }
+
+/** Change events of a stream, as comparable values (id, type and the whole data). */
+export function changes(s: SseStream): { id: string; event: string; data: Record<string, unknown> }[] {
+  return s.events
+    .filter((e) => CHANGE_TYPES.has(e.event))
+    .map((e) => ({ id: e.id, event: e.event, data: JSON.parse(e.data) as Record<string, unknown> }));
+}
+
+export async function changesAtLeast(s: SseStream, n: number, ms = 10_000): Promise<ReturnType<typeof changes>> {
+  await s.until(`${n} change events on ${s.url}`, () => changes(s).length >= n, ms);
+  return changes(s);
+}
