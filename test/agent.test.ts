@@ -3,302 +3,35 @@
 // temp dir) that records when it got SIGTERM and what the gateway said at that moment.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
-import { freePort } from './helpers/ports.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-/** Polls `probe` until it answers a value other than undefined; fails with `what` at the deadline. */
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 20_000,
-  context?: { stderr(): string },
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${context ? `; its output:\n${context.stderr()}` : ''}`);
-    }
-    await sleep(100);
-  }
-}
-
-/** Keeps the last 64 KiB a child wrote, for failure messages; the pipe is always drained. */
-function tail(stream: NodeJS.ReadableStream | null): { text(): string } {
-  let text = '';
-  stream?.setEncoding('utf8');
-  stream?.on('data', (chunk: string) => {
-    text = (text + chunk).slice(-65_536);
-  });
-  return { text: () => text };
-}
-
-const closed = new WeakMap<ChildProcess, Promise<unknown>>();
-
-/** Spawns and remembers when the child is gone and its pipes are read to the end ('close'). */
-function launch(file: string, args: string[], options: SpawnOptions): ChildProcess {
-  const proc = spawn(file, args, options);
-  closed.set(
-    proc,
-    once(proc, 'close').catch(() => undefined),
-  ); // a spawn error shows as exit code null
-  return proc;
-}
-
-async function exitOf(proc: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      closed.get(proc),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`process ${proc.pid} still running after ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-  return { code: proc.exitCode, signal: proc.signalCode };
-}
-
-/** Waits for the agent to log a line matching `pattern` (it logs after the gateway has answered). */
-async function logged(agent: AgentProcess, pattern: RegExp): Promise<void> {
-  await until(`the agent to log ${pattern}`, () => (pattern.test(agent.stderr()) ? true : undefined), 10_000, agent);
-}
-
-interface Gateway {
-  url: string;
-  port: number;
-  /** Bearer token the test itself reads with, when the gateway has access control on. */
-  readToken?: string;
-  logs(): string;
-  stop(): Promise<void>;
-}
-
-const gateways = new Set<Gateway>();
-
-/** The real gateway: `node --import tsx src/main.ts`, ready when GET /health/ready answers 200. */
-async function startGateway(env: Record<string, string> = {}, port?: number): Promise<Gateway> {
-  port ??= await freePort();
-  const proc = launch(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out = tail(proc.stdout);
-  const err = tail(proc.stderr);
-  const url = `http://127.0.0.1:${port}`;
-  const gateway: Gateway = {
-    url,
-    port,
-    logs: () => out.text() + err.text(),
-    async stop() {
-      gateways.delete(gateway);
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGTERM');
-      try {
-        await exitOf(proc, 5_000);
-      } catch {
-        proc.kill('SIGKILL');
-        await exitOf(proc, 5_000);
-      }
-    },
-  };
-  gateways.add(gateway);
-  try {
-    await until(
-      'the gateway to be ready',
-      async () => {
-        if (proc.exitCode !== null) throw new Error(`gateway exited with ${proc.exitCode}:\n${gateway.logs()}`);
-        try {
-          const res = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(1_000) });
-          await res.body?.cancel();
-          return res.status === 200 ? true : undefined;
-        } catch {
-          return undefined;
-        }
-      },
-      45_000,
-      { stderr: gateway.logs },
-    );
-  } catch (e) {
-    await gateway.stop();
-    throw e;
-  }
-  return gateway;
-}
-
-interface AgentProcess {
-  proc: ChildProcess;
-  stderr(): string;
-  exit(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const agents = new Set<ChildProcess>();
-
-function startAgent(args: string[], env: Record<string, string> = {}): AgentProcess {
-  const proc = launch(process.execPath, ['--import', 'tsx', 'src/agent/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, DISCOVERY_GATEWAY: '', DISCOVERY_TOKEN: '', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  agents.add(proc);
-  proc.once('exit', () => agents.delete(proc));
-  const err = tail(proc.stderr);
-  return { proc, stderr: err.text, exit: (timeoutMs = 15_000) => exitOf(proc, timeoutMs) };
-}
-
-// CMD: an HTTP server whose /health fails while the file `fail` exists, that exits with the code
-// written to the file `exit`, and on SIGTERM records {at, probe} in `sigterm` (probe: the status
-// of GET CMD_PROBE at that moment), then exits with CMD_TERM_EXIT unless CMD_IGNORE_TERM is set.
-const CMD_SOURCE = `
-import http from 'node:http';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-const dir = process.env.CMD_DIR;
-writeFileSync(join(dir, 'started'), String(Date.now()));
-const server = http.createServer((req, res) => {
-  const failing = existsSync(join(dir, 'fail'));
-  res.writeHead(failing ? 503 : 200).end(failing ? 'failing' : 'ok');
-});
-setTimeout(() => server.listen(Number(process.env.CMD_PORT), '127.0.0.1', () => {
-  writeFileSync(join(dir, 'listening'), String(Date.now()));
-}), Number(process.env.CMD_LISTEN_AFTER_MS ?? 0));
-const parent = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.exit(99); // the agent died (a test that failed): do not linger
-  if (existsSync(join(dir, 'exit'))) process.exit(Number(readFileSync(join(dir, 'exit'), 'utf8')));
-}, 50);
-process.on('SIGTERM', async () => {
-  const at = Date.now();
-  let probe = null;
-  if (process.env.CMD_PROBE) {
-    try { probe = (await fetch(process.env.CMD_PROBE)).status; } catch (err) { probe = String(err); }
-  }
-  writeFileSync(join(dir, 'sigterm'), JSON.stringify({ at, probe }));
-  if (process.env.CMD_IGNORE_TERM) return;
-  process.exit(Number(process.env.CMD_TERM_EXIT ?? 0));
-});
-`;
-
-interface Cmd {
-  dir: string;
-  port: number;
-  /** The agent's `-- CMD ARGS` part. */
-  argv: string[];
-  env: Record<string, string>;
-  file(name: string): string;
-  sigterm(): Promise<{ at: number; probe: number | string | null }>;
-}
-
-let tmp: string;
-
-async function makeCmd(env: Record<string, string> = {}): Promise<Cmd> {
-  const dir = await mkdtemp(join(tmp, 'cmd-'));
-  const port = await freePort();
-  const script = join(dir, 'cmd.mjs');
-  await writeFile(script, CMD_SOURCE);
-  return {
-    dir,
-    port,
-    argv: ['--', process.execPath, script],
-    env: { CMD_DIR: dir, CMD_PORT: String(port), ...env },
-    file: (name) => join(dir, name),
-    sigterm: async () => JSON.parse(await readFile(join(dir, 'sigterm'), 'utf8')) as { at: number; probe: number | string | null },
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Gateway API as a client sees it
-
-interface Instance {
-  id: string;
-  address: string;
-  port: number;
-  tags: string[];
-  metadata: Record<string, string>;
-  weight: number;
-  status: string;
-  ttl: number;
-  registeredAt: string;
-}
-
-async function instances(gateway: Gateway, service: string): Promise<Instance[]> {
-  const headers: Record<string, string> = gateway.readToken === undefined ? {} : { authorization: `Bearer ${gateway.readToken}` };
-  const res = await fetch(`${gateway.url}/services/${service}`, { headers });
-  assert.equal(res.status, 200);
-  return ((await res.json()) as { instances: Instance[] }).instances;
-}
-
-async function instance(gateway: Gateway, service: string, id: string): Promise<Instance | undefined> {
-  return (await instances(gateway, service)).find((i) => i.id === id);
-}
-
-interface ChangeEvent {
-  event: string;
-  data: { type?: string; id?: string; instance?: Instance };
-  receivedAt: number;
-}
-
-/** Subscribes to /services/{name}/events and collects every change event with its arrival time. */
-async function subscribe(gateway: Gateway, service: string): Promise<{ events: ChangeEvent[]; close(): void }> {
-  const controller = new AbortController();
-  const res = await fetch(`${gateway.url}/services/${service}/events`, { signal: controller.signal });
-  assert.equal(res.status, 200);
-  const events: ChangeEvent[] = [];
-  const decoder = new TextDecoder();
-  let buffer = '';
-  void (async () => {
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) !== -1) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let event = 'message';
-          let data = '';
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event:')) event = line.slice(6).trim();
-            else if (line.startsWith('data:')) data += line.slice(5).trim();
-          }
-          if (data !== '') events.push({ event, data: JSON.parse(data) as ChangeEvent['data'], receivedAt: Date.now() });
-        }
-      }
-    } catch {
-      // aborted by close()
-    }
-  })();
-  return { events, close: () => controller.abort() };
-}
-
-let serial = 0;
-const serviceName = (what: string) => `agent-${what}-${process.pid}-${++serial}`;
+import {
+  cleanUp,
+  exitOf,
+  instance,
+  instances,
+  launch,
+  logged,
+  makeCmd,
+  ROOT,
+  runArgs,
+  serviceName,
+  startAgent,
+  startGateway,
+  subscribe,
+  tail,
+  tempDir,
+  until,
+  type Gateway,
+} from './helpers/agents.ts';
 
 // ---------------------------------------------------------------------------------------------
 
-before(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'agent-test-'));
-});
-
-after(async () => {
-  for (const proc of agents) proc.kill('SIGKILL');
-  await Promise.all([...gateways].map((g) => g.stop()));
-  await rm(tmp, { recursive: true, force: true });
-});
+after(cleanUp);
 
 describe('discovery-agent against the gateway (embedded store)', { concurrency: 4 }, () => {
   let gateway: Gateway;
@@ -310,30 +43,19 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     const service = serviceName('check');
     const cmd = await makeCmd({ CMD_LISTEN_AFTER_MS: '1500' });
     const agent = startAgent(
-      [
-        'run',
-        '--gateway',
-        gateway.url,
-        '--service',
-        service,
-        '--address',
-        '127.0.0.1',
-        '--port',
-        String(cmd.port),
-        '--tag',
-        'http',
-        '--tag',
-        'v2',
-        '--meta',
-        'zone=eu-1',
-        '--meta',
-        'version=2.3.1',
-        '--weight',
-        '42',
-        '--check',
-        `http://127.0.0.1:${cmd.port}/health`,
-        ...cmd.argv,
-      ],
+      runArgs(
+        {
+          gateway: gateway.url,
+          service,
+          address: '127.0.0.1',
+          port: cmd.port,
+          tag: ['http', 'v2'],
+          meta: ['zone=eu-1', 'version=2.3.1'],
+          weight: '42',
+          check: `http://127.0.0.1:${cmd.port}/health`,
+        },
+        cmd.argv,
+      ),
       cmd.env,
     );
     // Until CMD listens, nothing is registered.
@@ -367,22 +89,7 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     const events = await subscribe(gateway, service);
     try {
       const agent = startAgent(
-        [
-          'run',
-          '--gateway',
-          gateway.url,
-          '--service',
-          service,
-          '--id',
-          id,
-          '--address',
-          '127.0.0.1',
-          '--port',
-          String(cmd.port),
-          '--drain',
-          '1',
-          ...cmd.argv,
-        ],
+        runArgs({ gateway: gateway.url, service, id, address: '127.0.0.1', port: cmd.port, drain: '1' }, cmd.argv),
         cmd.env,
       );
       await until('the registration', () => instance(gateway, service, id), undefined, agent);
@@ -415,20 +122,7 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     const service = serviceName('grace');
     const cmd = await makeCmd({ CMD_IGNORE_TERM: '1' });
     const agent = startAgent(
-      [
-        'run',
-        '--gateway',
-        gateway.url,
-        '--service',
-        service,
-        '--address',
-        '127.0.0.1',
-        '--port',
-        String(cmd.port),
-        '--grace',
-        '1',
-        ...cmd.argv,
-      ],
+      runArgs({ gateway: gateway.url, service, address: '127.0.0.1', port: cmd.port, grace: '1' }, cmd.argv),
       cmd.env,
     );
     await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
@@ -446,10 +140,7 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
   it('deregisters and exits with the code of a CMD that exits by itself', async () => {
     const service = serviceName('crash');
     const cmd = await makeCmd();
-    const agent = startAgent(
-      ['run', '--gateway', gateway.url, '--service', service, '--address', '127.0.0.1', '--port', String(cmd.port), ...cmd.argv],
-      cmd.env,
-    );
+    const agent = startAgent(runArgs({ gateway: gateway.url, service, address: '127.0.0.1', port: cmd.port }, cmd.argv), cmd.env);
     await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
     await writeFile(cmd.file('exit'), '3');
     const exit = await agent.exit();
@@ -463,20 +154,10 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
     const cmd = await makeCmd();
     const id = `127.0.0.1:${cmd.port}`;
     const agent = startAgent(
-      [
-        'run',
-        '--gateway',
-        gateway.url,
-        '--service',
-        service,
-        '--address',
-        '127.0.0.1',
-        '--port',
-        String(cmd.port),
-        '--check',
-        `http://127.0.0.1:${cmd.port}/health`,
-        ...cmd.argv,
-      ],
+      runArgs(
+        { gateway: gateway.url, service, address: '127.0.0.1', port: cmd.port, check: `http://127.0.0.1:${cmd.port}/health` },
+        cmd.argv,
+      ),
       cmd.env,
     );
     await until('the registration', () => instance(gateway, service, id), undefined, agent);
@@ -512,19 +193,12 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
   }
 
   it('exits 127 when CMD cannot be started', async () => {
-    const agent = startAgent([
-      'run',
-      '--gateway',
-      gateway.url,
-      '--service',
-      serviceName('enoent'),
-      '--address',
-      '127.0.0.1',
-      '--port',
-      '9',
-      '--',
-      join(tmp, 'no-such-command'),
-    ]);
+    const agent = startAgent(
+      runArgs({ gateway: gateway.url, service: serviceName('enoent'), address: '127.0.0.1', port: '9' }, [
+        '--',
+        join(await tempDir(), 'no-such-command'),
+      ]),
+    );
     assert.equal((await agent.exit()).code, 127);
     assert.match(agent.stderr(), /no-such-command/);
   });
@@ -532,12 +206,9 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
   it('without CMD keeps the registration past several TTLs and deregisters on SIGINT', async () => {
     const service = serviceName('sidecar');
     const token = 'not-a-real-secret-token';
-    const agent = startAgent(
-      ['run', '--gateway', gateway.url, '--service', service, '--address', 'sidecar.local', '--port', '7000', '--ttl', '2'],
-      {
-        DISCOVERY_TOKEN: token,
-      },
-    );
+    const agent = startAgent(runArgs({ gateway: gateway.url, service, address: 'sidecar.local', port: '7000', ttl: '2' }), {
+      DISCOVERY_TOKEN: token,
+    });
     const first = await until('the registration', () => instance(gateway, service, 'sidecar.local:7000'), undefined, agent);
     // Three TTLs: every read in between must show the same registration (an expiry and
     // re-registration would show a gap or a new registeredAt).
@@ -558,19 +229,7 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
 
   it('with --ttl 0 and no CMD holds a registration that never expires until SIGTERM', async () => {
     const service = serviceName('ttl0');
-    const agent = startAgent([
-      'run',
-      '--gateway',
-      gateway.url,
-      '--service',
-      service,
-      '--address',
-      '127.0.0.1',
-      '--port',
-      '7004',
-      '--ttl',
-      '0',
-    ]);
+    const agent = startAgent(runArgs({ gateway: gateway.url, service, address: '127.0.0.1', port: '7004', ttl: '0' }));
     const registered = await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
     assert.equal(registered.ttl, 0);
     await sleep(1_500); // nothing to wait on but the signal: the agent must still be there
@@ -595,7 +254,7 @@ describe('discovery-agent against the gateway (embedded store)', { concurrency: 
 describe('discovery-agent with a gateway of its own', { concurrency: true }, () => {
   it('sends DISCOVERY_TOKEN as a bearer token, never logs it, and stops CMD and exits 1 when refused (403)', async () => {
     const secrets = { agent: `agent-secret-${process.pid}`, admin: `admin-secret-${process.pid}` };
-    const tokensFile = join(tmp, 'tokens.json');
+    const tokensFile = join(await tempDir(), 'tokens.json');
     await writeFile(
       tokensFile,
       JSON.stringify({
@@ -609,30 +268,26 @@ describe('discovery-agent with a gateway of its own', { concurrency: true }, () 
     gateway.readToken = secrets.admin;
 
     const allowed = serviceName('auth-ok');
-    const ok = startAgent(['run', '--gateway', gateway.url, '--service', allowed, '--address', '127.0.0.1', '--port', '7003'], {
+    const ok = startAgent(runArgs({ gateway: gateway.url, service: allowed, address: '127.0.0.1', port: '7003' }), {
       DISCOVERY_TOKEN: secrets.agent,
     });
     await until('the registration', async () => (await instances(gateway, allowed))[0], undefined, ok);
 
     const refused = serviceName('auth-no');
+    // --check: registers once CMD listens, so CMD has its SIGTERM handler by then.
     const cmd = await makeCmd();
     const no = startAgent(
-      [
-        'run',
-        '--gateway',
-        gateway.url,
-        '--service',
-        refused,
-        '--address',
-        '127.0.0.1',
-        '--port',
-        String(cmd.port),
-        '--token',
-        secrets.agent,
-        '--check', // registers once CMD listens, so CMD has its SIGTERM handler by then
-        `http://127.0.0.1:${cmd.port}/health`,
-        ...cmd.argv,
-      ],
+      runArgs(
+        {
+          gateway: gateway.url,
+          service: refused,
+          address: '127.0.0.1',
+          port: cmd.port,
+          token: secrets.agent,
+          check: `http://127.0.0.1:${cmd.port}/health`,
+        },
+        cmd.argv,
+      ),
       cmd.env,
     );
     const exit = await no.exit();
@@ -651,19 +306,7 @@ describe('discovery-agent with a gateway of its own', { concurrency: true }, () 
   it('re-registers after the gateway restarts with an empty embedded store', async () => {
     const gateway = await startGateway();
     const service = serviceName('restart');
-    const agent = startAgent([
-      'run',
-      '--gateway',
-      gateway.url,
-      '--service',
-      service,
-      '--address',
-      '127.0.0.1',
-      '--port',
-      '7001',
-      '--ttl',
-      '2',
-    ]);
+    const agent = startAgent(runArgs({ gateway: gateway.url, service, address: '127.0.0.1', port: '7001', ttl: '2' }));
     try {
       await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
       await gateway.stop();
@@ -685,19 +328,7 @@ describe('discovery-agent with a gateway of its own', { concurrency: true }, () 
       etcd = await startEtcd();
       const gateway = await startGateway({ ETCD_ENDPOINTS: etcd.endpoints.join(','), ETCD_PREFIX: `/agent-test-${process.pid}` });
       const service = serviceName('etcd');
-      const agent = startAgent([
-        'run',
-        '--gateway',
-        gateway.url,
-        '--service',
-        service,
-        '--address',
-        '127.0.0.1',
-        '--port',
-        '7002',
-        '--ttl',
-        '2',
-      ]);
+      const agent = startAgent(runArgs({ gateway: gateway.url, service, address: '127.0.0.1', port: '7002', ttl: '2' }));
       try {
         const first = await until('the registration', async () => (await instances(gateway, service))[0], undefined, agent);
         await etcd.restart(0);
