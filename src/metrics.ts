@@ -15,16 +15,8 @@ export class Metrics {
   });
   readonly services = new Gauge({ name: 'discovery_services', help: 'Services with at least one instance', registers: [this.prom] });
   readonly instances = new Gauge({ name: 'discovery_instances', help: 'Registered instances', registers: [this.prom] });
-  readonly registrations = new Counter({
-    name: 'discovery_registrations_total',
-    help: 'Instances registered through this gateway',
-    registers: [this.prom],
-  });
-  readonly deregistrations = new Counter({
-    name: 'discovery_deregistrations_total',
-    help: 'Instances deregistered through this gateway',
-    registers: [this.prom],
-  });
+  readonly registrations = this.counter('discovery_registrations_total', 'Instances registered through this gateway');
+  readonly deregistrations = this.counter('discovery_deregistrations_total', 'Instances deregistered through this gateway');
   readonly heartbeats = new Counter({
     name: 'discovery_heartbeats_total',
     help: 'Heartbeats by result (ok, not_found, error)',
@@ -55,22 +47,18 @@ export class Metrics {
     labelNames: ['type'] as const,
     registers: [this.prom],
   });
-  readonly watchRestarts = new Counter({
-    name: 'discovery_watch_restarts_total',
-    help: 'Times the watch lost its place (compaction, cancellation) and the cache was reloaded',
-    registers: [this.prom],
-  });
-  readonly expirations = new Counter({
-    name: 'discovery_expirations_total',
-    help: 'Instances whose TTL ran out, as the watch saw them',
-    registers: [this.prom],
-  });
+  readonly watchRestarts = this.counter(
+    'discovery_watch_restarts_total',
+    'Times the watch lost its place (compaction, cancellation) and the cache was reloaded',
+  );
+  readonly expirations = this.counter('discovery_expirations_total', 'Instances whose TTL ran out, as the watch saw them');
   readonly sseClients = new Gauge({ name: 'discovery_sse_clients', help: 'Open change streams', registers: [this.prom] });
-  readonly sseEventsSent = new Counter({
-    name: 'discovery_sse_events_sent_total',
-    help: 'Events written to change streams',
-    registers: [this.prom],
-  });
+  readonly sseEventsSent = this.counter('discovery_sse_events_sent_total', 'Events written to change streams');
+
+  /** A counter without labels, on this app's registry. */
+  private counter(name: string, help: string): Counter {
+    return new Counter({ name, help, registers: [this.prom] });
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.prom });

@@ -5,22 +5,18 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type EtcdCluster, startEtcd, storeRevision } from './helpers/etcd.ts';
 import { instanceBody as instance, startGateway, type TestGateway, uniquePrefix } from './helpers/gateway.ts';
-import { changes, changesAtLeast, openSse, type SseStream } from './helpers/sse.ts';
+import { changes, changesAtLeast, openSse, streamGroup } from './helpers/sse.ts';
 
 let etcd: EtcdCluster;
-before(async () => {
-  etcd = await startEtcd();
-});
-after(async () => {
-  await etcd?.close();
-});
+before(async () => void (etcd = await startEtcd()));
+after(() => etcd?.close());
 
 describe('progress events', () => {
   const prefix = uniquePrefix('progress');
   const env = { SSE_KEEPALIVE_SECONDS: '1' };
   let a: TestGateway;
   let b: TestGateway;
-  const streams: SseStream[] = [];
+  const { streams, open, closeAll } = streamGroup();
   let lastChange = 0;
   let progressId = 0;
   let later: ReturnType<typeof changes> = [];
@@ -29,15 +25,9 @@ describe('progress events', () => {
     [a, b] = await Promise.all([startGateway({ etcd, prefix, env }), startGateway({ etcd, prefix, env })]);
   });
   after(async () => {
-    for (const s of streams) s.close();
+    closeAll();
     await Promise.all([a?.close(), b?.close()]);
   });
-  const open = async (gw: TestGateway, path: string, lastEventId?: string) => {
-    const s = await openSse(gw.base + path, { lastEventId });
-    streams.push(s);
-    assert.equal(s.status, 200, s.body);
-    return s;
-  };
 
   test('a quiet subscriber gets a progress event while other services change, and resumes from it exactly', async () => {
     lastChange = (await a.request('PUT', '/services/quiet/instances/q1', instance('10.3.0.1', 80))).json.revision;

@@ -5,21 +5,17 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { eventually, instanceBody as instance, metricValue, startGateway, type TestGateway, uniquePrefix } from './helpers/gateway.ts';
-import { changes, changesAtLeast, openSse, type SseStream } from './helpers/sse.ts';
+import { changes, changesAtLeast, streamGroup } from './helpers/sse.ts';
 
 let etcd: EtcdCluster;
-before(async () => {
-  etcd = await startEtcd();
-});
-after(async () => {
-  await etcd?.close();
-});
+before(async () => void (etcd = await startEtcd()));
+after(() => etcd?.close());
 
 describe('why an instance left', () => {
   const prefix = uniquePrefix('reason');
   let a: TestGateway;
   let b: TestGateway;
-  const streams: SseStream[] = [];
+  const { open, closeAll } = streamGroup();
   let before0 = 0;
   let live: ReturnType<typeof changes> = [];
 
@@ -33,16 +29,9 @@ describe('why an instance left', () => {
     b = await startGateway({ etcd, prefix });
   });
   after(async () => {
-    for (const s of streams) s.close();
+    closeAll();
     await Promise.all([a?.close(), b?.close()]);
   });
-
-  const open = async (gw: TestGateway, path: string, lastEventId?: string) => {
-    const s = await openSse(gw.base + path, { lastEventId });
-    streams.push(s);
-    assert.equal(s.status, 200);
-    return s;
-  };
 
   test('DELETE, batch deregister and TTL expiry carry their reason live on both gateways', async () => {
     const liveA = await open(a, '/services/orders/events');

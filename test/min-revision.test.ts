@@ -5,12 +5,8 @@ import { type EtcdCluster, startEtcd, storeRevision } from './helpers/etcd.ts';
 import { instanceBody as instance, startGateway, type TestGateway, uniquePrefix } from './helpers/gateway.ts';
 
 let etcd: EtcdCluster;
-before(async () => {
-  etcd = await startEtcd();
-});
-after(async () => {
-  await etcd?.close();
-});
+before(async () => void (etcd = await startEtcd()));
+after(() => etcd?.close());
 
 describe('read-your-writes across replicas (minRevision)', () => {
   const prefix = uniquePrefix('ryw');

@@ -5,12 +5,8 @@ import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { startGateway, type TestGateway } from './helpers/gateway.ts';
 
 let etcd: EtcdCluster;
-before(async () => {
-  etcd = await startEtcd();
-});
-after(async () => {
-  await etcd?.close();
-});
+before(async () => void (etcd = await startEtcd()));
+after(() => etcd?.close());
 
 describe('weighted pick', () => {
   let gw: TestGateway;

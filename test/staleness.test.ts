@@ -7,12 +7,8 @@ import { eventually, instanceBody as instance, startGateway, type TestGateway } 
 import { openSse } from './helpers/sse.ts';
 
 let etcd: EtcdCluster;
-before(async () => {
-  etcd = await startEtcd();
-});
-after(async () => {
-  await etcd?.close();
-});
+before(async () => void (etcd = await startEtcd()));
+after(() => etcd?.close());
 
 describe('staleness and pacing', () => {
   let gw: TestGateway;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Instance } from '../../src/registry/types.ts';
 import { freePort } from './ports.ts';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -231,18 +232,6 @@ export async function makeCmd(env: Record<string, string> = {}): Promise<Cmd> {
 }
 
 // The gateway's API as a client sees it
-
-export interface Instance {
-  id: string;
-  address: string;
-  port: number;
-  tags: string[];
-  metadata: Record<string, string>;
-  weight: number;
-  status: string;
-  ttl: number;
-  registeredAt: string;
-}
 
 export async function instances(gateway: Gateway, service: string): Promise<Instance[]> {
   const headers: Record<string, string> = gateway.readToken === undefined ? {} : { authorization: `Bearer ${gateway.readToken}` };

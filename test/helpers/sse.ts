@@ -408,3 +408,22 @@ export async function changesAtLeast(s: SseStream, n: number, ms = 10_000): Prom
   await s.until(`${n} change events on ${s.url}`, () => changes(s).length >= n, ms);
   return changes(s);
 }
+
+/** Streams a test group opens (each must answer 200), all closed at once by closeAll(). */
+export function streamGroup(): {
+  streams: SseStream[];
+  open(gw: { base: string }, path: string, lastEventId?: string): Promise<SseStream>;
+  closeAll(): void;
+} {
+  const streams: SseStream[] = [];
+  return {
+    streams,
+    async open(gw, path, lastEventId) {
+      const s = await openSse(gw.base + path, { lastEventId });
+      streams.push(s);
+      if (s.status !== 200) throw new Error(`${path} answered ${s.status}: ${s.body}`);
+      return s;
+    },
+    closeAll: () => streams.forEach((s) => s.close()),
+  };
+}
