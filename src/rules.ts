@@ -26,6 +26,8 @@ export const MAX_WEIGHT = 10_000;
 export const MAX_TTL_SECONDS = 86_400;
 /** etcd's default --max-txn-ops: a batch is one transaction. */
 export const MAX_BATCH_OPS = 128;
+/** A blocking query holds its answer this long at the most (and by default). */
+export const MAX_WAIT_MS = 5 * 60_000;
 
 export function isServiceName(name: string): boolean {
   return SERVICE_NAME.test(name);

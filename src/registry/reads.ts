@@ -2,6 +2,7 @@
 // minRevision, blocking waits, consistent reads and the store fallback, and
 // freshness (stale, age) while the store is unreachable. Routes only turn a
 // read into status, headers and a body.
+import { MAX_WAIT_MS } from '../rules.ts';
 import type { Cache, CachedInstance } from './cache.ts';
 import { InstanceNotFoundError, StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
@@ -63,7 +64,7 @@ export interface DiscoverOptions extends CatchUp {
   consistent?: boolean;
   /** Blocking query: hold the answer until the service revision is above this... */
   index?: number;
-  /** ...for at most this long. */
+  /** ...for at most this long (default and bound: MAX_WAIT_MS). */
   waitMs?: number;
   /** Called when the read is about to be held by a blocking query. */
   onHold?: () => void;
@@ -96,7 +97,7 @@ export class Reads {
       return { ...FRESH, revision, source: 'store', instances: list.map((record) => ({ record, json: JSON.stringify(record) })) };
     }
     if (opts.index !== undefined && this.cache.serviceRevision(service) <= opts.index) {
-      const wait = opts.waitMs!;
+      const wait = opts.waitMs ?? MAX_WAIT_MS;
       this.freshness(this.cache.knows(service)); // an unknown service with the store down: 503 now, not after the wait
       opts.onHold?.();
       // Jitter spreads the answers of many clients that started waiting together.

@@ -4,11 +4,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { InvalidRequestError } from '../registry/errors.ts';
+import { MAX_WAIT_MS } from '../rules.ts';
 import { clientGone, sendRead } from './answers.ts';
 import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
 import { MinRevision, NameParams, ServiceBody, ServicesBody, Status, problems } from './schemas.ts';
-
-const MAX_WAIT_MS = 5 * 60_000;
 
 /** Parse "10s", "500ms", "2m" into milliseconds. */
 function parseDuration(text: string): number | undefined {
@@ -91,7 +90,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         consistent: q.consistent,
         minRevision: q.minRevision,
         index: q.index,
-        waitMs: waitMs ?? MAX_WAIT_MS,
+        waitMs,
         // Only a read that may wait listens for the client leaving (the common read stays cheap).
         signal: q.index !== undefined || q.minRevision !== undefined ? clientGone(reply) : undefined,
         onHold: () => (req.heldByBlockingQuery = true),

@@ -5,6 +5,8 @@
 // limits, and watches that replay a bounded history with no gap.
 
 import { InvalidRequestError, LeaseNotFoundError, StoreCompactedError, StoreUnavailableError } from '../errors.ts';
+import { MemoryWatch } from './memory-watch.ts';
+import { keyLess, search, SortedKeys } from './sorted-keys.ts';
 import type {
   Compare,
   KeyValue,
@@ -39,142 +41,7 @@ export interface MemoryStoreOptions {
   historyLimit?: number;
 }
 
-/** Binary search: the first index i >= lo of `arr` where `before(arr[i])` is false. */
-function search<T>(arr: T[], before: (x: T) => boolean, lo = 0): number {
-  let hi = arr.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (before(arr[mid]!)) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/**
- * a < b in UTF-8 byte order, as etcd orders keys. UTF-16 code-unit order agrees
- * except where a surrogate (a character above U+FFFF) meets U+E000–U+FFFF.
- */
-function keyLess(a: string, b: string): boolean {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x !== y) return rank(x) < rank(y);
-  }
-  return a.length < b.length;
-}
-const rank = (c: number) => (c >= 0xd800 && c <= 0xdfff ? c + 0x2000 : c >= 0xe000 ? c - 0x800 : c);
-
-const lowerBound = (keys: string[], key: string): number => search(keys, (k) => keyLess(k, key));
-
-const CHUNK = 512;
-
-/**
- * Keys in code-unit order, as a list of sorted chunks of at most 2*CHUNK keys:
- * an insert or delete moves O(CHUNK + chunks) pointers instead of O(n), which
- * matters at 100k keys, and range() never sorts.
- */
-class SortedKeys {
-  private chunks: string[][] = [];
-
-  /** The last chunk whose first key is <= key (0 when none is). */
-  private chunkFor(key: string): number {
-    return Math.max(0, search(this.chunks, (c) => c[0]! <= key) - 1);
-  }
-
-  insert(key: string): void {
-    if (this.chunks.length === 0) {
-      this.chunks.push([key]);
-      return;
-    }
-    const ci = this.chunkFor(key);
-    const c = this.chunks[ci]!;
-    c.splice(lowerBound(c, key), 0, key);
-    if (c.length > 2 * CHUNK) this.chunks.splice(ci + 1, 0, c.splice(CHUNK));
-  }
-
-  delete(key: string): void {
-    if (this.chunks.length === 0) return;
-    const ci = this.chunkFor(key);
-    const c = this.chunks[ci]!;
-    const i = lowerBound(c, key);
-    if (c[i] === key) c.splice(i, 1);
-    if (c.length === 0) this.chunks.splice(ci, 1);
-  }
-
-  /** Calls fn for every key starting with prefix, in order. */
-  forPrefix(prefix: string, fn: (key: string) => void): void {
-    const chunks = this.chunks;
-    if (chunks.length === 0) return;
-    let ci = this.chunkFor(prefix);
-    for (let i = lowerBound(chunks[ci]!, prefix); ci < chunks.length; ci++, i = 0) {
-      const c = chunks[ci]!;
-      for (; i < c.length; i++) {
-        if (!c[i]!.startsWith(prefix)) return;
-        fn(c[i]!);
-      }
-    }
-  }
-}
-
 const toKeyValue = (key: string, e: Entry): KeyValue => ({ key, ...e });
-
-class MemoryWatch implements Watch {
-  private queue: WatchBatch[] = [];
-  private scheduled = false;
-  closed = false;
-
-  constructor(
-    private readonly prefix: string,
-    private readonly fromRevision: number,
-    private readonly handlers: WatchHandlers,
-    private readonly onClose: (w: MemoryWatch) => void,
-  ) {}
-
-  /** Queue the part of a committed batch this watch sees; delivery is always on a later tick. */
-  offer(batch: WatchBatch): void {
-    if (this.closed || batch.revision < this.fromRevision) return;
-    const events = this.prefix === '' ? batch.events : batch.events.filter((e) => e.key.startsWith(this.prefix));
-    if (events.length === 0) return;
-    this.queue.push({ revision: batch.revision, events });
-    if (!this.scheduled) {
-      this.scheduled = true;
-      // setImmediate (not a microtask): like a network watch, batches arrive after
-      // the writer's and the watch() caller's continuations have run.
-      setImmediate(this.flush);
-    }
-  }
-
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    const queue = this.queue;
-    this.queue = [];
-    let i = 0;
-    try {
-      for (; i < queue.length && !this.closed; i++) {
-        const b = queue[i]!;
-        // Fresh event objects per delivery: history events are shared by all watches.
-        this.handlers.onBatch({ revision: b.revision, events: b.events.map((e) => ({ ...e })) });
-      }
-    } finally {
-      // A throwing handler must not lose or reorder what is left: put it back in front.
-      if (i + 1 < queue.length && !this.closed) {
-        this.queue = queue.slice(i + 1).concat(this.queue);
-      }
-      if (this.queue.length > 0 && !this.closed && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(this.flush);
-      }
-    }
-  };
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.queue = [];
-    this.onClose(this);
-  }
-}
 
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
