@@ -90,7 +90,8 @@ export class Reads {
   /** GET /services/{name}: a service's instances (optionally filtered). */
   async discover(service: string, opts: DiscoverOptions = {}): Promise<ServiceRead> {
     const { filter } = opts;
-    if (opts.consistent || !(await this.caughtUp(opts))) {
+    const caught = opts.consistent ? false : this.caughtUp(opts);
+    if (caught !== true && !(await caught)) {
       this.readObserver.read('miss');
       const { revision, instances } = await this.readService(service);
       const list = filter ? instances.filter((x) => matchesFilter(x, filter)) : instances;
@@ -119,7 +120,8 @@ export class Reads {
   /** GET /services: every service with its instance count; `include` narrows (a token's read right). */
   async services(opts: CatchUp & { include?: (service: string) => boolean } = {}): Promise<ServicesRead> {
     const { include } = opts;
-    if (!(await this.caughtUp(opts))) {
+    const caught = this.caughtUp(opts);
+    if (caught !== true && !(await caught)) {
       this.readObserver.read('miss');
       const { revision, services } = await this.readServices();
       return { ...FRESH, revision, source: 'store', services: include ? services.filter((s) => include(s.name)) : services };
@@ -139,7 +141,8 @@ export class Reads {
 
   /** GET /services/{name}/instances/{id}: one instance, labelled with its own revision. */
   async instance(service: string, id: string, opts: CatchUp = {}): Promise<InstanceRead> {
-    if (!(await this.caughtUp(opts))) {
+    const caught = this.caughtUp(opts);
+    if (caught !== true && !(await caught)) {
       this.readObserver.read('miss');
       const record = (await this.readService(service)).instances.find((x) => x.id === id);
       if (!record) throw new InstanceNotFoundError(service, id);
@@ -186,7 +189,8 @@ export class Reads {
    * minRevision: true once the cache has applied it (waiting a few seconds for
    * the watch); false when it has not, and the store must be read.
    */
-  private async caughtUp({ minRevision, signal }: CatchUp): Promise<boolean> {
+  private caughtUp({ minRevision, signal }: CatchUp): boolean | Promise<boolean> {
+    // Synchronous when there is nothing to wait for: the common read takes no extra tick.
     if (minRevision === undefined || this.cache.appliedRevision >= minRevision) return true;
     return this.cache.revisionWaiters.wait(minRevision, MIN_REVISION_WAIT_MS, signal);
   }
