@@ -166,22 +166,34 @@ describe('Grafana dashboard', () => {
   });
 
   it('queries only metrics a running gateway exports, with labels its series carry', () => {
-    // A histogram's samples are its family's name plus _bucket, _sum or _count.
-    const familyOf = (sample: string) =>
-      families.get(sample) ??
-      [...families.values()].find(
-        (f) => f.type === 'histogram' && /_(bucket|sum|count)$/.test(sample) && sample.replace(/_(bucket|sum|count)$/, '') === f.name,
-      );
+    // A histogram's samples are its family's name plus _bucket, _sum or _count; buckets add `le`.
+    const labelsOf = (sample: string): Set<string> | undefined => {
+      const family =
+        families.get(sample) ??
+        [...families.values()].find(
+          (f) => f.type === 'histogram' && sample.replace(/_(bucket|sum|count)$/, '') === f.name && sample !== f.name,
+        );
+      if (!family) return undefined;
+      const labels = new Set([...labelNamesOf(family), ...TARGET_LABELS]);
+      if (sample.endsWith('_bucket')) labels.add('le');
+      return labels;
+    };
     let checked = 0;
     for (const { where, expr } of queries()) {
-      for (const { metric, labels } of selectors(expr)) {
-        if (metric === 'up') continue; // Prometheus's own, per target: next test
-        const family = familyOf(metric);
-        assert.ok(family, `${where}: ${metric} is not exported by the gateway`);
-        const carried = labelNamesOf(family);
-        if (metric.endsWith('_bucket')) carried.add('le');
-        for (const label of labels) assert.ok(TARGET_LABELS.has(label) || carried.has(label), `${where}: ${metric} has no label ${label}`);
+      const found = selectors(expr).filter((s) => s.metric !== 'up'); // up: Prometheus's own, per target (next test)
+      if (found.length === 0) continue;
+      const carried = new Set<string>();
+      for (const { metric, labels } of found) {
+        const own = labelsOf(metric);
+        assert.ok(own, `${where}: ${metric} is not exported by the gateway`);
+        for (const label of labels) assert.ok(own.has(label), `${where}: ${metric} has no label ${label}`);
+        own.forEach((l) => carried.add(l));
         checked++;
+      }
+      // Labels it aggregates by (`by (route)`) are on the series it selects.
+      for (const m of expr.matchAll(/\bby\s*\(([^)]*)\)/g)) {
+        for (const label of m[1]!.split(',').map((l) => l.trim()))
+          assert.ok(carried.has(label), `${where}: nothing in ${expr} has the label ${label}`);
       }
     }
     assert.ok(checked >= 30, `checked ${checked} selectors`);
@@ -219,7 +231,10 @@ describe('Grafana dashboard', () => {
 
   it('is provisioned by docker-compose.yml from its file, on the Prometheus next to it', () => {
     const compose = parseYaml(read('docker-compose.yml'), { merge: true }) as {
-      services: Record<string, { image?: string; volumes?: string[]; ports?: string[]; depends_on?: string[] }>;
+      services: Record<
+        string,
+        { image?: string; environment?: Record<string, string>; volumes?: string[]; ports?: string[]; depends_on?: string[] }
+      >;
     };
     const grafana = compose.services.grafana!;
     assert.match(grafana.image ?? '', /^grafana\/grafana(-oss)?:\d+\.\d+\.\d+$/, 'a pinned Grafana image');
@@ -230,7 +245,10 @@ describe('Grafana dashboard', () => {
       providers: { type: string; options: { path: string } }[];
     };
     assert.equal(provider.providers[0]!.type, 'file');
-    assert.equal(mounts.get(`./${DASHBOARDS_DIR}`), provider.providers[0]!.options.path, 'the provider reads the mounted dashboards');
+    const dashboardsPath = provider.providers[0]!.options.path;
+    assert.equal(mounts.get(`./${DASHBOARDS_DIR}`), dashboardsPath, 'the provider reads the mounted dashboards');
+    const home = grafana.environment?.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH;
+    assert.equal(home, `${dashboardsPath}/discovery-gateway.json`, 'the home page is the gateway dashboard');
 
     const { datasources } = parseYaml(read('deploy/grafana/provisioning/datasources/prometheus.yml')) as {
       datasources: { type: string; url: string; isDefault: boolean; jsonData: { timeInterval: string } }[];

@@ -58,7 +58,7 @@ interface Resource {
   spec?: {
     replicas?: number;
     selector?: Labels | { matchLabels: Labels };
-    template?: { metadata: { labels: Labels }; spec: PodSpec };
+    template?: { metadata: { labels: Labels; annotations?: Record<string, string> }; spec: PodSpec };
     ports?: { name?: string; port: number; targetPort: string | number }[];
     minAvailable?: number;
     maxUnavailable?: number;
@@ -167,6 +167,12 @@ describe('Kubernetes manifests', () => {
       gatewayContainer.ports!.map((p) => p.containerPort),
       [config.port],
       'the container port is PORT',
+    );
+    const scrape = deployment.spec!.template!.metadata.annotations ?? {};
+    assert.deepEqual(
+      [scrape['prometheus.io/port'], scrape['prometheus.io/path']],
+      [String(config.port), '/metrics'],
+      'scrape annotations name the metrics port',
     );
   });
 
