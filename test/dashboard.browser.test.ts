@@ -1,7 +1,9 @@
 // The live dashboard (`GET /`) in a real headless Chromium against the real gateway
 // (embedded store): it connects, follows registrations, status changes and removals
 // over SSE without a reload, shows service data as text only, asks for a token on
-// 401 and resumes a broken stream from the last event id.
+// 401, resumes a broken stream from the last event id, and stays small and quick
+// with a fleet's worth of instances (DASHBOARD_SCALE_INSTANCES=100000 measures the
+// fleet-size targets by hand; the numbers are printed as test diagnostics).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -18,6 +20,8 @@ const IN_CI = process.env.CI === 'true';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
 const SCREENSHOT = path.join(ROOT, 'test-output', 'dashboard.png');
 const WAIT = 10_000;
+const SCALE = Number(process.env.DASHBOARD_SCALE_INSTANCES ?? 20_000);
+const PER_SERVICE = 50;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -346,5 +350,117 @@ describe(
         await ctx.close();
       }
     });
+
+    it(
+      `shows ${SCALE} instances as service counts first, draws rows on open and follows changes in place`,
+      { timeout: 150_000 },
+      async (t) => {
+        await page.close(); // it would follow every registration below for nothing
+        const serviceCount = Math.ceil(SCALE / PER_SERVICE);
+        const svc = (i: number) => `fleet-${String(i).padStart(4, '0')}`;
+        const ops = [];
+        for (let i = 0; i < SCALE; i++) {
+          const s = Math.floor(i / PER_SERVICE);
+          const j = i % PER_SERVICE;
+          ops.push({
+            service: svc(s),
+            id: `i-${String(j).padStart(3, '0')}`,
+            address: `10.${s >> 8}.${s & 255}.${j + 1}`,
+            port: 8080,
+            tags: ['http'],
+            metadata: { zone: `z${j % 3}` },
+            ttl: 0,
+          });
+        }
+        const batches: (typeof ops)[] = [];
+        for (let i = 0; i < ops.length; i += 128) batches.push(ops.slice(i, i + 128));
+        const filled = Date.now();
+        const sendNext = async (): Promise<void> => {
+          for (let b = batches.pop(); b; b = batches.pop()) {
+            const res = await api('POST', '/batch', { register: b });
+            assert.equal(res.status, 200, await res.text());
+          }
+        };
+        await Promise.all([sendNext(), sendNext(), sendNext(), sendNext()]);
+        t.diagnostic(`filled ${SCALE} instances in ${Date.now() - filled} ms`);
+
+        assert.ok(context);
+        const p = await context.newPage();
+        const errors: string[] = [];
+        p.on('pageerror', (e) => errors.push(e.message));
+        const started = Date.now();
+        await p.goto(base + '/');
+        await p.waitForFunction(
+          ([first, n]) => {
+            const shown = /(\d+) instances/.exec(document.getElementById('summary')?.textContent ?? '');
+            return shown !== null && Number(shown[1]) >= n && document.querySelector(`[data-service="${first}"]`) !== null;
+          },
+          [svc(0), SCALE] as const,
+          { timeout: 60_000 },
+        );
+        const firstPaintMs = Date.now() - started;
+        const evalStarted = Date.now();
+        await p.evaluate(() => 1);
+        const idleCallMs = Date.now() - evalStarted;
+        const nodes = await p.evaluate(() => document.getElementsByTagName('*').length);
+        const cards = await p.locator('[data-service]').count();
+
+        // A click opens one service: its rows, and nothing else, join the DOM.
+        const clickMs = await p.evaluate(async (name) => {
+          const toggle = document.querySelector<HTMLButtonElement>(`[data-service="${name}"] button.toggle`);
+          if (!toggle) throw new Error(`no toggle for ${name}`);
+          const clicked = performance.now();
+          toggle.click();
+          await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+          return performance.now() - clicked;
+        }, svc(1));
+        assert.equal(await p.locator(`[data-service="${svc(1)}"] [data-instance]`).count(), PER_SERVICE);
+        assert.equal(await p.locator('[data-instance]').count(), PER_SERVICE, 'only the opened service has rows');
+
+        // Changes: a row joins and a row leaves the open service; a closed service's count follows.
+        let changed = Date.now();
+        await register(svc(1), 'i-new', { address: '10.255.0.1', port: 9090, tags: ['canary'], ttl: 0 });
+        await p.locator(row(`${svc(1)}/i-new`)).waitFor();
+        const changeMs = Date.now() - changed;
+        changed = Date.now();
+        assert.equal((await api('DELETE', `/services/${svc(1)}/instances/i-007`)).status, 204);
+        await p.locator(row(`${svc(1)}/i-007`)).waitFor({ state: 'detached' });
+        const removeMs = Date.now() - changed;
+        const rowIds = await p
+          .locator(`[data-service="${svc(1)}"] [data-instance]`)
+          .evaluateAll((els) => els.map((e) => e.getAttribute('data-instance')?.split('/')[1]));
+        assert.equal(rowIds.length, PER_SERVICE);
+        assert.deepEqual(rowIds, [...rowIds].sort(), 'rows stay sorted by id');
+        assert.equal(await p.locator(`[data-service="${svc(1)}"] .count`).textContent(), String(PER_SERVICE));
+        await register(svc(2), 'i-new', { address: '10.255.0.2', port: 9090, ttl: 0 });
+        await p.waitForFunction((name) => document.querySelector(`[data-service="${name}"] .count`)?.textContent === '51', svc(2));
+        assert.equal(await p.locator(`[data-service="${svc(2)}"] [data-instance]`).count(), 0, 'a closed service draws no rows');
+
+        const last = svc(serviceCount - 1);
+        const filterStarted = Date.now();
+        await p.fill('#filter', last);
+        await p.waitForFunction((name) => {
+          const shown = document.querySelectorAll('[data-service]');
+          return shown.length === 1 && shown[0]?.getAttribute('data-service') === name;
+        }, last);
+        const filterMs = Date.now() - filterStarted;
+        await p.fill('#filter', '');
+        await p.waitForFunction((n) => document.querySelectorAll('[data-service]').length === n, cards);
+        await p.screenshot({ path: path.join(ROOT, 'test-output', 'dashboard-scale.png') });
+
+        t.diagnostic(
+          `${SCALE} instances, ${serviceCount} services: first paint ${firstPaintMs} ms, idle call ${idleCallMs} ms, ` +
+            `${nodes} elements, ${cards} cards; open ${clickMs.toFixed(1)} ms; change ${changeMs} ms, removal ${removeMs} ms; filter ${filterMs} ms`,
+        );
+        assert.ok(nodes < 5000, `${nodes} elements in the DOM`);
+        assert.ok(cards < serviceCount, `${cards} of ${serviceCount} service cards drawn before any scrolling`);
+        // Generous bounds for a loaded CI machine; the targets are measured, not asserted.
+        assert.ok(firstPaintMs < Math.max(5000, SCALE / 4), `first paint took ${firstPaintMs} ms`);
+        assert.ok(clickMs < 1000, `opening a service took ${clickMs} ms`);
+        assert.ok(changeMs < 5000, `a change took ${changeMs} ms to show`);
+        assert.deepEqual(errors, []);
+        await p.close();
+      },
+    );
   },
 );
