@@ -447,6 +447,9 @@ describe(
         await p.fill('#filter', '');
         await p.waitForFunction((n) => document.querySelectorAll('[data-service]').length === n, cards);
         await p.screenshot({ path: path.join(ROOT, 'test-output', 'dashboard-scale.png') });
+        // Scrolling to the end of the list draws the next page of services.
+        await p.locator('#more-services').scrollIntoViewIfNeeded();
+        await p.waitForFunction((n) => document.querySelectorAll('[data-service]').length > n, cards);
 
         t.diagnostic(
           `${SCALE} instances, ${serviceCount} services: first paint ${firstPaintMs} ms, idle call ${idleCallMs} ms, ` +
