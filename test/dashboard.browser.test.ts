@@ -359,6 +359,18 @@ describe(
         const serviceCount = Math.ceil(SCALE / PER_SERVICE);
         const svc = (i: number) => `fleet-${String(i).padStart(4, '0')}`;
         const ops = [];
+        // One service larger than a page of rows; it sorts first.
+        for (let k = 0; k < 450; k++) {
+          ops.push({
+            service: 'big',
+            id: `b-${String(k).padStart(3, '0')}`,
+            address: `10.254.${k >> 8}.${k & 255}`,
+            port: 8080,
+            tags: [],
+            metadata: {},
+            ttl: 0,
+          });
+        }
         for (let i = 0; i < SCALE; i++) {
           const s = Math.floor(i / PER_SERVICE);
           const j = i % PER_SERVICE;
@@ -435,6 +447,32 @@ describe(
         await register(svc(2), 'i-new', { address: '10.255.0.2', port: 9090, ttl: 0 });
         await p.waitForFunction((name) => document.querySelector(`[data-service="${name}"] .count`)?.textContent === '51', svc(2));
         assert.equal(await p.locator(`[data-service="${svc(2)}"] [data-instance]`).count(), 0, 'a closed service draws no rows');
+
+        // A service larger than a page: its rows are a sorted window that follows changes, more on demand.
+        const bigIds = () =>
+          p.locator('[data-service="big"] [data-instance]').evaluateAll((els) => els.map((e) => e.getAttribute('data-instance')?.slice(4)));
+        const bigRowsAre = (n: number) =>
+          p.waitForFunction((k) => document.querySelectorAll('[data-service="big"] [data-instance]').length === k, n);
+        await p.locator('[data-service="big"] button.toggle').click();
+        await bigRowsAre(200);
+        assert.match((await p.locator('[data-service="big"] [data-more-rows]').textContent()) ?? '', /200 of 450/);
+        await register('big', 'b-0005', { address: '10.254.9.9', port: 8080, ttl: 0 });
+        await p.locator(row('big/b-0005')).waitFor();
+        let ids = await bigIds();
+        assert.deepEqual(
+          [ids.length, ids[0], ids[1], ids.at(-1)],
+          [200, 'b-000', 'b-0005', 'b-198'],
+          'the window keeps its size and order',
+        );
+        assert.equal((await api('DELETE', '/services/big/instances/b-000')).status, 204);
+        await p.locator(row('big/b-000')).waitFor({ state: 'detached' });
+        ids = await bigIds();
+        assert.deepEqual([ids.length, ids[0], ids.at(-1)], [200, 'b-0005', 'b-199'], 'a removal pulls the next row in');
+        await p.locator('[data-service="big"] [data-more-rows]').click();
+        await bigRowsAre(400);
+        assert.equal((await bigIds()).at(-1), 'b-399');
+        await p.locator('[data-service="big"] button.toggle').click();
+        await bigRowsAre(0);
 
         const last = svc(serviceCount - 1);
         const filterStarted = Date.now();
