@@ -83,6 +83,8 @@ describe(
     }
     const row = (key: string) => `[data-instance="${key}"]`;
     const connState = (p: Page) => p.locator('#conn-state').textContent();
+    // Resolves once the page has produced a frame: what a person sees, layout and paint included.
+    const nextFrame = (p: Page) => p.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0))));
     async function waitLive(p: Page): Promise<void> {
       await p.waitForFunction(() => document.getElementById('conn-state')?.textContent === 'live', null, { timeout: WAIT });
     }
@@ -410,12 +412,21 @@ describe(
           [svc(0), SCALE] as const,
           { timeout: 60_000 },
         );
+        await nextFrame(p);
         const firstPaintMs = Date.now() - started;
         const evalStarted = Date.now();
         await p.evaluate(() => 1);
         const idleCallMs = Date.now() - evalStarted;
         const nodes = await p.evaluate(() => document.getElementsByTagName('*').length);
         const cards = await p.locator('[data-service]').count();
+        t.diagnostic(
+          `${SCALE} instances, ${serviceCount} services: first paint ${firstPaintMs} ms, then a script call waited ${idleCallMs} ms; ` +
+            `${nodes} elements, ${cards} service cards`,
+        );
+        assert.ok(nodes < 5000, `${nodes} elements in the DOM`);
+        assert.ok(cards < serviceCount, `${cards} of ${serviceCount} service cards drawn before any scrolling`);
+        // Generous bounds for a loaded machine (the old page took 19.6 s at 40k): the targets are measured, not asserted.
+        assert.ok(firstPaintMs < Math.max(8000, SCALE / 4), `first paint took ${firstPaintMs} ms`);
 
         // A click opens one service: its rows, and nothing else, join the DOM.
         const clickMs = await p.evaluate(async (name) => {
@@ -423,7 +434,7 @@ describe(
           if (!toggle) throw new Error(`no toggle for ${name}`);
           const clicked = performance.now();
           toggle.click();
-          await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+          await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0))); // the frame that shows it
           return performance.now() - clicked;
         }, svc(1));
         assert.equal(await p.locator(`[data-service="${svc(1)}"] [data-instance]`).count(), PER_SERVICE);
@@ -433,6 +444,7 @@ describe(
         let changed = Date.now();
         await register(svc(1), 'i-new', { address: '10.255.0.1', port: 9090, tags: ['canary'], ttl: 0 });
         await p.locator(row(`${svc(1)}/i-new`)).waitFor();
+        await nextFrame(p);
         const changeMs = Date.now() - changed;
         changed = Date.now();
         assert.equal((await api('DELETE', `/services/${svc(1)}/instances/i-007`)).status, 204);
@@ -489,14 +501,7 @@ describe(
         await p.locator('#more-services').scrollIntoViewIfNeeded();
         await p.waitForFunction((n) => document.querySelectorAll('[data-service]').length > n, cards);
 
-        t.diagnostic(
-          `${SCALE} instances, ${serviceCount} services: first paint ${firstPaintMs} ms, idle call ${idleCallMs} ms, ` +
-            `${nodes} elements, ${cards} cards; open ${clickMs.toFixed(1)} ms; change ${changeMs} ms, removal ${removeMs} ms; filter ${filterMs} ms`,
-        );
-        assert.ok(nodes < 5000, `${nodes} elements in the DOM`);
-        assert.ok(cards < serviceCount, `${cards} of ${serviceCount} service cards drawn before any scrolling`);
-        // Generous bounds for a loaded CI machine; the targets are measured, not asserted.
-        assert.ok(firstPaintMs < Math.max(5000, SCALE / 4), `first paint took ${firstPaintMs} ms`);
+        t.diagnostic(`open ${clickMs.toFixed(1)} ms; change ${changeMs} ms, removal ${removeMs} ms; filter ${filterMs} ms`);
         assert.ok(clickMs < 1000, `opening a service took ${clickMs} ms`);
         assert.ok(changeMs < 5000, `a change took ${changeMs} ms to show`);
         assert.deepEqual(errors, []);
