@@ -460,6 +460,16 @@ describe(
         await p.waitForFunction((name) => document.querySelector(`[data-service="${name}"] .count`)?.textContent === '51', svc(2));
         assert.equal(await p.locator(`[data-service="${svc(2)}"] [data-instance]`).count(), 0, 'a closed service draws no rows');
 
+        // A new service takes its sorted place in the page of cards; an emptied one leaves it.
+        const cardNames = () => p.locator('[data-service]').evaluateAll((els) => els.map((e) => e.getAttribute('data-service')));
+        const before = await cardNames();
+        await register('fleet-00005', 'only', { address: '10.255.0.3', port: 9090, ttl: 0 });
+        await p.locator('[data-service="fleet-00005"]').waitFor();
+        assert.deepEqual(await cardNames(), [...before.slice(0, 2), 'fleet-00005', ...before.slice(2, -1)], 'the last card makes room');
+        assert.equal((await api('DELETE', '/services/fleet-00005/instances/only')).status, 204);
+        await p.locator('[data-service="fleet-00005"]').waitFor({ state: 'detached' });
+        assert.deepEqual(await cardNames(), before, 'the card that made room comes back');
+
         // A service larger than a page: its rows are a sorted window that follows changes, more on demand.
         const bigIds = () =>
           p.locator('[data-service="big"] [data-instance]').evaluateAll((els) => els.map((e) => e.getAttribute('data-instance')?.slice(4)));
