@@ -1,9 +1,7 @@
 // The live dashboard (`GET /`) in a real headless Chromium against the real gateway
 // (embedded store): it connects, follows registrations, status changes and removals
 // over SSE without a reload, shows service data as text only, asks for a token on
-// 401, resumes a broken stream from the last event id, and stays small and quick
-// with a fleet's worth of instances (DASHBOARD_SCALE_INSTANCES=100000 measures the
-// fleet-size targets by hand; the numbers are printed as test diagnostics).
+// 401 and resumes a broken stream from the last event id.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,8 +18,6 @@ const IN_CI = process.env.CI === 'true';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
 const SCREENSHOT = path.join(ROOT, 'test-output', 'dashboard.png');
 const WAIT = 10_000;
-const SCALE = Number(process.env.DASHBOARD_SCALE_INSTANCES ?? 20_000);
-const PER_SERVICE = 50;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -83,8 +79,6 @@ describe(
     }
     const row = (key: string) => `[data-instance="${key}"]`;
     const connState = (p: Page) => p.locator('#conn-state').textContent();
-    // Resolves once the page has produced a frame: what a person sees, layout and paint included.
-    const nextFrame = (p: Page) => p.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0))));
     async function waitLive(p: Page): Promise<void> {
       await p.waitForFunction(() => document.getElementById('conn-state')?.textContent === 'live', null, { timeout: WAIT });
     }
@@ -352,171 +346,5 @@ describe(
         await ctx.close();
       }
     });
-
-    it(
-      `shows ${SCALE} instances as service counts first, draws rows on open and follows changes in place`,
-      { timeout: 150_000 },
-      async (t) => {
-        await page.close(); // it would follow every registration below for nothing
-        const serviceCount = Math.ceil(SCALE / PER_SERVICE);
-        const svc = (i: number) => `fleet-${String(i).padStart(4, '0')}`;
-        const ops = [];
-        // One service larger than a page of rows; it sorts first.
-        for (let k = 0; k < 450; k++) {
-          ops.push({
-            service: 'big',
-            id: `b-${String(k).padStart(3, '0')}`,
-            address: `10.254.${k >> 8}.${k & 255}`,
-            port: 8080,
-            tags: [],
-            metadata: {},
-            ttl: 0,
-          });
-        }
-        for (let i = 0; i < SCALE; i++) {
-          const s = Math.floor(i / PER_SERVICE);
-          const j = i % PER_SERVICE;
-          ops.push({
-            service: svc(s),
-            id: `i-${String(j).padStart(3, '0')}`,
-            address: `10.${s >> 8}.${s & 255}.${j + 1}`,
-            port: 8080,
-            tags: ['http'],
-            metadata: { zone: `z${j % 3}` },
-            ttl: 0,
-          });
-        }
-        const batches: (typeof ops)[] = [];
-        for (let i = 0; i < ops.length; i += 128) batches.push(ops.slice(i, i + 128));
-        const filled = Date.now();
-        const sendNext = async (): Promise<void> => {
-          for (let b = batches.pop(); b; b = batches.pop()) {
-            const res = await api('POST', '/batch', { register: b });
-            assert.equal(res.status, 200, await res.text());
-          }
-        };
-        await Promise.all([sendNext(), sendNext(), sendNext(), sendNext()]);
-        t.diagnostic(`filled ${SCALE} instances in ${Date.now() - filled} ms`);
-
-        assert.ok(context);
-        const p = await context.newPage();
-        const errors: string[] = [];
-        p.on('pageerror', (e) => errors.push(e.message));
-        const started = Date.now();
-        await p.goto(base + '/');
-        await p.waitForFunction(
-          ([first, n]) => {
-            const shown = /(\d+) instances/.exec(document.getElementById('summary')?.textContent ?? '');
-            return shown !== null && Number(shown[1]) >= n && document.querySelector(`[data-service="${first}"]`) !== null;
-          },
-          [svc(0), SCALE] as const,
-          { timeout: 60_000 },
-        );
-        await nextFrame(p);
-        const firstPaintMs = Date.now() - started;
-        const evalStarted = Date.now();
-        await p.evaluate(() => 1);
-        const idleCallMs = Date.now() - evalStarted;
-        const nodes = await p.evaluate(() => document.getElementsByTagName('*').length);
-        const cards = await p.locator('[data-service]').count();
-        t.diagnostic(
-          `${SCALE} instances, ${serviceCount} services: first paint ${firstPaintMs} ms, then a script call waited ${idleCallMs} ms; ` +
-            `${nodes} elements, ${cards} service cards`,
-        );
-        assert.ok(nodes < 5000, `${nodes} elements in the DOM`);
-        assert.ok(cards < serviceCount, `${cards} of ${serviceCount} service cards drawn before any scrolling`);
-        // Generous bounds for a loaded machine (the old page took 19.6 s at 40k): the targets are measured, not asserted.
-        assert.ok(firstPaintMs < Math.max(8000, SCALE / 4), `first paint took ${firstPaintMs} ms`);
-
-        // A click opens one service: its rows, and nothing else, join the DOM.
-        const clickMs = await p.evaluate(async (name) => {
-          const toggle = document.querySelector<HTMLButtonElement>(`[data-service="${name}"] button.toggle`);
-          if (!toggle) throw new Error(`no toggle for ${name}`);
-          const clicked = performance.now();
-          toggle.click();
-          await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0))); // the frame that shows it
-          return performance.now() - clicked;
-        }, svc(1));
-        assert.equal(await p.locator(`[data-service="${svc(1)}"] [data-instance]`).count(), PER_SERVICE);
-        assert.equal(await p.locator('[data-instance]').count(), PER_SERVICE, 'only the opened service has rows');
-
-        // Changes: a row joins and a row leaves the open service; a closed service's count follows.
-        let changed = Date.now();
-        await register(svc(1), 'i-new', { address: '10.255.0.1', port: 9090, tags: ['canary'], ttl: 0 });
-        await p.locator(row(`${svc(1)}/i-new`)).waitFor();
-        await nextFrame(p);
-        const changeMs = Date.now() - changed;
-        changed = Date.now();
-        assert.equal((await api('DELETE', `/services/${svc(1)}/instances/i-007`)).status, 204);
-        await p.locator(row(`${svc(1)}/i-007`)).waitFor({ state: 'detached' });
-        const removeMs = Date.now() - changed;
-        const rowIds = await p
-          .locator(`[data-service="${svc(1)}"] [data-instance]`)
-          .evaluateAll((els) => els.map((e) => e.getAttribute('data-instance')?.split('/')[1]));
-        assert.equal(rowIds.length, PER_SERVICE);
-        assert.deepEqual(rowIds, [...rowIds].sort(), 'rows stay sorted by id');
-        assert.equal(await p.locator(`[data-service="${svc(1)}"] .count`).textContent(), String(PER_SERVICE));
-        await register(svc(2), 'i-new', { address: '10.255.0.2', port: 9090, ttl: 0 });
-        await p.waitForFunction((name) => document.querySelector(`[data-service="${name}"] .count`)?.textContent === '51', svc(2));
-        assert.equal(await p.locator(`[data-service="${svc(2)}"] [data-instance]`).count(), 0, 'a closed service draws no rows');
-
-        // A new service takes its sorted place in the page of cards; an emptied one leaves it.
-        const cardNames = () => p.locator('[data-service]').evaluateAll((els) => els.map((e) => e.getAttribute('data-service')));
-        const before = await cardNames();
-        await register('fleet-00005', 'only', { address: '10.255.0.3', port: 9090, ttl: 0 });
-        await p.locator('[data-service="fleet-00005"]').waitFor();
-        assert.deepEqual(await cardNames(), [...before.slice(0, 2), 'fleet-00005', ...before.slice(2, -1)], 'the last card makes room');
-        assert.equal((await api('DELETE', '/services/fleet-00005/instances/only')).status, 204);
-        await p.locator('[data-service="fleet-00005"]').waitFor({ state: 'detached' });
-        assert.deepEqual(await cardNames(), before, 'the card that made room comes back');
-
-        // A service larger than a page: its rows are a sorted window that follows changes, more on demand.
-        const bigIds = () =>
-          p.locator('[data-service="big"] [data-instance]').evaluateAll((els) => els.map((e) => e.getAttribute('data-instance')?.slice(4)));
-        const bigRowsAre = (n: number) =>
-          p.waitForFunction((k) => document.querySelectorAll('[data-service="big"] [data-instance]').length === k, n);
-        await p.locator('[data-service="big"] button.toggle').click();
-        await bigRowsAre(200);
-        assert.match((await p.locator('[data-service="big"] [data-more-rows]').textContent()) ?? '', /200 of 450/);
-        await register('big', 'b-0005', { address: '10.254.9.9', port: 8080, ttl: 0 });
-        await p.locator(row('big/b-0005')).waitFor();
-        let ids = await bigIds();
-        assert.deepEqual(
-          [ids.length, ids[0], ids[1], ids.at(-1)],
-          [200, 'b-000', 'b-0005', 'b-198'],
-          'the window keeps its size and order',
-        );
-        assert.equal((await api('DELETE', '/services/big/instances/b-000')).status, 204);
-        await p.locator(row('big/b-000')).waitFor({ state: 'detached' });
-        ids = await bigIds();
-        assert.deepEqual([ids.length, ids[0], ids.at(-1)], [200, 'b-0005', 'b-199'], 'a removal pulls the next row in');
-        await p.locator('[data-service="big"] [data-more-rows]').click();
-        await bigRowsAre(400);
-        assert.equal((await bigIds()).at(-1), 'b-399');
-        await p.locator('[data-service="big"] button.toggle').click();
-        await bigRowsAre(0);
-
-        const last = svc(serviceCount - 1);
-        const filterStarted = Date.now();
-        await p.fill('#filter', last);
-        await p.waitForFunction((name) => {
-          const shown = document.querySelectorAll('[data-service]');
-          return shown.length === 1 && shown[0]?.getAttribute('data-service') === name;
-        }, last);
-        const filterMs = Date.now() - filterStarted;
-        await p.fill('#filter', '');
-        await p.waitForFunction((n) => document.querySelectorAll('[data-service]').length === n, cards);
-        await p.screenshot({ path: path.join(ROOT, 'test-output', 'dashboard-scale.png') });
-        // Scrolling to the end of the list draws the next page of services.
-        await p.locator('#more-services').scrollIntoViewIfNeeded();
-        await p.waitForFunction((n) => document.querySelectorAll('[data-service]').length > n, cards);
-
-        t.diagnostic(`open ${clickMs.toFixed(1)} ms; change ${changeMs} ms, removal ${removeMs} ms; filter ${filterMs} ms`);
-        assert.ok(clickMs < 1000, `opening a service took ${clickMs} ms`);
-        assert.ok(changeMs < 5000, `a change took ${changeMs} ms to show`);
-        assert.deepEqual(errors, []);
-        await p.close();
-      },
-    );
   },
 );
