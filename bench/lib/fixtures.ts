@@ -39,7 +39,11 @@ export async function registerByBatch(
   for (let i = 0; i < items.length; i += perBatch) batches.push(items.slice(i, i + perBatch));
   await pool(batches, parallel, async (batch, b) => {
     const register = batch.map((x) => ({ service: x.service, id: x.id, ...x.input }));
-    const res = await fetch(`${gateway}/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ register }) });
+    const res = await fetch(`${gateway}/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ register }),
+    });
     if (res.status !== 200) throw new Error(`POST /batch answered ${res.status}: ${await res.text()}`);
     await res.arrayBuffer();
     done[b] = true;
@@ -59,19 +63,38 @@ export async function loadDirect(etcd: Etcd3, fromService: number, services: num
     const service = serviceName(s);
     for (let i = 0; i < perService; i++) {
       const id = instanceId(i);
-      puts.push({ key: keys.instance(service, id), value: encodeRecord(toRecord(service, id, instanceInput(s * perService + i, 0), registeredAt)) });
+      puts.push({
+        key: keys.instance(service, id),
+        value: encodeRecord(toRecord(service, id, instanceInput(s * perService + i, 0), registeredAt)),
+      });
     }
   }
   const txns: (typeof puts)[] = [];
   for (let i = 0; i < puts.length; i += 128) txns.push(puts.slice(i, i + 128));
   await pool(txns, 8, (ops) =>
-    etcd.kv.txn({ compare: [], success: ops.map((p) => ({ request_put: { key: Buffer.from(p.key), value: Buffer.from(p.value) } })), failure: [] }),
+    etcd.kv.txn({
+      compare: [],
+      success: ops.map((p) => ({ request_put: { key: Buffer.from(p.key), value: Buffer.from(p.value) } })),
+      failure: [],
+    }),
   );
 }
 
 /** The record the gateway would store for this registration. */
 export function toRecord(service: string, id: string, input: InstanceInput, registeredAt = new Date().toISOString()): Instance {
-  return { service, id, address: input.address, port: input.port, tags: input.tags ?? [], metadata: input.metadata ?? {}, weight: input.weight ?? 100, status: input.status ?? 'up', ttl: input.ttl ?? 0, registeredAt, revision: 0 };
+  return {
+    service,
+    id,
+    address: input.address,
+    port: input.port,
+    tags: input.tags ?? [],
+    metadata: input.metadata ?? {},
+    weight: input.weight ?? 100,
+    status: input.status ?? 'up',
+    ttl: input.ttl ?? 0,
+    registeredAt,
+    revision: 0,
+  };
 }
 
 export const serviceName = (s: number) => `svc-${String(s).padStart(5, '0')}`;
