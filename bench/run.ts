@@ -1,4 +1,4 @@
-// npm run bench [-- --only discovery,writes] [--quick] [--rounds N] [--wrk-threads N] [--profile] [--md] [--disk]
+// npm run bench [-- --only discovery,writes] [--quick] [--rounds N] [--duration S] [--wrk-threads N] [--profile|--cpu-prof] [--md] [--disk]
 //
 // Runs each scenario against a fresh etcd (one member, or three for the
 // cluster scenarios) and gateway child processes on loopback, side by side
@@ -9,7 +9,7 @@
 // way out, failures and signals included. etcd keeps its data in /dev/shm
 // unless --disk: fsync latency of a shared VM disk would otherwise decide
 // every write number (both sides use the same etcd).
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +36,7 @@ interface Args {
   only: string[];
   quick: boolean;
   rounds: number;
+  durationS: number | undefined;
   wrkThreads: number;
   profile: boolean;
   md: boolean;
@@ -43,7 +44,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { only: [], quick: false, rounds: 0, wrkThreads: 1, profile: false, md: false, disk: false };
+  const args: Args = { only: [], quick: false, rounds: 0, durationS: undefined, wrkThreads: 1, profile: false, md: false, disk: false };
   const count = (a: string, v: string | undefined) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${a} needs a whole number ≥ 1`);
@@ -54,7 +55,8 @@ function parseArgs(argv: string[]): Args {
     if (a === '--quick') args.quick = true;
     else if (a === '--rounds') args.rounds = count(a, argv[++i]);
     else if (a === '--wrk-threads') args.wrkThreads = count(a, argv[++i]);
-    else if (a === '--profile') args.profile = true;
+    else if (a === '--profile' || a === '--cpu-prof') args.profile = true;
+    else if (a === '--duration') args.durationS = count(a, argv[++i]);
     else if (a === '--md') args.md = true;
     else if (a === '--disk') args.disk = true;
     else if (a === '--only' || a.startsWith('--only=')) {
@@ -67,7 +69,7 @@ function parseArgs(argv: string[]): Args {
       );
     } else if (a === '--help' || a === '-h') {
       console.log(
-        `usage: npm run bench -- [--only ${SCENARIOS.map((s) => s.name).join(',')}] [--quick] [--rounds N] [--wrk-threads N] [--profile] [--md] [--disk]`,
+        `usage: npm run bench -- [--only ${SCENARIOS.map((s) => s.name).join(',')}] [--quick] [--rounds N] [--duration S] [--wrk-threads N] [--profile|--cpu-prof] [--md] [--disk]`,
       );
       process.exit(0);
     } else {
@@ -82,12 +84,10 @@ function parseArgs(argv: string[]): Args {
 }
 
 function machine() {
+  // Read stdout and stderr whatever the exit status: `wrk --version` exits 1.
   const version = (cmd: string, args: string[], re: RegExp) => {
-    try {
-      return re.exec(execFileSync(cmd, args, { encoding: 'utf8' }))?.[1] ?? 'unknown';
-    } catch {
-      return 'unknown';
-    }
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    return re.exec(`${r.stdout ?? ''}${r.stderr ?? ''}`)?.[1] ?? 'unknown';
   };
   const model = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
   const pkg = (name: string) => (JSON.parse(readFileSync(`node_modules/${name}/package.json`, 'utf8')) as { version: string }).version;
@@ -113,6 +113,7 @@ async function runScenario(s: Scenario, args: Args, profDir: string | undefined)
     log(`etcd at ${etcd.endpoints.join(', ')}`);
     const ctx = {
       quick: args.quick,
+      durationS: args.durationS,
       rounds: args.rounds,
       wrkThreads: args.wrkThreads,
       etcd: etcd.endpoints[0]!,

@@ -27,6 +27,8 @@ export interface ScenarioResult {
 
 export interface ScenarioContext {
   quick: boolean;
+  /** --duration: seconds of each measured run, instead of the scenario's own (for profiling one path longer). */
+  durationS?: number;
   /** Measured rounds per comparison (the median is reported). */
   rounds: number;
   /** wrk threads per run (1 loads the machine least: see BENCHMARKS.md). */

@@ -13,7 +13,13 @@ const CLK_TCK = 100;
 
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const p of live) if (p.pid) process.kill(-p.pid, 'SIGKILL');
+  for (const p of live) {
+    try {
+      if (p.pid) process.kill(-p.pid, 'SIGKILL'); // sh and wrk: the group spawn() made (detached)
+    } catch {
+      // already gone
+    }
+  }
 });
 
 /** Install Debian's wrk when it is missing (as scripts/test.sh installs the test tools). */

@@ -19,7 +19,7 @@ export const discovery: Scenario = {
   name: 'discovery',
   title: '1. Cached discovery (GET /services/{name}, 10 instances, 50 connections, wrk)',
   async run(ctx) {
-    const durationS = ctx.quick ? 5 : 10;
+    const durationS = ctx.durationS ?? (ctx.quick ? 5 : 10);
     const warmS = ctx.quick ? 1 : 3;
     const children: Child[] = [];
     try {

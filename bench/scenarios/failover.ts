@@ -40,6 +40,7 @@ export const failover: Scenario = {
       ctx.log(`${INSTANCES} instances registered in ${Math.max(...registerS).toFixed(1)} s`);
 
       const load = Promise.all(fleets.map((f) => pacedHeartbeats(f, rate / fleets.length, durationS, CONNECTIONS, ctx.wrkThreads)));
+      load.catch(() => {}); // its failure is thrown by `await load` below, not as an unhandled rejection meanwhile
       await sleep(killAtS * 1000);
       const killedAt = performance.now();
       await ctx.cluster.kill(leader);

@@ -27,7 +27,7 @@ export const follower: Scenario = {
   title: `6. Heartbeats through a follower vs the leader (3-member cluster, ${INSTANCES} instances, ${CONNECTIONS} connections)`,
   members: 3,
   async run(ctx) {
-    const durationS = ctx.quick ? 5 : 8;
+    const durationS = ctx.durationS ?? (ctx.quick ? 5 : 8);
     const leader = await ctx.cluster.leaderIndex();
     const other = (leader + 1) % ctx.cluster.endpoints.length;
     const onLeader = await startGateway({ etcd: ctx.cluster.endpoints[leader]!, cpuProfDir: ctx.cpuProfDir });

@@ -20,7 +20,7 @@ export const heartbeats: Scenario = {
   name: 'heartbeats',
   title: `5. Heartbeat load (${INSTANCES / 1000}k instances, TTL ${TTL} s, renewed every ${PERIOD_S.toFixed(1)} s)`,
   async run(ctx) {
-    const durationS = ctx.quick ? 10 : 30;
+    const durationS = ctx.durationS ?? (ctx.quick ? 10 : 30);
     const rate = Math.round(INSTANCES / PERIOD_S);
     const gw = await startGateway({ etcd: ctx.etcd, cpuProfDir: ctx.cpuProfDir });
     try {

@@ -15,7 +15,7 @@ export const sizes: Scenario = {
   name: 'sizes',
   title: '2. Size independence (discovery with 1k / 10k / 100k instances)',
   async run(ctx) {
-    const duration = ctx.quick ? 2 : 5;
+    const duration = ctx.durationS ?? (ctx.quick ? 2 : 5);
     const etcd = new Etcd3({ hosts: ctx.etcd, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
     const measured: { size: number; p99: number; p50: number; rps: number; rss: number; readyMs: number }[] = [];
     try {

@@ -63,7 +63,7 @@ export const writes: Scenario = {
   name: 'writes',
   title: `3. Writes (gateway via wrk vs raw etcd3 client, ${CONCURRENCY} concurrent)`,
   async run(ctx) {
-    const durationS = ctx.quick ? 5 : 8;
+    const durationS = ctx.durationS ?? (ctx.quick ? 5 : 8);
     const warmS = ctx.quick ? 1 : 2;
     const raw = new RawEtcd(ctx.etcd);
     const gw = await startGateway({ etcd: ctx.etcd, cpuProfDir: ctx.cpuProfDir });
