@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { startBenchEtcd, type BenchEtcd } from './lib/etcd.ts';
 import { ensureBuilt, logsDir } from './lib/procs.ts';
 import { summarizeProfiles } from './lib/profile.ts';
-import { markdownTable, textTable, type Scenario, type ScenarioResult } from './lib/table.ts';
+import { markdownTable, targetsSummary, textTable, type Scenario, type ScenarioResult } from './lib/table.ts';
 import { ensureWrk, WRK } from './lib/wrk.ts';
 import { discovery } from './scenarios/discovery.ts';
 import { failover } from './scenarios/failover.ts';
@@ -147,7 +147,7 @@ function writeMarkdown(results: ScenarioResult[], info: ReturnType<typeof machin
       ? ['', '**Measured under load**: the machine was busy with other work during this run; absolute numbers are noisy, ratios less so.']
       : []),
     '',
-    results.map(markdownTable).join('\n\n'),
+    [targetsSummary(results), ...results].map(markdownTable).join('\n\n'),
     '',
     MD_END,
   ].join('\n');
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
   const results: ScenarioResult[] = [];
   for (const s of chosen) results.push(await runScenario(s, args, profDir));
 
-  console.log(`\n${results.map(textTable).join('\n\n')}\n`);
+  console.log(`\n${[...results, targetsSummary(results)].map(textTable).join('\n\n')}\n`);
   const failed = results.flatMap((r) => r.rows.filter((row) => row.pass === false).map((row) => `${r.name}: ${row.metric.trim()}`));
   const errors = results.filter((r) => r.error).map((r) => r.name);
   console.log(

@@ -141,3 +141,12 @@ export function markdownTable(result: ScenarioResult): string {
   if (result.notes.length) out.push('', ...result.notes.map((n) => `- ${n}`));
   return out.join('\n');
 }
+
+/** Every row with a pass/fail target, over all scenarios: the run's verdict at a glance (shown first). */
+export function targetsSummary(results: ScenarioResult[]): ScenarioResult {
+  const rows = results.flatMap((r) =>
+    r.rows.filter((row) => row.pass !== undefined).map((row) => ({ ...row, metric: `${r.name}: ${row.metric.trim()}` })),
+  );
+  const failed = results.filter((r) => r.error).map((r) => `${r.name} failed (no rows): ${r.error}`);
+  return { name: 'targets', title: 'Targets', rows, seconds: results.reduce((s, r) => s + r.seconds, 0), notes: failed };
+}
