@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import * as prettier from 'prettier';
 import { startBenchEtcd, type BenchEtcd } from './lib/etcd.ts';
 import { ensureBuilt, logsDir } from './lib/procs.ts';
 import { summarizeProfiles } from './lib/profile.ts';
@@ -132,7 +133,7 @@ async function runScenario(s: Scenario, args: Args, profDir: string | undefined)
   return result;
 }
 
-function writeMarkdown(results: ScenarioResult[], info: ReturnType<typeof machine>, args: Args, busy: boolean): void {
+async function writeMarkdown(results: ScenarioResult[], info: ReturnType<typeof machine>, args: Args, busy: boolean): Promise<void> {
   const md = readFileSync(MD_FILE, 'utf8');
   const from = md.indexOf(MD_START);
   const to = md.indexOf(MD_END);
@@ -151,7 +152,9 @@ function writeMarkdown(results: ScenarioResult[], info: ReturnType<typeof machin
     '',
     MD_END,
   ].join('\n');
-  writeFileSync(MD_FILE, md.slice(0, from) + block + md.slice(to + MD_END.length));
+  // Formatted as CI's prettier check wants it (tables aligned).
+  const text = md.slice(0, from) + block + md.slice(to + MD_END.length);
+  writeFileSync(MD_FILE, await prettier.format(text, { ...(await prettier.resolveConfig(MD_FILE)), filepath: MD_FILE }));
 }
 
 async function main(): Promise<void> {
@@ -190,7 +193,7 @@ async function main(): Promise<void> {
   console.log(`results: ${RESULTS_DIR}/bench-${stamp}.json${profDir ? `; CPU profiles of the gateway: ${profDir}` : ''}`);
   if (profDir) console.log(`\n${summarizeProfiles(profDir)}`);
   if (args.md || (!args.quick && !args.only.length)) {
-    writeMarkdown(results, info, args, busy);
+    await writeMarkdown(results, info, args, busy);
     console.log(`results section of ${MD_FILE} updated`);
   }
   process.exitCode = errors.length ? 1 : 0;
