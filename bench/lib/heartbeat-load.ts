@@ -20,11 +20,15 @@ const serviceOf = (f: Fleet, i: number) => serviceName(f.serviceOffset + (i % f.
 
 /**
  * Registers the fleet (128 per /batch, 8 in flight) while a Node loop in this
- * process renews the instances registered so far at `ratePerS`, round robin
- * (not measured: it only keeps early instances alive until wrk takes over).
- * Resolves the seconds registration took.
+ * process keeps the renewal schedule (not measured: it keeps instances alive
+ * until wrk takes over). The schedule is the one wrk continues: slot k, at
+ * k / ratePerS seconds, renews instance k mod count, so every instance is
+ * renewed every count / ratePerS seconds; a slot whose instance is not
+ * registered yet is skipped (its next slot comes within one period of its
+ * registration). Resolves the seconds registration took and the slot wrk
+ * starts at.
  */
-export async function registerRenewing(f: Fleet, ratePerS: number): Promise<number> {
+export async function registerRenewing(f: Fleet, ratePerS: number): Promise<{ seconds: number; startAt: number }> {
   const items = Array.from({ length: f.count }, (_, i) => ({
     service: serviceOf(f, i),
     id: instanceId(i),
@@ -32,13 +36,13 @@ export async function registerRenewing(f: Fleet, ratePerS: number): Promise<numb
   }));
   let registered = 0;
   let registering = true;
+  let slot = 0;
+  const t0 = performance.now();
   const renew = async () => {
-    const tickMs = 50;
-    let next = 0;
     while (registering) {
-      const t = performance.now();
-      const due = Math.min(registered, Math.round((ratePerS * tickMs) / 1000));
-      const batch = Array.from({ length: due }, () => items[next++ % registered]!);
+      const due = Math.floor(((performance.now() - t0) / 1000) * ratePerS);
+      const batch: (typeof items)[number][] = [];
+      for (; slot < due; slot++) if (slot % f.count < registered) batch.push(items[slot % f.count]!);
       await Promise.all(
         batch.map((x) =>
           fetch(`${f.gateway}/services/${x.service}/instances/${x.id}/heartbeat`, { method: 'PUT' }).then(
@@ -47,10 +51,9 @@ export async function registerRenewing(f: Fleet, ratePerS: number): Promise<numb
           ),
         ),
       );
-      await sleep(Math.max(0, tickMs - (performance.now() - t)));
+      await sleep(20);
     }
   };
-  const t0 = performance.now();
   const renewing = renew();
   try {
     await registerByBatch(f.gateway, items, 8, (prefix) => (registered = prefix));
@@ -58,15 +61,22 @@ export async function registerRenewing(f: Fleet, ratePerS: number): Promise<numb
     registering = false;
     await renewing;
   }
-  return (performance.now() - t0) / 1000;
+  return { seconds: (performance.now() - t0) / 1000, startAt: slot % f.count };
 }
 
 /** The fleet's renewals at `ratePerS` for `durationS`, through wrk (paced, not saturating). */
-export function pacedHeartbeats(f: Fleet, ratePerS: number, durationS: number, connections: number, threads: number): Promise<WrkStats> {
+export function pacedHeartbeats(
+  f: Fleet,
+  ratePerS: number,
+  startAt: number,
+  durationS: number,
+  connections: number,
+  threads: number,
+): Promise<WrkStats> {
   return wrk({
     url: f.gateway,
     script: 'heartbeat.lua',
-    args: { count: f.count, services: f.services, service_offset: f.serviceOffset, rate: ratePerS },
+    args: { count: f.count, services: f.services, service_offset: f.serviceOffset, rate: ratePerS, start: startAt },
     connections,
     threads,
     durationS,

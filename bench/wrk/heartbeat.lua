@@ -2,7 +2,7 @@
 -- instances (ids i-000000 …); thread t of n starts at t and steps by n, so the
 -- threads share the work without renewing the same instance twice in a row.
 --   args: count=N (service=NAME | services=S [service_offset=O]: instance k is in svc-<O + k mod S>)
---         [threads=n] [rate=R: at most R heartbeats/s over all threads, see below]
+--         [threads=n] [start=K: begin at instance K] [rate=R: at most R heartbeats/s over all threads, see below]
 --
 -- With `rate`, requests are paced to a schedule instead of saturating: each
 -- request takes the thread's next time slot (1/(R/n) s apart) and its
@@ -23,7 +23,7 @@ function init(args)
   service = opts.service
   offset = tonumber(opts.service_offset or "0")
   step = tonumber(opts.threads or "1")
-  k = thread_index or 0
+  k = tonumber(opts.start or "0") + (thread_index or 0)
   wrk.method = "PUT"
   if opts.rate then pace(tonumber(opts.rate) / step) end
 end
