@@ -2,7 +2,7 @@
 // shares an event loop, and costs a fraction of the CPU per request that a
 // Node generator would). Each run uses a script of bench/wrk/ whose done()
 // prints one JSON line; answers with an unexpected status are errors.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { LoadStats } from './load.ts';
 
@@ -22,24 +22,21 @@ process.once('exit', () => {
   }
 });
 
-/** Install Debian's wrk when it is missing (as scripts/test.sh installs the test tools). */
+const runnable = (bin: string) => spawnSync(bin, ['--version'], { stdio: 'ignore' }).error === undefined; // `wrk --version` exits 1
+
+/** Install Debian's wrk when it is missing (as scripts/test.sh installs the test tools: as root, else through sudo). */
 export function ensureWrk(): void {
-  try {
-    execFileSync(WRK, ['--version'], { stdio: 'ignore' });
-    return;
-  } catch (err) {
-    // wrk --version exits 1 after printing its version: only a missing binary is a problem.
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return;
-  }
-  console.log('bench: installing wrk (apt)');
-  const sudo = process.getuid?.() === 0 ? [] : ['sudo'];
-  const run = (args: string[]) =>
-    execFileSync(sudo[0] ?? args[0]!, sudo.length ? args : args.slice(1), {
-      stdio: 'inherit',
-      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    });
-  run(['apt-get', 'update', '-qq']);
-  run(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', 'wrk']);
+  if (runnable(WRK)) return;
+  if (process.env.WRK_BIN) throw new Error(`WRK_BIN=${WRK} is not runnable`);
+  console.log('bench: wrk is missing; installing it with apt');
+  const asRoot = (args: string[]) => {
+    const [cmd, ...rest] = process.getuid?.() === 0 ? args : ['sudo', ...args];
+    const r = spawnSync(cmd!, rest, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    if (r.error || r.status !== 0) throw new Error(`${[cmd, ...rest].join(' ')} failed: install wrk (Debian package "wrk") or set WRK_BIN`);
+  };
+  asRoot(['apt-get', 'update', '-qq']);
+  asRoot(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', 'wrk']);
+  if (!runnable(WRK)) throw new Error('wrk still not runnable after apt-get install wrk');
 }
 
 export interface WrkOptions {
