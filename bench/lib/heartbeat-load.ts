@@ -1,7 +1,7 @@
 // A fleet heartbeating on schedule: instances registered through /batch while
-// the ones already registered are renewed (registering tens of thousands of
-// leases can take longer than one TTL), then renewals paced by wrk
-// (heartbeat.lua with rate=) for the measured part. Shared by the
+// a Node loop keeps the renewal schedule (registering tens of thousands of
+// leases can take longer than one TTL), then wrk continues the same schedule
+// (heartbeat.lua with rate= and start=) for the measured part. Shared by the
 // single-gateway heartbeat load and the cluster failover scenario.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { instanceId, instanceInput, registerByBatch, serviceName } from './fixtures.ts';

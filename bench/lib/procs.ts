@@ -164,7 +164,8 @@ export async function startBaseline(bodyFile: string): Promise<Child> {
   }
 }
 
-const CLK_TCK = (() => {
+/** Clock ticks per second, the unit of the CPU times in /proc/<pid>/stat. */
+export const CLK_TCK = (() => {
   try {
     return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
   } catch {

@@ -5,11 +5,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { LoadStats } from './load.ts';
+import { CLK_TCK } from './procs.ts';
 
 export const WRK = process.env.WRK_BIN ?? 'wrk';
 const SCRIPTS = new URL('../wrk/', import.meta.url).pathname;
-/** sysconf(_SC_CLK_TCK) is 100 on every Linux we run on; the /proc/<pid>/stat times are in these ticks. */
-const CLK_TCK = 100;
 
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
