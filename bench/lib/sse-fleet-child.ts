@@ -7,7 +7,7 @@
 //   parent -> { type: 'open', group, port, paths, ... }   open one stream per path
 //   child  -> { type: 'opened', group, ok, failed }        every stream of the group got its first snapshot (or failed)
 //   parent -> { type: 'status', want }                     want: path -> revision a stream must have received
-//   child  -> { type: 'status', connected, resumed, caughtUp }
+//   child  -> { type: 'status', connected, resumed, caughtUp }  resumed: connected again after a drop
 //   parent -> { type: 'collect' }
 //   child  -> { type: 'collected', streams }               per stream: change ids, receipt times, reconnections
 import net from 'node:net';
@@ -26,6 +26,7 @@ class Stream {
   connects = 0;
   drops = 0;
   non200 = 0;
+  ok200 = 0;
   snapshots = 0;
   snapshotsOnResume = 0;
   snapshotId = NaN;
@@ -112,6 +113,7 @@ class Stream {
         return;
       }
       this.inBody = true;
+      this.ok200++;
       if (this.connects > 1) this.resumedAt = this.receivedAt;
       i = end + 4 - this.head.length;
       this.head = '';
@@ -241,7 +243,7 @@ class Stream {
   }
 
   collect(): CollectedStream {
-    const { path, ids, times, connects, drops, non200, snapshots, snapshotsOnResume, snapshotId, snapshotAt, snapshotBytes } = this;
+    const { path, ids, times, connects, drops, non200, ok200, snapshots, snapshotsOnResume, snapshotId, snapshotAt, snapshotBytes } = this;
     return {
       path,
       ids,
@@ -249,6 +251,7 @@ class Stream {
       connects,
       drops,
       non200,
+      ok200,
       snapshots,
       snapshotsOnResume,
       snapshotId,
@@ -298,7 +301,7 @@ process.on('message', (msg: ToChild) => {
     let caughtUp = 0;
     for (const s of streams) {
       if (s.connected) connected++;
-      if (!Number.isNaN(s.resumedAt)) resumed++;
+      if (s.connected && s.connects > 1) resumed++;
       const want = msg.want?.[s.path];
       if (want !== undefined && (s.ids[s.ids.length - 1] ?? -1) >= want) caughtUp++;
     }

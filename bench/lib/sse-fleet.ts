@@ -32,6 +32,8 @@ export interface CollectedStream {
   connects: number;
   drops: number;
   non200: number;
+  /** Connections answered 200. */
+  ok200: number;
   snapshots: number;
   /** Snapshots received on a resume (a reset instead of a replay). */
   snapshotsOnResume: number;
@@ -40,6 +42,7 @@ export interface CollectedStream {
   snapshotBytes: number;
   snapshotInstances: number;
   droppedAt: number;
+  /** When the latest reconnect was answered 200 (the resume that held, if the stream is open). */
   resumedAt: number;
   /** Still connected when collected. */
   open: boolean;
