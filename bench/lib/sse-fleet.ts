@@ -48,7 +48,7 @@ export interface CollectedStream {
   open: boolean;
 }
 
-export interface FleetStatus {
+interface FleetStatus {
   connected: number;
   resumed: number;
   caughtUp: number;
