@@ -27,6 +27,7 @@ class Stream {
   drops = 0;
   non200 = 0;
   ok200 = 0;
+  bytesRead = 0;
   snapshots = 0;
   snapshotsOnResume = 0;
   snapshotId = NaN;
@@ -98,6 +99,7 @@ class Stream {
 
   private onData(buf: Buffer): void {
     this.receivedAt = now();
+    this.bytesRead += buf.length;
     let i = 0;
     if (!this.inBody) {
       const text = this.head + buf.toString('latin1');
@@ -243,7 +245,21 @@ class Stream {
   }
 
   collect(): CollectedStream {
-    const { path, ids, times, connects, drops, non200, ok200, snapshots, snapshotsOnResume, snapshotId, snapshotAt, snapshotBytes } = this;
+    const {
+      path,
+      ids,
+      times,
+      connects,
+      drops,
+      non200,
+      ok200,
+      bytesRead,
+      snapshots,
+      snapshotsOnResume,
+      snapshotId,
+      snapshotAt,
+      snapshotBytes,
+    } = this;
     return {
       path,
       ids,
@@ -252,6 +268,7 @@ class Stream {
       drops,
       non200,
       ok200,
+      bytesRead,
       snapshots,
       snapshotsOnResume,
       snapshotId,

@@ -34,9 +34,12 @@ export interface CollectedStream {
   non200: number;
   /** Connections answered 200. */
   ok200: number;
+  /** Bytes received on every connection, headers included. */
+  bytesRead: number;
   snapshots: number;
   /** Snapshots received on a resume (a reset instead of a replay). */
   snapshotsOnResume: number;
+  /** NaN (here and below) when no snapshot arrived. */
   snapshotId: number;
   snapshotAt: number;
   snapshotBytes: number;
@@ -126,7 +129,13 @@ export class SubscriberFleet {
         return answer;
       }),
     );
-    return all.flatMap((a) => a.streams);
+    // NaN crossed IPC (JSON) as null.
+    return all
+      .flatMap((a) => a.streams)
+      .map((s) => {
+        for (const [k, v] of Object.entries(s)) if (v === null) (s as unknown as Record<string, number>)[k] = NaN;
+        return s;
+      });
   }
 
   async stop(): Promise<void> {
