@@ -134,7 +134,11 @@ export const fleetSnapshots: Scenario = {
           pass: oneConnection,
         },
         { metric: '  bytes read (all of the stream)', ours: reader.bytesRead / 1e6, unit: 'MB' },
-        { metric: '  snapshot size', ours: reader.snapshotBytes / 1e6, unit: 'MB' },
+        {
+          metric: '  snapshot size (any stream that got it whole)',
+          ours: Math.max(reader.snapshotBytes, ...whole.map((s) => s.snapshotBytes)) / 1e6,
+          unit: 'MB',
+        },
         { metric: '  snapshot read in', ours: readS, unit: 's' },
         { metric: '  read rate', ours: reader.snapshotBytes / 1e6 / readS, unit: 'MB/s' },
       ];

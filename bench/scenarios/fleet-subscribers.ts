@@ -86,7 +86,7 @@ export const fleetSubscribers: Scenario = {
       ];
       ctx.note(
         `${subscribers.toLocaleString('en-US')} streams on /services/{name}/events in ${Math.ceil(subscribers / 2000)} child processes (raw HTTP/1.1 sockets, ≤ 200 connecting at once per child); ` +
-          `${services} changes (a new ttl-0 instance per service) through the same gateway at ${WRITE_RATE}/s; times are timeOrigin + now in both processes; ` +
+          `${services} changes (a new ttl-0 instance per service) through the same gateway at ${WRITE_RATE}/s; times are timeOrigin + now in both processes (the gateway publishes a change before it answers the write, so answer → receipt can be negative); ` +
           `RSS per subscriber = RSS delta (2 s after the last stream opened) ÷ streams; the gateway's descriptor limit: ${fdLimit(gw.pid)}`,
       );
       if (ctx.quick) ctx.note('--quick: a tenth of the fleet (100 services, 1,000 streams)');
