@@ -24,7 +24,6 @@ class Stream {
   readonly ids: number[] = [];
   readonly times: number[] = [];
   connects = 0;
-  drops = 0;
   non200 = 0;
   ok200 = 0;
   bytesRead = 0;
@@ -34,7 +33,6 @@ class Stream {
   snapshotAt = NaN;
   snapshotBytes = 0;
   snapshotInstances = NaN;
-  droppedAt = NaN;
   resumedAt = NaN;
   // Connection and parser state.
   private socket: net.Socket | undefined;
@@ -88,8 +86,6 @@ class Stream {
     if (stopping) return;
     if (this.snapshots === 0 && !this.group.reconnect) return this.onFirstSnapshot(false);
     if (!this.group.reconnect) return;
-    if (this.connects > 0 && Number.isNaN(this.droppedAt)) this.droppedAt = now();
-    this.drops++;
     setTimeout(() => this.connect(), this.retryMs).unref();
   }
 
@@ -245,27 +241,13 @@ class Stream {
   }
 
   collect(): CollectedStream {
-    const {
-      path,
-      ids,
-      times,
-      connects,
-      drops,
-      non200,
-      ok200,
-      bytesRead,
-      snapshots,
-      snapshotsOnResume,
-      snapshotId,
-      snapshotAt,
-      snapshotBytes,
-    } = this;
+    const { path, ids, times, connects, non200, ok200, bytesRead, snapshots, snapshotsOnResume, snapshotId, snapshotAt, snapshotBytes } =
+      this;
     return {
       path,
       ids,
       times,
       connects,
-      drops,
       non200,
       ok200,
       bytesRead,
@@ -275,7 +257,6 @@ class Stream {
       snapshotAt,
       snapshotBytes,
       snapshotInstances: this.snapshotInstances,
-      droppedAt: this.droppedAt,
       resumedAt: this.resumedAt,
       open: this.connected,
     };

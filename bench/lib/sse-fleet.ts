@@ -30,7 +30,6 @@ export interface CollectedStream {
   ids: number[];
   times: number[];
   connects: number;
-  drops: number;
   non200: number;
   /** Connections answered 200. */
   ok200: number;
@@ -44,7 +43,6 @@ export interface CollectedStream {
   snapshotAt: number;
   snapshotBytes: number;
   snapshotInstances: number;
-  droppedAt: number;
   /** When the latest reconnect was answered 200 (the resume that held, if the stream is open). */
   resumedAt: number;
   /** Still connected when collected. */
