@@ -86,7 +86,11 @@ export const fleetRestartHerd: Scenario = {
       const revEnd = await etcdRevision(ctx.etcd);
 
       const perService = new Map<string, Write[]>();
-      for (const w of writes) perService.set(w.service, [...(perService.get(w.service) ?? []), w]);
+      for (const w of writes)
+        perService
+          .set(w.service, perService.get(w.service) ?? [])
+          .get(w.service)!
+          .push(w);
       const want: Record<string, number> = {};
       for (const [service, ws] of perService) want[`/services/${service}/events`] = ws[ws.length - 1]!.revision;
       const expectingAny = paths.filter((p) => want[p] !== undefined).length;
