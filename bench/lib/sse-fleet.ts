@@ -178,11 +178,16 @@ export interface FleetGateway extends Child {
 }
 
 /**
- * `node dist/main.js` on `port`, with the descriptor limit raised (10,000
- * streams need more than a default soft limit): prlimit on the child right
- * after spawn, before it opens sockets. As root the hard limit rises too.
+ * `node dist/main.js` on `port`, its descriptor limit raised right after spawn
+ * (before it opens sockets): 10,000 streams need more than a usual soft
+ * limit. Throws when the limit stays below `streams` plus a margin.
  */
-export async function startFleetGateway(etcd: string, port: number, env: Record<string, string> = {}): Promise<FleetGateway> {
+export async function startFleetGateway(
+  etcd: string,
+  port: number,
+  streams: number,
+  env: Record<string, string> = {},
+): Promise<FleetGateway> {
   const t0 = performance.now();
   const child = await spawnChild(
     'gateway',
@@ -193,12 +198,16 @@ export async function startFleetGateway(etcd: string, port: number, env: Record<
       ETCD_ENDPOINTS: etcd,
       LOG_LEVEL: 'warn',
       REQUEST_LOG: 'false',
+      SSE_MAX_STREAMS: String(Math.max(streams * 2, 1000)),
       ...env,
     },
     port,
   );
-  raiseFdLimit(child.pid);
   try {
+    raiseFdLimit(child.pid);
+    const limit = fdLimit(child.pid);
+    if (limit < streams + FD_MARGIN)
+      throw new Error(`the gateway may open ${limit} descriptors, ${streams} streams need ${streams + FD_MARGIN}`);
     await waitFor200(child, '/health/ready', t0, 60_000);
     return { ...child, port, readyAt: clock() };
   } catch (err) {
@@ -208,14 +217,21 @@ export async function startFleetGateway(etcd: string, port: number, env: Record<
 }
 
 const FD_LIMIT = 65_536;
+/** Descriptors the gateway needs besides its streams (etcd, listener, files, health checks). */
+const FD_MARGIN = 1000;
 
+/**
+ * prlimit on the running process: soft and hard to FD_LIMIT where allowed
+ * (root with CAP_SYS_RESOURCE), else the soft limit up to the hard one.
+ */
 function raiseFdLimit(pid: number): void {
-  for (const limit of [`${FD_LIMIT}:${FD_LIMIT}`, `${FD_LIMIT}`]) {
+  const hard = Number(/Max open files\s+\d+\s+(\d+)/.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1] ?? 0);
+  for (const limit of [`${FD_LIMIT}:${FD_LIMIT}`, `${Math.min(FD_LIMIT, hard)}:`]) {
     try {
       execFileSync('prlimit', ['--pid', String(pid), `--nofile=${limit}`], { stdio: 'ignore' });
       return;
     } catch {
-      // not root: try the soft limit alone (up to the hard limit), else keep what it has
+      // not permitted: the next, smaller step
     }
   }
 }

@@ -39,11 +39,10 @@ export const fleetRestartHerd: Scenario = {
     const subscribers = services * STREAMS_PER_SERVICE;
     const etcd = new Etcd3({ hosts: ctx.etcd });
     await loadDirect(etcd, 0, services, 1).finally(() => etcd.close());
-    const env = { SSE_MAX_STREAMS: String(subscribers * 2) };
     const portA = await freePort();
     const gateways: FleetGateway[] = [
-      await startFleetGateway(ctx.etcd, portA, env),
-      await startFleetGateway(ctx.etcd, await freePort(), env),
+      await startFleetGateway(ctx.etcd, portA, subscribers),
+      await startFleetGateway(ctx.etcd, await freePort(), subscribers),
     ];
     const fleet = await SubscriberFleet.start(subscribers);
     let stopWrites = false;
@@ -73,7 +72,7 @@ export const fleetRestartHerd: Scenario = {
       const a = gateways[0]!;
       a.proc.kill('SIGKILL');
       await once(a.proc, 'exit');
-      gateways[0] = await startFleetGateway(ctx.etcd, portA, env);
+      gateways[0] = await startFleetGateway(ctx.etcd, portA, subscribers);
       const readyAt = gateways[0].readyAt;
       ctx.log(`gateway A killed and ready again in ${((readyAt - killedAt) / 1000).toFixed(1)} s`);
       const resumed = await fleet.until((s) => s.resumed >= subscribers, (RESUME_WITHIN_S + 15) * 1000);

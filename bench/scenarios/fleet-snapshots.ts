@@ -29,7 +29,7 @@ export const fleetSnapshots: Scenario = {
     const t = performance.now();
     await loadDirect(etcd, 0, services, PER_SERVICE).finally(() => etcd.close());
     ctx.log(`${instances} instances in etcd in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-    const gw = await startFleetGateway(ctx.etcd, await freePort());
+    const gw = await startFleetGateway(ctx.etcd, await freePort(), SUBSCRIBERS + 1);
     const fast = await SubscriberFleet.start(SUBSCRIBERS);
     const slow = await SubscriberFleet.start(1);
     let stopWrites = false;

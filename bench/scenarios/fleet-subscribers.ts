@@ -22,7 +22,7 @@ export const fleetSubscribers: Scenario = {
     const subscribers = services * STREAMS_PER_SERVICE;
     const etcd = new Etcd3({ hosts: ctx.etcd });
     await loadDirect(etcd, 0, services, 1).finally(() => etcd.close());
-    const gw = await startFleetGateway(ctx.etcd, await freePort(), { SSE_MAX_STREAMS: String(subscribers * 2) });
+    const gw = await startFleetGateway(ctx.etcd, await freePort(), subscribers);
     const fleet = await SubscriberFleet.start(subscribers);
     try {
       await sleep(1000);
