@@ -22,12 +22,26 @@ import { ensureWrk, WRK } from './lib/wrk.ts';
 import { discovery } from './scenarios/discovery.ts';
 import { failover } from './scenarios/failover.ts';
 import { fanout } from './scenarios/fanout.ts';
+import { fleetRestartHerd } from './scenarios/fleet-restart-herd.ts';
+import { fleetSnapshots } from './scenarios/fleet-snapshots.ts';
+import { fleetSubscribers } from './scenarios/fleet-subscribers.ts';
 import { follower } from './scenarios/follower.ts';
 import { heartbeats } from './scenarios/heartbeats.ts';
 import { sizes } from './scenarios/sizes.ts';
 import { writes } from './scenarios/writes.ts';
 
-const SCENARIOS: Scenario[] = [discovery, sizes, writes, fanout, heartbeats, follower, failover];
+const SCENARIOS: Scenario[] = [
+  discovery,
+  sizes,
+  writes,
+  fanout,
+  heartbeats,
+  follower,
+  failover,
+  fleetSubscribers,
+  fleetRestartHerd,
+  fleetSnapshots,
+];
 const RESULTS_DIR = 'bench/results';
 const MD_FILE = 'BENCHMARKS.md';
 const MD_START = '<!-- results:start -->';
