@@ -25,6 +25,22 @@ function schemasFor30<T>(node: T): T {
   return node;
 }
 
+/** Routes that never need a token (auth.ts's open routes); /metrics needs one only with AUTH_METRICS. */
+const OPEN_PATHS = new Set(['/', '/docs', '/openapi.json', '/health', '/health/live', '/health/ready']);
+
+/**
+ * Marks on every operation whether it needs `Authorization: Bearer` (when the gateway has
+ * tokens configured), so that generated clients send the token where it is needed.
+ */
+function withSecurity<T>(doc: T): T {
+  const paths = (doc as { paths?: Record<string, Record<string, { security?: unknown }>> }).paths ?? {};
+  for (const [path, operations] of Object.entries(paths)) {
+    const security = OPEN_PATHS.has(path) ? [] : path === '/metrics' ? [{}, { bearerAuth: [] }] : [{ bearerAuth: [] }];
+    for (const operation of Object.values(operations)) operation.security = security;
+  }
+  return doc;
+}
+
 export default fp(async function openapi(app: FastifyInstance) {
   await app.register(swagger, {
     openapi: {
@@ -41,16 +57,21 @@ export default fp(async function openapi(app: FastifyInstance) {
         { name: 'events', description: 'Change streams (Server-Sent Events)' },
         { name: 'operations', description: 'Health, metrics' },
       ],
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Required when the gateway is started with AUTH_TOKENS_FILE' } } },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'Required when the gateway is started with AUTH_TOKENS_FILE' },
+        },
+      },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
-    transformObject: (doc) => schemasFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject),
+    transformObject: (doc) => withSecurity(schemasFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject)),
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     staticCSP: true,
     // The page may not be framed (clickjacking); the gateway may serve plain HTTP, so no forced upgrade.
-    transformStaticCSP: (csp) => csp.replace("frame-ancestors 'self'", "frame-ancestors 'none'").replace(/\s*upgrade-insecure-requests;?/, ''),
+    transformStaticCSP: (csp) =>
+      csp.replace("frame-ancestors 'self'", "frame-ancestors 'none'").replace(/\s*upgrade-insecure-requests;?/, ''),
     uiHooks: {
       onRequest: (_req, reply, done) => {
         reply.header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer').header('x-frame-options', 'DENY');
