@@ -116,7 +116,11 @@ export class Registration {
     this.#alarm.wake();
   }
 
-  /** Stops heartbeating, sets status `draining` (unless `drain: false`), deregisters; true when the gateway no longer has it. */
+  /**
+   * Stops heartbeating, sets status `draining` (unless `drain: false`), deregisters. True when it
+   * deregistered the instance; false when there was nothing to deregister or the DELETE kept
+   * failing until the deadline (the TTL then ends it).
+   */
   close(options: CloseOptions = {}): Promise<boolean> {
     this.#closing ??= this.#close(options);
     return this.#closing;
@@ -127,7 +131,7 @@ export class Registration {
     await this.#loop;
     const mayExist = this.#state !== 'refused' && (this.#registered || this.#inDoubt);
     const drain = (options.drain ?? true) && this.#registered;
-    const deregistered = mayExist && !this.#signal?.aborted ? await this.#deregister(drain, options.deadlineMs ?? 5_000) : !mayExist;
+    const deregistered = mayExist && !this.#signal?.aborted ? await this.#deregister(drain, options.deadlineMs ?? 5_000) : false;
     this.#setState('closed');
     return deregistered;
   }
