@@ -1,0 +1,189 @@
+// The typed client (etcd-discovery-gateway/client) against real gateways, on both stores:
+// registration kept alive and closed, conditional reads, local weighted pick, a watch that
+// resumes on another replica without gap or duplicate, and read-your-writes across replicas.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { DiscoveryClient, Session, type RegistrationEvent, type WatchEvent } from '../src/client/index.ts';
+import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
+import { eventually, startGateway, type TestGateway } from './helpers/gateway.ts';
+
+const instance = (service: string, id: string, extra: Record<string, unknown> = {}) => ({
+  service,
+  id,
+  address: '10.0.0.1',
+  port: 8080,
+  ...extra,
+});
+
+async function heartbeatsOk(gw: TestGateway): Promise<number> {
+  const text = (await gw.request('GET', '/metrics')).text;
+  return Number(/^discovery_heartbeats_total\{result="ok"\} (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
+/** Collects a watch's events in the background; `until` waits for a condition on them. */
+function collect(events: AsyncIterable<WatchEvent>) {
+  const seen: WatchEvent[] = [];
+  void (async () => {
+    for await (const event of events) seen.push(event);
+  })().catch(() => undefined);
+  return { seen, until: (ok: (seen: WatchEvent[]) => boolean, what: string) => eventually(async () => ok(seen), 10_000, what) };
+}
+
+for (const store of ['memory', 'etcd'] as const) {
+  describe(`client on the ${store} store`, { timeout: 60_000 }, () => {
+    let etcd: EtcdCluster | undefined;
+    let gw: TestGateway;
+    let client: DiscoveryClient;
+
+    before(async () => {
+      etcd = store === 'etcd' ? await startEtcd() : undefined;
+      gw = await startGateway({ etcd });
+      client = new DiscoveryClient({ gateways: gw.base });
+    });
+    after(async () => {
+      client.close();
+      await gw.close();
+      await etcd?.close();
+    });
+
+    it('register heartbeats, registers again after the instance was deleted behind its back, and close drains then deregisters', async () => {
+      const watch = client.watch('orders');
+      const changes = collect(watch);
+      await watch.ready();
+      const events: RegistrationEvent[] = [];
+      const registration = client.register(instance('orders', 'o-1', { ttl: 3 }), { onEvent: (e) => events.push(e) });
+      const record = await registration.registered();
+      assert.equal(record.id, 'o-1');
+      assert.equal(registration.state, 'registered');
+
+      const before = await heartbeatsOk(gw);
+      await eventually(async () => (await heartbeatsOk(gw)) >= before + 2, 10_000, 'two heartbeats');
+
+      assert.equal((await gw.request('DELETE', '/services/orders/instances/o-1')).status, 204);
+      await eventually(async () => events.some((e) => e.type === 'registered' && e.again), 10_000, 're-registration');
+      assert.ok((await client.instance('orders', 'o-1')) !== undefined);
+
+      assert.equal(await registration.close(), true);
+      assert.equal(registration.state, 'closed');
+      assert.equal(await client.instance('orders', 'o-1'), undefined);
+      await changes.until((seen) => seen.some((e) => e.type === 'deregister' && e.reason === 'deregistered'), 'the deregistration');
+      const last = changes.seen.flatMap((e) => (e.type === 'snapshot' ? [] : [[e.type, e.instance?.status]])).slice(-2);
+      assert.deepEqual(last, [
+        ['update', 'draining'],
+        ['deregister', 'draining'],
+      ]);
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ['registered', 'registered', 'status', 'deregistered'],
+      );
+      watch.close();
+    });
+
+    it('discover reuses an unchanged answer (304) and sees the next change', async () => {
+      await gw.request('PUT', '/services/catalog/instances/c-1', { address: '10.0.0.2', port: 80, tags: ['http'] });
+      const first = await client.discover('catalog', { tags: ['http'] });
+      const second = await client.discover('catalog', { tags: ['http'] });
+      assert.equal(second, first, 'the 304 answer reuses the cached view');
+      await gw.request('PUT', '/services/catalog/instances/c-2', { address: '10.0.0.3', port: 80, tags: ['http'] });
+      const third = await client.discover('catalog', { tags: ['http'] });
+      assert.deepEqual(
+        third.instances.map((i) => i.id),
+        ['c-1', 'c-2'],
+      );
+      assert.ok(third.revision > first.revision);
+    });
+
+    it('pick answers locally in proportion to the weights, never a down or weight-0 instance', async () => {
+      const weights: Record<string, number> = { a: 1, b: 2, c: 7 };
+      for (const [id, weight] of Object.entries(weights))
+        await gw.request('PUT', `/services/search/instances/${id}`, { address: '10.0.0.4', port: 80, weight });
+      await gw.request('PUT', '/services/search/instances/zero', { address: '10.0.0.4', port: 81, weight: 0 });
+      await gw.request('PUT', '/services/search/instances/down', { address: '10.0.0.4', port: 82, status: 'down', weight: 50 });
+      const watch = client.watch('search');
+      await watch.ready();
+      const counts: Record<string, number> = {};
+      const draws = 20_000;
+      for (let n = 0; n < draws; n++) {
+        const id = watch.pick('search')!.id;
+        counts[id] = (counts[id] ?? 0) + 1;
+      }
+      assert.deepEqual(Object.keys(counts).sort(), ['a', 'b', 'c']);
+      // Chi-square with 2 degrees of freedom: 13.8 is p = 0.001; 30 leaves room and still catches a wrong weighting.
+      const chiSquare = Object.entries(weights).reduce((sum, [id, w]) => {
+        const expected = (draws * w) / 10;
+        return sum + (counts[id]! - expected) ** 2 / expected;
+      }, 0);
+      assert.ok(chiSquare < 30, `chi-square ${chiSquare.toFixed(1)} for ${JSON.stringify(counts)}`);
+      assert.equal(watch.pick('search', { tags: ['missing'] }), undefined);
+      assert.equal((await client.pick('search'))?.service, 'search');
+      watch.close();
+    });
+  });
+}
+
+describe('client across two gateway replicas on one etcd', { timeout: 60_000 }, () => {
+  let etcd: EtcdCluster;
+  let a: TestGateway;
+  let b: TestGateway;
+
+  before(async () => {
+    etcd = await startEtcd();
+    a = await startGateway({ etcd });
+    b = await startGateway({ etcd, prefix: a.prefix });
+  });
+  after(async () => {
+    await b.close();
+    await a.close().catch(() => undefined);
+    await etcd.close();
+  });
+
+  it('reads its own writes through the other replica, 50 times in a row', async () => {
+    const session = new Session();
+    const writer = new DiscoveryClient({ gateways: a.base, session });
+    const reader = new DiscoveryClient({ gateways: b.base, session });
+    const registrations = [];
+    for (let n = 0; n < 50; n++) {
+      const registration = writer.register(instance('ryw', `i-${n}`, { ttl: 30 }));
+      registrations.push(registration);
+      await registration.registered();
+      const view = await reader.discover('ryw');
+      assert.ok(view.revision >= session.revision, `view ${view.revision} older than the write ${session.revision}`);
+      assert.ok(
+        view.instances.some((i) => i.id === `i-${n}`),
+        `write ${n} not read back`,
+      );
+    }
+    await Promise.all(registrations.map((r) => r.close({ drain: false })));
+  });
+
+  it('watch resumes on the next gateway with Last-Event-ID: every write once, in order, none missing', async () => {
+    const client = new DiscoveryClient({ gateways: [a.base, b.base] });
+    const watch = client.watch(undefined, { services: ['resume'], backoffMinMs: 200 });
+    const changes = collect(watch);
+    await watch.ready();
+    const written: number[] = [];
+    const write = async (gw: TestGateway, method: string, id: string) => {
+      const r = await gw.request(
+        method,
+        `/services/resume/instances/${id}`,
+        method === 'PUT' ? { address: '10.0.0.5', port: 80 } : undefined,
+      );
+      assert.ok(r.status < 300, `${method} ${id}: ${r.status}`);
+      written.push(Number(r.headers.get('x-registry-revision')));
+    };
+    for (let n = 0; n < 5; n++) await write(a, 'PUT', `r-${n}`);
+    await changes.until((seen) => seen.length >= 6, 'the first writes');
+    await a.close(); // ends the stream: the watch moves on to b
+    for (let n = 5; n < 10; n++) await write(b, 'PUT', `r-${n}`);
+    await write(b, 'DELETE', 'r-0');
+    await changes.until((seen) => seen.length >= 1 + written.length, 'the writes made while it moved');
+    const revisions = changes.seen.filter((e) => e.type !== 'snapshot').map((e) => e.revision);
+    assert.deepEqual(revisions, written);
+    assert.equal(changes.seen.filter((e) => e.type === 'snapshot').length, 1, 'resumed, not restarted');
+    assert.deepEqual(
+      watch.instances('resume').map((i) => i.id),
+      ['r-1', 'r-2', 'r-3', 'r-4', 'r-5', 'r-6', 'r-7', 'r-8', 'r-9'],
+    );
+    watch.close();
+  });
+});
