@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { DiscoveryClient, Session, type RegistrationEvent, type WatchEvent } from '../src/client/index.ts';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { eventually, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { createStore } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import type { Store } from '../src/registry/store/store.ts';
 
 const instance = (service: string, id: string, extra: Record<string, unknown> = {}) => ({
   service,
@@ -121,6 +124,17 @@ for (const store of ['memory', 'etcd'] as const) {
   });
 }
 
+/** The real etcd store, with every watch delivery held back `lagMs`: a replica whose view lags behind the store. */
+function laggingStore(etcd: EtcdCluster, prefix: string, lagMs: number): Store {
+  const store = createStore(loadConfig({ ETCD_ENDPOINTS: etcd.endpoints.join(','), ETCD_PREFIX: prefix, LOG_LEVEL: 'silent' }));
+  const watch: Store['watch'] = (watchPrefix, fromRevision, handlers) =>
+    store.watch(watchPrefix, fromRevision, { ...handlers, onBatch: (batch) => void setTimeout(() => handlers.onBatch(batch), lagMs) });
+  return new Proxy(store, {
+    get: (target, key) =>
+      key === 'watch' ? watch : typeof target[key as keyof Store] === 'function' ? (target as any)[key].bind(target) : (target as any)[key], // eslint-disable-line @typescript-eslint/no-explicit-any
+  });
+}
+
 describe('client across two gateway replicas on one etcd', { timeout: 60_000 }, () => {
   let etcd: EtcdCluster;
   let a: TestGateway;
@@ -129,7 +143,7 @@ describe('client across two gateway replicas on one etcd', { timeout: 60_000 }, 
   before(async () => {
     etcd = await startEtcd();
     a = await startGateway({ etcd });
-    b = await startGateway({ etcd, prefix: a.prefix });
+    b = await startGateway({ etcd, prefix: a.prefix, deps: { store: laggingStore(etcd, a.prefix, 100) } });
   });
   after(async () => {
     await b.close();
@@ -137,7 +151,7 @@ describe('client across two gateway replicas on one etcd', { timeout: 60_000 }, 
     await etcd.close();
   });
 
-  it('reads its own writes through the other replica, 50 times in a row', async () => {
+  it('reads its own writes through another replica that lags behind, 50 times in a row', async () => {
     const session = new Session();
     const writer = new DiscoveryClient({ gateways: a.base, session });
     const reader = new DiscoveryClient({ gateways: b.base, session });
