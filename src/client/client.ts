@@ -8,6 +8,7 @@ import { Transport } from './transport.ts';
 import type { DiscoveryFilters, Instance, InstanceRegistration, ServiceList, ServiceView } from './types.ts';
 import { Watch, type WatchOptions } from './watch.ts';
 
+/** Options of `new DiscoveryClient()`. */
 export interface ClientOptions {
   /** One gateway URL or several replicas: a call that gets no answer moves on to the next. */
   readonly gateways: string | readonly string[];
@@ -19,7 +20,9 @@ export interface ClientOptions {
   readonly session?: Session;
 }
 
+/** Options of the discovery reads. */
 export interface ReadOptions {
+  /** Abandons the read. */
   readonly signal?: AbortSignal;
   /** Read from the store (linearizable), not from the gateway's cache. */
   readonly consistent?: boolean;
@@ -37,6 +40,7 @@ export class DiscoveryClient {
   readonly #answers = new Map<string, { etag: string; body: unknown }>();
   readonly #pickWatches = new Map<string, Watch>();
 
+  /** Makes no request until asked. */
   constructor(options: ClientOptions) {
     this.session = options.session ?? new Session();
     this.#timeoutMs = options.timeoutMs ?? 5_000;

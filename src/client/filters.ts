@@ -3,6 +3,7 @@
 import type { Query } from './transport.ts';
 import type { DiscoveryFilters, Instance } from './types.ts';
 
+/** The filters as the query string of GET /services/{name}. */
 export function filterQuery(filters: DiscoveryFilters = {}): Query {
   const query: Record<string, string | readonly string[]> = {};
   if (filters.tags !== undefined && filters.tags.length > 0) query.tag = filters.tags;
@@ -11,6 +12,7 @@ export function filterQuery(filters: DiscoveryFilters = {}): Query {
   return query;
 }
 
+/** Whether the instance passes the filters, as the gateway would decide. */
 export function matches(instance: Instance, filters: DiscoveryFilters = {}): boolean {
   if (filters.status !== undefined && instance.status !== filters.status) return false;
   if (filters.tags?.some((tag) => !instance.tags.includes(tag))) return false;

@@ -24,16 +24,19 @@ export type RegistrationEvent =
   | { readonly type: 'deregistered'; readonly known: boolean; readonly inDoubt: boolean }
   | { readonly type: 'deregister-failed'; readonly error: Error; readonly ttl: number };
 
+/** Options of `client.register()`. */
 export interface RegistrationOptions {
   /** Called once per event, synchronously; an exception it throws is ignored. */
   readonly onEvent?: (event: RegistrationEvent) => void;
   /** Stops heartbeats and abandons calls in flight, without deregistering (the TTL ends it). */
   readonly signal?: AbortSignal;
-  /** Retry delays after 5xx and network errors: 0.5 s doubling to 5 s by default. */
+  /** First retry delay after a 5xx or no answer (default 500 ms), doubling… */
   readonly backoffMinMs?: number;
+  /** …up to this (default 5 s). */
   readonly backoffMaxMs?: number;
 }
 
+/** Options of `Registration.close()`. */
 export interface CloseOptions {
   /** Send status `draining` before the DELETE (default true). */
   readonly drain?: boolean;
@@ -46,7 +49,9 @@ const FATAL_STATUS = new Set([400, 401, 403]);
 
 /** A registration kept alive until close(); create it with `client.register()`. */
 export class Registration {
+  /** The service the instance belongs to. */
   readonly service: string;
+  /** The instance id (default `{address}:{port}`). */
   readonly id: string;
   readonly #transport: Transport;
   readonly #body: Omit<InstanceRegistration, 'service' | 'id'>;
@@ -72,6 +77,7 @@ export class Registration {
   #inDoubt = false;
   #closing: Promise<boolean> | undefined;
 
+  /** Starts registering at once; use `client.register()`. */
   constructor(transport: Transport, instance: InstanceRegistration, options: RegistrationOptions = {}) {
     const { service, id, ...body } = instance;
     this.service = service;
@@ -91,6 +97,7 @@ export class Registration {
     this.#loop = this.#keepRegistered();
   }
 
+  /** Where the registration stands now. */
   get state(): RegistrationState {
     return this.#state;
   }
@@ -288,6 +295,7 @@ export class Registration {
   }
 }
 
+/** The path of one instance, its name and id encoded. */
 export function instancePath(service: string, id: string): string {
   return `services/${encodeURIComponent(service)}/instances/${encodeURIComponent(id)}`;
 }

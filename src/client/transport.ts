@@ -5,8 +5,10 @@ import { GatewayRefusedError, GatewayUnreachableError } from './errors.ts';
 import type { Session } from './session.ts';
 import { unref } from './timers.ts';
 
+/** Query parameters; an array repeats the parameter. */
 export type Query = Record<string, string | readonly string[] | undefined>;
 
+/** One call's options. */
 export interface CallOptions {
   readonly query?: Query;
   readonly body?: unknown;
@@ -16,6 +18,7 @@ export interface CallOptions {
   readonly readYourWrites?: boolean;
 }
 
+/** A gateway's answer: 2xx or 304. */
 export interface Answer {
   readonly status: number;
   readonly headers: Headers;
@@ -23,6 +26,7 @@ export interface Answer {
   readonly body: unknown;
 }
 
+/** Where and how to call: the replicas, the token, the deadline, the session writes feed. */
 export interface TransportOptions {
   readonly gateways: readonly string[];
   readonly token: string | undefined;
@@ -30,6 +34,7 @@ export interface TransportOptions {
   readonly session: Session;
 }
 
+/** Calls to the gateway replicas, failing over to the next one on no answer. */
 export class Transport {
   readonly #gateways: readonly URL[];
   readonly #token: string | undefined;
@@ -46,6 +51,7 @@ export class Transport {
     this.session = options.session;
   }
 
+  /** How many replica URLs there are. */
   get gatewayCount(): number {
     return this.#gateways.length;
   }
@@ -149,7 +155,7 @@ function parseJson(text: string): unknown {
   }
 }
 
-// fetch's own message is a bare "fetch failed"; the useful part (ECONNREFUSED, ENOTFOUND…) is in the cause.
+/** Why fetch got no answer: fetch's own message is a bare "fetch failed"; the useful part (ECONNREFUSED, ENOTFOUND…) is in the cause. */
 export function describeNetworkError(err: unknown, timedOut: boolean, timeoutMs: number): string {
   if (timedOut) return `no answer within ${timeoutMs / 1000} s`;
   const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;

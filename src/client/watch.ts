@@ -32,6 +32,7 @@ export type WatchEvent =
       readonly reason?: 'deregistered' | 'expired';
     };
 
+/** Options of `client.watch()`. */
 export interface WatchOptions {
   /** With no service: only these services (all the token may read when absent). */
   readonly services?: readonly string[];
@@ -39,7 +40,9 @@ export interface WatchOptions {
   readonly after?: number;
   /** Ends the watch: iterators finish, the stream closes, no timer is left. */
   readonly signal?: AbortSignal;
+  /** First retry delay (default 500 ms), doubling… */
   readonly backoffMinMs?: number;
+  /** …up to this (default 5 s). */
   readonly backoffMaxMs?: number;
   /** Deadline for a gateway to answer a stream's headers (default the client's timeout). */
   readonly timeoutMs?: number;
@@ -64,6 +67,7 @@ export class Watch implements AsyncIterable<WatchEvent> {
   #error: Error | undefined;
   #gateway = 0;
 
+  /** Connects at once; use `client.watch()`. */
   constructor(transport: Transport, service: string | undefined, options: WatchOptions, timeoutMs: number) {
     this.#transport = transport;
     this.#path = service === undefined ? 'events' : `services/${encodeURIComponent(service)}/events`;
