@@ -3,7 +3,10 @@
 // resumes on another replica without gap or duplicate, and read-your-writes across replicas.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DiscoveryClient, Session, type RegistrationEvent, type WatchEvent } from '../src/client/index.ts';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DiscoveryClient, GatewayRefusedError, Session, type RegistrationEvent, type WatchEvent } from '../src/client/index.ts';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { eventually, startGateway, type TestGateway } from './helpers/gateway.ts';
 import { createStore } from '../src/app.ts';
@@ -197,6 +200,74 @@ describe('client across two gateway replicas on one etcd', { timeout: 60_000 }, 
     assert.deepEqual(
       watch.instances('resume').map((i) => i.id),
       ['r-1', 'r-2', 'r-3', 'r-4', 'r-5', 'r-6', 'r-7', 'r-8', 'r-9'],
+    );
+    watch.close();
+  });
+});
+
+describe('client with access control and compaction', { timeout: 60_000 }, () => {
+  let etcd: EtcdCluster;
+  let gw: TestGateway;
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'client-auth-'));
+    const tokensFile = join(dir, 'tokens.json');
+    await writeFile(tokensFile, JSON.stringify({ tokens: [{ name: 'shop', token: 'shop-secret', read: ['shop*'], write: ['shop'] }] }));
+    etcd = await startEtcd();
+    // Revisions from before the gateway started: a resume from them needs etcd's history.
+    for (let n = 0; n < 3; n++) await etcd.ctl(['put', '/elsewhere', String(n)]);
+    gw = await startGateway({ etcd, env: { AUTH_TOKENS_FILE: tokensFile } });
+  });
+  after(async () => {
+    await gw?.close();
+    await etcd?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('sends its token on every call and on the change stream; refusals carry the problem code', async () => {
+    const client = new DiscoveryClient({ gateways: gw.base, token: 'shop-secret' });
+    const watch = client.watch('shop');
+    await watch.ready();
+    const registration = client.register(instance('shop', 's-1'));
+    await registration.registered();
+    await eventually(async () => watch.instances('shop').length === 1, 10_000, 'the watch to see the registration');
+
+    const stranger = new DiscoveryClient({ gateways: gw.base });
+    await assert.rejects(
+      stranger.discover('shop'),
+      (err: unknown) => err instanceof GatewayRefusedError && err.status === 401 && err.code === 'unauthorized',
+    );
+    await assert.rejects(
+      client.discover('orders'),
+      (err: unknown) => err instanceof GatewayRefusedError && err.status === 403 && err.code === 'forbidden',
+    );
+    const refused = stranger.register(instance('shop', 's-2'));
+    await assert.rejects(refused.registered(), (err: unknown) => err instanceof GatewayRefusedError && err.code === 'unauthorized');
+    assert.equal(refused.state, 'refused');
+    const deniedWatch = stranger.watch('shop');
+    await assert.rejects(deniedWatch.ready(), (err: unknown) => err instanceof GatewayRefusedError && err.code === 'unauthorized');
+
+    assert.equal(await registration.close(), true);
+    watch.close();
+  });
+
+  it('a resume the gateway can no longer replay (compacted) surfaces a reset snapshot that replaces the view', async () => {
+    const client = new DiscoveryClient({ gateways: gw.base, token: 'shop-secret' });
+    const auth = { authorization: 'Bearer shop-secret' };
+    await gw.request('PUT', '/services/shop/instances/old', { address: '10.0.0.8', port: 1 }, auth);
+    await gw.request('DELETE', '/services/shop/instances/old', undefined, auth);
+    const last = await gw.request('PUT', '/services/shop/instances/new', { address: '10.0.0.8', port: 2 }, auth);
+    await etcd.compact(Number(last.headers.get('x-registry-revision')));
+    // Revision 1 is older than what this gateway keeps in memory: it must ask etcd, which compacted it.
+    const watch = client.watch('shop', { after: 1 });
+    const events = watch[Symbol.asyncIterator]();
+    const first = (await events.next()).value as WatchEvent;
+    assert.equal(first.type, 'snapshot');
+    assert.equal(first.type === 'snapshot' && first.reset, true);
+    assert.deepEqual(
+      watch.instances('shop').map((i) => i.id),
+      ['new'],
     );
     watch.close();
   });
