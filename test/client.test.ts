@@ -35,21 +35,25 @@ function collect(events: AsyncIterable<WatchEvent>) {
   return { seen, until: (ok: (seen: WatchEvent[]) => boolean, what: string) => eventually(async () => ok(seen), 10_000, what) };
 }
 
+// One etcd for the whole file; every gateway has a key prefix of its own.
+let etcd: EtcdCluster;
+before(async () => {
+  etcd = await startEtcd();
+});
+after(async () => etcd?.close());
+
 for (const store of ['memory', 'etcd'] as const) {
   describe(`client on the ${store} store`, { timeout: 60_000 }, () => {
-    let etcd: EtcdCluster | undefined;
     let gw: TestGateway;
     let client: DiscoveryClient;
 
     before(async () => {
-      etcd = store === 'etcd' ? await startEtcd() : undefined;
-      gw = await startGateway({ etcd });
+      gw = await startGateway(store === 'etcd' ? { etcd } : {});
       client = new DiscoveryClient({ gateways: gw.base });
     });
     after(async () => {
       client.close();
       await gw.close();
-      await etcd?.close();
     });
 
     it('register heartbeats, registers again after the instance was deleted behind its back, and close drains then deregisters', async () => {
@@ -139,19 +143,16 @@ function laggingStore(etcd: EtcdCluster, prefix: string, lagMs: number): Store {
 }
 
 describe('client across two gateway replicas on one etcd', { timeout: 60_000 }, () => {
-  let etcd: EtcdCluster;
   let a: TestGateway;
   let b: TestGateway;
 
   before(async () => {
-    etcd = await startEtcd();
     a = await startGateway({ etcd });
     b = await startGateway({ etcd, prefix: a.prefix, deps: { store: laggingStore(etcd, a.prefix, 100) } });
   });
   after(async () => {
     await b.close();
     await a.close().catch(() => undefined);
-    await etcd.close();
   });
 
   it('reads its own writes through another replica that lags behind, 50 times in a row', async () => {
@@ -206,7 +207,6 @@ describe('client across two gateway replicas on one etcd', { timeout: 60_000 }, 
 });
 
 describe('client with access control and compaction', { timeout: 60_000 }, () => {
-  let etcd: EtcdCluster;
   let gw: TestGateway;
   let dir: string;
 
@@ -214,14 +214,12 @@ describe('client with access control and compaction', { timeout: 60_000 }, () =>
     dir = await mkdtemp(join(tmpdir(), 'client-auth-'));
     const tokensFile = join(dir, 'tokens.json');
     await writeFile(tokensFile, JSON.stringify({ tokens: [{ name: 'shop', token: 'shop-secret', read: ['shop*'], write: ['shop'] }] }));
-    etcd = await startEtcd();
     // Revisions from before the gateway started: a resume from them needs etcd's history.
     for (let n = 0; n < 3; n++) await etcd.ctl(['put', '/elsewhere', String(n)]);
     gw = await startGateway({ etcd, env: { AUTH_TOKENS_FILE: tokensFile } });
   });
   after(async () => {
     await gw?.close();
-    await etcd?.close();
     await rm(dir, { recursive: true, force: true });
   });
 
