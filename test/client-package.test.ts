@@ -5,7 +5,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net, { type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -53,6 +55,38 @@ describe('client package', { timeout: 120_000 }, () => {
       await renderClientTypes(document),
       'src/client/api-types.ts is stale: run npm run openapi',
     );
+  });
+
+  it('the OpenAPI document asks for the bearer token exactly where a gateway with tokens answers 401 without one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'openapi-auth-'));
+    const tokensFile = join(dir, 'tokens.json');
+    await writeFile(tokensFile, JSON.stringify({ tokens: [{ name: 'any', token: 'any-secret', admin: true }] }));
+    const guarded = await startGateway({ env: { AUTH_TOKENS_FILE: tokensFile } });
+    try {
+      const document = JSON.parse(await readFile(`${ROOT}openapi/openapi.json`, 'utf8')) as {
+        components: { securitySchemes: Record<string, { type: string; scheme: string }> };
+        paths: Record<string, Record<string, { security?: Record<string, string[]>[] }>>;
+      };
+      assert.deepEqual(document.components.securitySchemes.bearerAuth?.type, 'http');
+      assert.deepEqual(document.components.securitySchemes.bearerAuth?.scheme, 'bearer');
+      for (const [path, operations] of Object.entries(document.paths)) {
+        for (const [method, operation] of Object.entries(operations)) {
+          const url = path.replace('{name}', 'svc').replace('{id}', 'i-1');
+          const answer = await fetch(guarded.base + url, { method: method.toUpperCase(), signal: AbortSignal.timeout(5_000) });
+          await answer.body?.cancel();
+          const security = operation.security ?? [];
+          const needsToken = security.length > 0 && security.every((requirement) => 'bearerAuth' in requirement);
+          assert.equal(
+            answer.status === 401,
+            needsToken,
+            `${method.toUpperCase()} ${path}: ${answer.status}, security ${JSON.stringify(operation.security)}`,
+          );
+        }
+      }
+    } finally {
+      await guarded.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("the README's example is examples/checkout.mjs, word for word", async () => {
