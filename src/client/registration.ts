@@ -28,7 +28,7 @@ export type RegistrationEvent =
 export interface RegistrationOptions {
   /** Called once per event, synchronously; an exception it throws is ignored. */
   readonly onEvent?: (event: RegistrationEvent) => void;
-  /** Stops heartbeats and abandons calls in flight, without deregistering (the TTL ends it). */
+  /** Closes the registration and abandons calls in flight, without deregistering (the TTL ends it). */
   readonly signal?: AbortSignal;
   /** First retry delay after a 5xx or no answer (default 500 ms), doubling… */
   readonly backoffMinMs?: number;
@@ -93,8 +93,11 @@ export class Registration {
     this.#grantedTtl = body.ttl ?? 30;
     this.#firstRegistration = new Promise<Instance>((resolve, reject) => (this.#settleFirst = { resolve, reject }));
     this.#firstRegistration.catch(() => undefined); // only a caller of registered() hears of it
-    this.#signal?.addEventListener('abort', () => this.#stop(), { once: true });
+    // An abort closes without deregistering: close() sees the aborted signal and sends nothing.
+    if (this.#signal?.aborted) this.#stopping = true;
     this.#loop = this.#keepRegistered();
+    if (this.#signal?.aborted) void this.close();
+    else this.#signal?.addEventListener('abort', () => void this.close(), { once: true });
   }
 
   /** Where the registration stands now. */
@@ -147,6 +150,7 @@ export class Registration {
     this.#stopping = true;
     this.#alarm.wake();
     this.#settleFirst?.reject(new Error(`registration of ${this.service}/${this.id} closed before it was registered`));
+    this.#settleFirst = undefined;
   }
 
   #emit(event: RegistrationEvent): void {
@@ -196,6 +200,7 @@ export class Registration {
           this.#setState('refused');
           this.#emit({ type: 'refused', error: err });
           this.#settleFirst?.reject(err);
+          this.#settleFirst = undefined;
           return Infinity;
         }
       }

@@ -92,7 +92,10 @@ export class Watch implements AsyncIterable<WatchEvent> {
     return this.#error;
   }
 
-  /** Resolves once the view holds the first snapshot (or first replay); rejects if the watch stops before. */
+  /**
+   * Resolves once the view holds the first snapshot, or, for a watch resumed with `after`, once
+   * the stream is open; rejects if the watch stops for good before.
+   */
   ready(): Promise<void> {
     return this.#ready;
   }
@@ -149,6 +152,7 @@ export class Watch implements AsyncIterable<WatchEvent> {
         const headers = this.#transport.headers(this.#revision > 0 ? { 'last-event-id': String(this.#revision) } : {});
         const url = this.#transport.url(this.#gateway, this.#path, this.#query);
         const response = await openStream(url, headers, signal, this.#timeoutMs);
+        if (this.#revision > 0) this.#settleReady?.resolve(); // resumed: no snapshot comes, only what changed since
         for await (const batch of readEvents(response, signal)) {
           for (const message of batch) this.#apply(message);
           this.#backoff.reset();
@@ -175,7 +179,6 @@ export class Watch implements AsyncIterable<WatchEvent> {
       this.#publish({ type: 'snapshot', revision: snapshot.revision, reset: snapshot.reset === true, services: snapshot.services });
     } else if (message.event === 'progress') {
       this.#revision = Math.max(this.#revision, (data as { revision: number }).revision);
-      this.#settleReady?.resolve(); // a resumed watch may hear a progress event before any change
     } else if (message.event !== undefined && CHANGE_TYPES.has(message.event)) {
       const change = data as Exclude<WatchEvent, { type: 'snapshot' }>;
       const instances = this.#view.get(change.service) ?? new Map<string, Instance>();
