@@ -70,8 +70,7 @@ export default fp(async function openapi(app: FastifyInstance) {
     routePrefix: '/docs',
     staticCSP: true,
     // The page may not be framed (clickjacking); the gateway may serve plain HTTP, so no forced upgrade.
-    transformStaticCSP: (csp) =>
-      csp.replace("frame-ancestors 'self'", "frame-ancestors 'none'").replace(/\s*upgrade-insecure-requests;?/, ''),
+    transformStaticCSP: (csp) => csp.replace("frame-ancestors 'self'", "frame-ancestors 'none'").replace(/\s*upgrade-insecure-requests;?/, ''),
     uiHooks: {
       onRequest: (_req, reply, done) => {
         reply.header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer').header('x-frame-options', 'DENY');
