@@ -1,6 +1,7 @@
 // The client: one object per application, holding the gateway URLs, the token and the
 // read-your-writes session. Registrations and watches it creates run on their own; close()
 // ends the watches it made for pick().
+import { GatewayRefusedError } from './errors.ts';
 import { filterQuery } from './filters.ts';
 import { Registration, instancePath, type RegistrationOptions } from './registration.ts';
 import { Session } from './session.ts';
@@ -73,7 +74,7 @@ export class DiscoveryClient {
     try {
       return await this.#read(instancePath(service, id), {}, options.signal);
     } catch (err) {
-      if ((err as { status?: unknown }).status === 404) return undefined;
+      if (err instanceof GatewayRefusedError && err.status === 404) return undefined;
       throw err;
     }
   }
