@@ -83,7 +83,7 @@ for (const store of ['memory', 'etcd'] as const) {
         ['deregister', 'draining'],
       ]);
       assert.deepEqual(
-        events.map((e) => e.type),
+        events.filter((e) => e.type !== 'unreachable' && e.type !== 'reachable').map((e) => e.type), // a loaded machine may time a call out
         ['registered', 'registered', 'status', 'deregistered'],
       );
       watch.close();
