@@ -17,6 +17,9 @@ RUN npm run build
 
 # --- runtime: production dependencies and the compiled code only ---
 FROM ${NODE_IMAGE} AS runtime
+# tini as PID 1: it reaps orphaned processes (Node cannot) and passes signals on, so the gateway
+# and discovery-agent (and the CMD it wraps) are never PID 1 themselves.
+RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
@@ -36,6 +39,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "if(process.env.TLS_CERT_FILE)process.env.NODE_TLS_REJECT_UNAUTHORIZED='0';fetch((process.env.TLS_CERT_FILE?'https':'http')+'://127.0.0.1:'+(process.env.PORT||8080)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # SIGTERM drains (stop accepting, end change streams, finish requests, close the store client).
 STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/bin/tini", "--"]
 # `npm start` = `prestart` (scripts/build-if-stale.mjs: run tsc when dist/ is missing or older
 # than src/) then `node dist/main.js`. Here dist/ is built in the build stage and neither src/,
 # tsconfig*.json nor TypeScript are in the image, so the build check has nothing to do (and could

@@ -1,13 +1,19 @@
-// The agent's state machine (API.md "Agent"). Three owners of time, each stopped on shutdown:
-// the health check's polling loop, the registration session's alarm (heartbeats and retries),
-// and CMD's grace timer. Ordering contract on SIGTERM/SIGINT: status "draining", then DELETE,
-// then --drain seconds, then the signal to CMD, so that no client is sent to an instance that
-// is already going away.
+// The agent's state machine (API.md "Agent"), on the client's Registration, which owns the
+// heartbeats and retries. Three owners of time, each stopped on shutdown: the health check's
+// polling loop, the registration, and CMD's grace timer. Ordering contract on SIGTERM/SIGINT:
+// status "draining", then DELETE, then --drain seconds, then the signal to CMD, so that no client
+// is sent to an instance that is already going away.
 import type { AgentOptions } from './cli.ts';
-import { Alarm, Backoff } from './alarm.ts';
 import { Command, CommandStartError } from './command.ts';
-import { GatewayRefusedError, type GatewayClient, type InstanceStatus } from './gateway-client.ts';
 import { HealthCheck, type CheckResult } from './health-check.ts';
+import {
+  GatewayRefusedError,
+  type DiscoveryClient,
+  type InstanceStatus,
+  type Registration,
+  type RegistrationEvent,
+} from '../client/index.ts';
+import { Alarm } from '../client/timers.ts';
 
 export interface AgentTiming {
   readonly backoffMinMs: number;
@@ -25,55 +31,40 @@ export const DEFAULT_TIMING: AgentTiming = {
   checkFailuresForDown: 3,
 };
 
-type GatewayCalls = Pick<GatewayClient, 'register' | 'heartbeat' | 'deregister'>;
-
 type ShutdownReason =
   | { readonly kind: 'signal'; readonly signal: NodeJS.Signals }
   | { readonly kind: 'command-exited'; readonly code: number }
   | { readonly kind: 'refused'; readonly error: GatewayRefusedError };
 
-/** Registration answers that no retry can fix: stop CMD and exit 1. */
-const FATAL_REGISTRATION_STATUS = new Set([400, 401, 403]);
-
 export class Agent {
   readonly #options: AgentOptions;
-  readonly #gateway: GatewayCalls;
+  readonly #client: DiscoveryClient;
   readonly #log: (line: string) => void;
   readonly #timing: AgentTiming;
   readonly #label: string;
 
-  /** Wakes the session loop: a status change to send, or shutdown. */
-  readonly #sessionAlarm = new Alarm();
   /** Wakes the wait between deregistration and the signal to CMD (second signal, CMD exit). */
   readonly #drainAlarm = new Alarm();
 
   #command: Command | undefined;
   #check: HealthCheck | undefined;
+  #registration: Registration | undefined;
   #stopping = false;
   #shutdown: ShutdownReason | undefined;
   #onShutdown: ((reason: ShutdownReason) => void) | undefined;
 
-  // Registration state, owned by the session loop.
   #checkPassedOnce: boolean;
   #failedChecks = 0;
   #wantedStatus: InstanceStatus = 'up';
   #statusReason = '';
-  #registered = false;
-  #registeredOnce = false;
-  /** A registration got no answer: it may have landed, so shutdown deletes it to be sure. */
-  #registrationInDoubt = false;
-  #grantedTtl: number;
-  #gatewayStatus: InstanceStatus = 'up';
-  #gatewayTrouble: string | undefined;
 
-  constructor(options: AgentOptions, gateway: GatewayCalls, log: (line: string) => void, timing: AgentTiming = DEFAULT_TIMING) {
+  constructor(options: AgentOptions, client: DiscoveryClient, log: (line: string) => void, timing: AgentTiming = DEFAULT_TIMING) {
     this.#options = options;
-    this.#gateway = gateway;
+    this.#client = client;
     this.#log = log;
     this.#timing = timing;
     this.#label = `${options.service}/${options.id}`;
     this.#checkPassedOnce = options.check === undefined;
-    this.#grantedTtl = options.ttl;
   }
 
   /** Runs until done; resolves with the agent's exit code. */
@@ -82,7 +73,18 @@ export class Agent {
       this.#onShutdown = resolve;
       if (this.#shutdown !== undefined) resolve(this.#shutdown); // a signal came in before run()
     });
+    // The client's timers do not keep Node's event loop alive, nor do signal handlers: with no CMD,
+    // no check and ttl 0 there would be nothing to wait on, and the process would end (exit 13)
+    // while it should hold the registration until SIGTERM/SIGINT and then deregister.
+    const keepAlive = setInterval(() => undefined, 2 ** 30);
+    try {
+      return await this.#run(shutdown);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
 
+  async #run(shutdown: Promise<ShutdownReason>): Promise<number> {
     if (this.#options.command.length > 0) {
       try {
         this.#command = await Command.start(this.#options.command, this.#log);
@@ -101,18 +103,13 @@ export class Agent {
       this.#log(`waiting for ${this.#options.check.href} to answer 2xx before registering ${this.#label}`);
       this.#check = new HealthCheck(this.#options.check, (result) => this.#onCheck(result));
       this.#check.start();
+    } else {
+      this.#register();
     }
-    const session = this.#keepRegistered();
 
-    // Signal handlers do not keep Node's event loop alive: with no CMD, no check and ttl 0 there is
-    // nothing else to wait on, and the process would end (exit 13) while it should hold the
-    // registration until SIGTERM/SIGINT.
-    const keepAlive = setInterval(() => undefined, 2 ** 30);
     const reason = await shutdown;
-    clearInterval(keepAlive);
     this.#stopping = true;
-    this.#sessionAlarm.wake();
-    await Promise.all([this.#check?.stop(), session]);
+    await this.#check?.stop();
     return this.#stop(reason);
   }
 
@@ -138,10 +135,14 @@ export class Agent {
   }
 
   #onCheck(result: CheckResult): void {
+    if (this.#stopping) return;
     if (result.ok) {
       this.#failedChecks = 0;
-      if (!this.#checkPassedOnce || this.#wantedStatus === 'down') {
+      if (!this.#checkPassedOnce) {
         this.#checkPassedOnce = true;
+        this.#statusReason = `check answered ${result.detail}`;
+        this.#register();
+      } else if (this.#wantedStatus === 'down') {
         this.#setWantedStatus('up', `check answered ${result.detail}`);
       }
       return;
@@ -155,116 +156,86 @@ export class Agent {
   #setWantedStatus(status: InstanceStatus, reason: string): void {
     this.#wantedStatus = status;
     this.#statusReason = reason;
-    this.#sessionAlarm.wake();
+    this.#registration?.setStatus(status);
   }
 
-  /** Registers once the check has passed, then heartbeats; re-registers after a 404; until shutdown. */
-  async #keepRegistered(): Promise<void> {
-    const backoff = new Backoff(this.#timing.backoffMinMs, this.#timing.backoffMaxMs);
-    while (!this.#stopping) {
-      let nextMs: number;
-      if (!this.#checkPassedOnce) {
-        nextMs = Infinity; // the check wakes us
-      } else if (!this.#registered) {
-        nextMs = await this.#register(backoff);
-      } else {
-        nextMs = await this.#heartbeat(backoff);
-      }
-      if (this.#stopping) return;
-      await this.#sessionAlarm.wait(nextMs);
-    }
-  }
-
-  /** One registration attempt; answers the delay before the next step. */
-  async #register(backoff: Backoff): Promise<number> {
+  /** Registers (once the check has passed); the registration then heartbeats and re-registers by itself until closed. */
+  #register(): void {
     const options = this.#options;
-    try {
-      this.#registrationInDoubt = true;
-      const instance = await this.#gateway.register(options.service, options.id, {
+    this.#registration = this.#client.register(
+      {
+        service: options.service,
+        id: options.id,
         address: options.address,
         port: options.port,
         ttl: options.ttl,
-        tags: options.tags,
-        metadata: options.metadata,
+        tags: [...options.tags],
+        metadata: { ...options.metadata },
         ...(options.weight === undefined ? {} : { weight: options.weight }),
         status: this.#wantedStatus,
-      });
-      this.#registrationInDoubt = false;
-      this.#registered = true;
-      this.#grantedTtl = instance.ttl;
-      this.#gatewayStatus = instance.status;
-      this.#gatewayIsBack();
-      backoff.reset();
-      const ttl = instance.ttl === 0 ? 'no TTL' : `ttl ${instance.ttl} s`;
-      this.#log(
-        this.#registeredOnce
-          ? `re-registered ${this.#label} (the gateway had lost it; ${ttl}, status ${instance.status})`
-          : `registered ${this.#label} at ${displayUrl(options.gateway)} (${ttl}, status ${instance.status})`,
-      );
-      this.#registeredOnce = true;
-      return this.#heartbeatDelayMs(undefined);
-    } catch (err) {
-      if (err instanceof GatewayRefusedError) {
-        this.#registrationInDoubt = false;
-        if (FATAL_REGISTRATION_STATUS.has(err.status)) {
-          this.#log(`the gateway refused to register ${this.#label} (${err.message}): stopping`);
-          this.#requestShutdown({ kind: 'refused', error: err });
-          return Infinity;
-        }
+      },
+      {
+        onEvent: (event) => this.#onRegistrationEvent(event),
+        backoffMinMs: this.#timing.backoffMinMs,
+        backoffMaxMs: this.#timing.backoffMaxMs,
+      },
+    );
+  }
+
+  /** One log line per change of state; a refusal stops the agent. */
+  #onRegistrationEvent(event: RegistrationEvent): void {
+    switch (event.type) {
+      case 'registered': {
+        const { ttl: granted, status } = event.instance;
+        const ttl = granted === 0 ? 'no TTL' : `ttl ${granted} s`;
+        this.#log(
+          event.again
+            ? `re-registered ${this.#label} (the gateway had lost it; ${ttl}, status ${status})`
+            : `registered ${this.#label} at ${displayUrl(this.#options.gateway)} (${ttl}, status ${status})`,
+        );
+        return;
       }
-      this.#gatewayIsAway(err);
-      return backoff.next();
+      case 'status':
+        this.#log(`status ${event.from} -> ${event.to} (${this.#stopping ? 'shutting down' : this.#statusReason})`);
+        return;
+      case 'unreachable': {
+        const what =
+          event.error instanceof GatewayRefusedError
+            ? `gateway error (${event.error.message})`
+            : `gateway unreachable (${errorMessage(event.error)})`;
+        this.#log(`${what}; retrying with backoff`);
+        return;
+      }
+      case 'reachable':
+        this.#log('gateway reachable again');
+        return;
+      case 'refused':
+        this.#log(`the gateway refused to register ${this.#label} (${event.error.message}): stopping`);
+        this.#requestShutdown({ kind: 'refused', error: event.error });
+        return;
+      case 'draining-failed':
+        this.#log(`could not set status draining (${errorMessage(event.error)}); deregistering anyway`);
+        return;
+      case 'deregistered':
+        if (event.known) this.#log(`deregistered ${this.#label}`);
+        else if (!event.inDoubt) this.#log(`deregistered ${this.#label} (the gateway no longer knew it)`);
+        return;
+      case 'deregister-failed': {
+        const expiry = event.ttl === 0 ? 'it has no TTL: delete it by hand' : `it expires within ${event.ttl} s`;
+        this.#log(`could not deregister ${this.#label} (${errorMessage(event.error)}); ${expiry}`);
+        return;
+      }
     }
   }
 
-  /** One heartbeat (carrying the status when it changed); answers the delay before the next step. */
-  async #heartbeat(backoff: Backoff): Promise<number> {
-    const { service, id } = this.#options;
-    const change = this.#wantedStatus !== this.#gatewayStatus ? this.#wantedStatus : undefined;
-    // A ttl-0 instance never expires: it hears from us only when its status changes.
-    if (this.#grantedTtl === 0 && change === undefined) return Infinity;
-    try {
-      const answer = await this.#gateway.heartbeat(service, id, change);
-      this.#gatewayIsBack();
-      backoff.reset();
-      if (change !== undefined) this.#log(`status ${this.#gatewayStatus} -> ${answer.status} (${this.#statusReason})`);
-      this.#gatewayStatus = answer.status;
-      if (answer.ttl > 0) this.#grantedTtl = answer.ttl;
-      return this.#heartbeatDelayMs(answer.interval);
-    } catch (err) {
-      if (err instanceof GatewayRefusedError && err.status === 404) {
-        this.#registered = false; // expired, or the gateway's store forgot it: register again now
-        return 0;
-      }
-      this.#gatewayIsAway(err);
-      return backoff.next();
-    }
-  }
-
-  #heartbeatDelayMs(intervalSeconds: number | undefined): number {
-    if (this.#grantedTtl === 0) return Infinity;
-    return (intervalSeconds ?? this.#grantedTtl / 3) * 1000;
-  }
-
-  #gatewayIsAway(err: unknown): void {
-    const what = err instanceof GatewayRefusedError ? `gateway error (${err.message})` : `gateway unreachable (${errorMessage(err)})`;
-    if (this.#gatewayTrouble === undefined) this.#log(`${what}; retrying with backoff`);
-    this.#gatewayTrouble = what;
-  }
-
-  #gatewayIsBack(): void {
-    if (this.#gatewayTrouble !== undefined) this.#log('gateway reachable again');
-    this.#gatewayTrouble = undefined;
-  }
-
-  /** After the session loop and the check have ended: deregister, then stop CMD; the exit code. */
+  /** After the check has ended: deregister, then stop CMD; the exit code. */
   async #stop(reason: ShutdownReason): Promise<number> {
     const command = this.#command;
     if (reason.kind === 'command-exited') this.#log(`CMD exited by itself with ${describeExit(reason.code)}`);
-    let deregistered = false;
-    if (reason.kind !== 'refused' && (this.#registered || this.#registrationInDoubt)) {
-      deregistered = await this.#deregister(reason.kind === 'signal' && this.#registered);
-    }
+    const deregistered =
+      reason.kind !== 'refused' &&
+      this.#registration !== undefined &&
+      (await this.#registration.close({ drain: reason.kind === 'signal', deadlineMs: this.#timing.deregisterDeadlineMs }));
 
     if (reason.kind === 'command-exited') return reason.code;
     if (reason.kind === 'refused') {
@@ -280,42 +251,6 @@ export class Agent {
     const code = await command.stop(reason.signal, this.#options.grace * 1000);
     this.#log(`CMD exited with ${describeExit(code)}`);
     return code;
-  }
-
-  /** Status `draining` (when asked), then DELETE, retried until the deadline; true if it was done. */
-  async #deregister(drainFirst: boolean): Promise<boolean> {
-    const { service, id } = this.#options;
-    if (drainFirst && this.#gatewayStatus !== 'draining') {
-      try {
-        const answer = await this.#gateway.heartbeat(service, id, 'draining');
-        this.#log(`status ${this.#gatewayStatus} -> ${answer.status} (shutting down)`);
-        this.#gatewayStatus = answer.status;
-      } catch (err) {
-        this.#log(`could not set status draining (${errorMessage(err)}); deregistering anyway`);
-      }
-    }
-
-    const deadline = Date.now() + this.#timing.deregisterDeadlineMs;
-    const backoff = new Backoff(this.#timing.backoffMinMs, this.#timing.backoffMaxMs);
-    const alarm = new Alarm();
-    for (;;) {
-      try {
-        const known = await this.#gateway.deregister(service, id);
-        this.#registered = false;
-        if (known) this.#log(`deregistered ${this.#label}`);
-        else if (!this.#registrationInDoubt) this.#log(`deregistered ${this.#label} (the gateway no longer knew it)`);
-        return true;
-      } catch (err) {
-        const delay = backoff.next();
-        const hopeless = err instanceof GatewayRefusedError && err.status < 500 && err.status !== 429;
-        if (hopeless || Date.now() + delay > deadline) {
-          const expiry = this.#grantedTtl === 0 ? 'it has no TTL: delete it by hand' : `it expires within ${this.#grantedTtl} s`;
-          this.#log(`could not deregister ${this.#label} (${errorMessage(err)}); ${expiry}`);
-          return false;
-        }
-        await alarm.wait(delay);
-      }
-    }
   }
 }
 

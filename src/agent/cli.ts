@@ -256,11 +256,22 @@ DESCRIPTION
     keeps the registration until SIGTERM or SIGINT, then deletes it and
     exits 0.
 
+    CMD runs in a process group of its own, and every signal the agent
+    passes on goes to that whole group: a shell CMD's children get it too.
+    When CMD has exited, whatever is left of its group gets SIGKILL, so no
+    child of CMD outlives it. Ctrl-C in a terminal reaches the agent only;
+    CMD gets SIGINT once the agent has drained.
+
     Run the agent directly (as the container's entry point, from systemd,
     or from a shell with exec), not through npx or an npm script: those
     put a shell in between that does not pass SIGTERM on, so the agent
-    could neither drain nor deregister. Note that Ctrl-C in a terminal
-    sends SIGINT to CMD as well as to the agent, at the same moment.
+    could neither drain nor deregister.
+
+    As a container's PID 1 the agent cannot reap orphaned processes (Node
+    does not wait for children it did not start). Run it under an init:
+    the gateway's image has tini as its entry point; elsewhere use
+    "docker run --init", "init: true" in compose, or tini/dumb-init in
+    your own image's ENTRYPOINT.
 
     The agent writes one line on stderr per change of state (registered,
     re-registered, status, gateway unreachable, deregistered). It never
@@ -320,7 +331,8 @@ EXAMPLES
         discovery-agent run --service search --address "$POD_IP" --port 9200 \\
             --check http://127.0.0.1:9200/_cluster/health
 
-    A container's entry point (exec form, so the agent gets SIGTERM):
-        ENTRYPOINT ["discovery-agent", "run", "--service", "web",
+    A container's entry point (exec form, so the agent gets SIGTERM, under
+    tini so that orphans are reaped):
+        ENTRYPOINT ["tini", "--", "discovery-agent", "run", "--service", "web",
                     "--address", "web-1", "--port", "3000", "--", "node", "server.js"]
 `;

@@ -1,6 +1,6 @@
 // --check URL: polled every second for as long as the agent runs. A failure is a non-2xx
 // answer or none within the timeout. The check reports every result; the agent decides.
-import { Alarm } from './alarm.ts';
+import { Alarm } from '../client/timers.ts';
 
 export interface CheckResult {
   readonly ok: boolean;

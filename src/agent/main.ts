@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent } from './agent.ts';
 import { parseInvocation, UsageError, type Invocation } from './cli.ts';
-import { GatewayClient } from './gateway-client.ts';
+import { DiscoveryClient } from '../client/index.ts';
 
 const STOP_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 const FORWARDED_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
@@ -37,7 +37,8 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<nu
   }
 
   const { options } = invocation;
-  const agent = new Agent(options, new GatewayClient(options.gateway, options.token), log);
+  const client = new DiscoveryClient({ gateways: options.gateway.href, ...(options.token === undefined ? {} : { token: options.token }) });
+  const agent = new Agent(options, client, log);
   const onStop = (signal: NodeJS.Signals) => agent.signal(signal);
   const onForward = (signal: NodeJS.Signals) => agent.forward(signal);
   for (const signal of STOP_SIGNALS) process.on(signal, onStop);

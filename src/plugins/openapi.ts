@@ -25,6 +25,22 @@ function schemasFor30<T>(node: T): T {
   return node;
 }
 
+/** Routes that never need a token (auth.ts's open routes); /metrics needs one only with AUTH_METRICS. */
+const OPEN_PATHS = new Set(['/', '/docs', '/openapi.json', '/health', '/health/live', '/health/ready']);
+
+/**
+ * Marks on every operation whether it needs `Authorization: Bearer` (when the gateway has
+ * tokens configured), so that generated clients send the token where it is needed.
+ */
+function withSecurity<T>(doc: T): T {
+  const paths = (doc as { paths?: Record<string, Record<string, { security?: unknown }>> }).paths ?? {};
+  for (const [path, operations] of Object.entries(paths)) {
+    const security = OPEN_PATHS.has(path) ? [] : path === '/metrics' ? [{}, { bearerAuth: [] }] : [{ bearerAuth: [] }];
+    for (const operation of Object.values(operations)) operation.security = security;
+  }
+  return doc;
+}
+
 export default fp(async function openapi(app: FastifyInstance) {
   await app.register(swagger, {
     openapi: {
@@ -43,12 +59,12 @@ export default fp(async function openapi(app: FastifyInstance) {
       ],
       components: {
         securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', description: 'Required when the gateway is started with AUTH_TOKENS_FILE' },
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'Required when the gateway is started with AUTH_TOKENS_FILE' },
         },
       },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
-    transformObject: (doc) => schemasFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject),
+    transformObject: (doc) => withSecurity(schemasFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject)),
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',
