@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { DiscoveryClient, GatewayRefusedError, Session, type RegistrationEvent, type WatchEvent } from '../src/client/index.ts';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { eventually, startGateway, type TestGateway } from './helpers/gateway.ts';
-import { createStore } from '../src/app.ts';
+import { createStore } from '../src/registry/index.ts';
 import { loadConfig } from '../src/config.ts';
-import type { Store } from '../src/registry/store/store.ts';
+import type { Store, WatchBatch } from '../src/registry/store/store.ts';
 
 const instance = (service: string, id: string, extra: Record<string, unknown> = {}) => ({
   service,
@@ -135,7 +135,10 @@ for (const store of ['memory', 'etcd'] as const) {
 function laggingStore(etcd: EtcdCluster, prefix: string, lagMs: number): Store {
   const store = createStore(loadConfig({ ETCD_ENDPOINTS: etcd.endpoints.join(','), ETCD_PREFIX: prefix, LOG_LEVEL: 'silent' }));
   const watch: Store['watch'] = (watchPrefix, fromRevision, handlers) =>
-    store.watch(watchPrefix, fromRevision, { ...handlers, onBatch: (batch) => void setTimeout(() => handlers.onBatch(batch), lagMs) });
+    store.watch(watchPrefix, fromRevision, {
+      ...handlers,
+      onBatch: (batch: WatchBatch) => void setTimeout(() => handlers.onBatch(batch), lagMs),
+    });
   return new Proxy(store, {
     get: (target, key) =>
       key === 'watch' ? watch : typeof target[key as keyof Store] === 'function' ? (target as any)[key].bind(target) : (target as any)[key], // eslint-disable-line @typescript-eslint/no-explicit-any
