@@ -33,6 +33,8 @@ import { randomUUID } from 'node:crypto';
 
 /** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
 const BODY_LIMIT = 64 * 1024;
+/** How often a closing gateway closes keep-alive connections whose answer has left. */
+const IDLE_SWEEP_MS = 100;
 /** How often an idle gateway checks that the store answers (discovery_store_up, readiness, stale answers). */
 const STORE_PROBE_INTERVAL_MS = 2000;
 /** RATE_LIMIT_MAX counts requests in fixed windows of this length (API.md: one minute). */
@@ -166,15 +168,21 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.decorate('registryRoot', root);
 
   let drainTimer: NodeJS.Timeout | undefined;
+  let idleSweep: NodeJS.Timeout | undefined;
   app.addHook('preClose', async () => {
     root.release();
     // Requests in flight get the drain (long enough for a write's store call and its wait
     // for the watch: config.ts) to finish; connections still open after that are cut.
     drainTimer = setTimeout(() => app.server.closeAllConnections(), config.drainMs);
     drainTimer.unref();
+    // Node closes only the keep-alive connections idle when closing starts: close each
+    // one as soon as its answer is out, so the process exits when the last answer is.
+    idleSweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+    idleSweep.unref();
   });
   app.addHook('onClose', async () => {
     clearTimeout(drainTimer);
+    clearInterval(idleSweep);
     await root.close();
   });
 
