@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { type EtcdCluster, startEtcd } from './helpers/etcd.ts';
 import { call, eventually, instanceBody as instance, uniquePrefix } from './helpers/gateway.ts';
 import { freePort } from './helpers/ports.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
 
 /** Longer than the old fixed 3 s drain, shorter than one store call deadline (ETCD_TIMEOUT_MS 5 s). */
 const FREEZE_MS = 4000;
@@ -23,8 +24,6 @@ after(async () => {
 });
 
 test('a write in flight when SIGTERM arrives is answered, and the gateway exits 0 without restarting its watch', async () => {
-  const t0 = Date.now();
-  const mark = (what: string) => console.log(what, Date.now() - t0);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -54,7 +53,6 @@ test('a write in flight when SIGTERM arrives is answered, and the gateway exits 
   );
   assert.equal((await call(base, 'PUT', '/services/drain/instances/warm', instance('10.4.0.1', 1, { ttl: 0 }))).status, 201);
 
-  mark('ready');
   etcd.stop(0);
   let thawed = false;
   const thaw = setTimeout(() => {
@@ -68,7 +66,6 @@ test('a write in flight when SIGTERM arrives is answered, and the gateway exits 
     proc.kill('SIGTERM');
 
     const answer = await write;
-    mark('answered');
     assert.ok(thawed, 'the write waited for the frozen store');
     assert.equal(answer.status, 201, answer.text);
     assert.equal(answer.json.id, 'late');
@@ -78,7 +75,6 @@ test('a write in flight when SIGTERM arrives is answered, and the gateway exits 
       new Promise((_, ko) => (noExit = setTimeout(() => ko(new Error(`no exit: ${log}`)), 20_000))),
     ]);
     clearTimeout(noExit);
-    mark('exited');
     assert.equal(code, 0, log);
   } finally {
     clearTimeout(thaw);
@@ -88,4 +84,21 @@ test('a write in flight when SIGTERM arrives is answered, and the gateway exits 
   assert.doesNotMatch(log, /restarting the store watch|reloading the cache/, 'shutting down is not a lagging watch');
   const stored = await etcd.ctl(['get', '--prefix', '--keys-only', '/']);
   assert.match(stored, /\/drain\/late/);
+});
+
+test('the drain covers a store call and the wait for the watch, and SHUTDOWN_GRACE_SECONDS must outlast it', () => {
+  const etcdEnv = { ETCD_ENDPOINTS: 'http://127.0.0.1:2379' };
+  assert.equal(loadConfig(etcdEnv).drainMs, 9000);
+  assert.equal(loadConfig({ ...etcdEnv, ETCD_TIMEOUT_MS: '8000' }).drainMs, 12_000);
+  assert.equal(loadConfig(etcdEnv).shutdownGraceSeconds, 15);
+  assert.equal(loadConfig({ ...etcdEnv, SHUTDOWN_GRACE_SECONDS: '10' }).shutdownGraceSeconds, 10);
+  for (const env of [
+    { ...etcdEnv, SHUTDOWN_GRACE_SECONDS: '9' },
+    { ...etcdEnv, ETCD_TIMEOUT_MS: '20000' },
+  ]) {
+    assert.throws(
+      () => loadConfig(env),
+      (err: Error) => err instanceof ConfigError && /SHUTDOWN_GRACE_SECONDS/.test(err.message),
+    );
+  }
 });
