@@ -31,7 +31,7 @@ describe('TRUST_PROXY', () => {
   }
 
   test('without TRUST_PROXY, X-Forwarded-For is ignored: the socket address is the key', async () => {
-    for (const env of [{}, { TRUST_PROXY: 'false' }, { TRUST_PROXY: '10.0.0.0/8' }] as Record<string, string>[]) {
+    for (const env of [{}, { TRUST_PROXY: '10.0.0.0/8' }] as Record<string, string>[]) {
       const gw = await limited(env);
       try {
         assert.equal((await gw.request('GET', '/services', undefined, from('203.0.113.1'))).status, 200);
