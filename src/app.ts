@@ -33,8 +33,8 @@ import { randomUUID } from 'node:crypto';
 
 /** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
 const BODY_LIMIT = 64 * 1024;
-/** How long requests in flight may take to finish once the gateway is closing. */
-const DRAIN_MS = 3000;
+/** How often a closing gateway closes keep-alive connections whose answer has left. */
+const IDLE_SWEEP_MS = 100;
 /** How often an idle gateway checks that the store answers (discovery_store_up, readiness, stale answers). */
 const STORE_PROBE_INTERVAL_MS = 2000;
 /** RATE_LIMIT_MAX counts requests in fixed windows of this length (API.md: one minute). */
@@ -46,6 +46,15 @@ const RATE_LIMIT_WINDOW_MS = 60_000;
 const HANDLER_TIMEOUT_MS = 30_000;
 /** Longest time a client may take to send a whole request (headers and body): slow-body clients. */
 const REQUEST_RECEIVE_TIMEOUT_MS = 30_000;
+
+/**
+ * TRUST_PROXY as fastify takes it. A hop count trusts that many hops from the socket
+ * whoever they are, as Express does; fastify 5 itself turns a bare number into "trust
+ * nothing", so it is passed as a function (docs/security.md says when a count is safe).
+ */
+function trustProxyOption(trust: Config['trustProxy']): FastifyServerOptions['trustProxy'] {
+  return typeof trust === 'number' ? (_address: string, hop: number) => hop < trust : trust;
+}
 
 export interface AppDeps {
   /** A store to use instead of the one the config names (tests). */
@@ -84,6 +93,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     forceCloseConnections: 'idle',
     // ids are up to 128 characters: longer ones must reach validation (400), not the router's 414
     routerOptions: { maxParamLength: 512 },
+    // Off by default: X-Forwarded-For is believed only from the proxies TRUST_PROXY names (req.ip).
+    trustProxy: trustProxyOption(config.trustProxy),
     // Unique across replicas and restarts, cheaper than a UUID per request.
     genReqId: () => `${REQ_ID_PREFIX}-${(++requestCount).toString(36)}`,
     ...deps.fastify,
@@ -157,14 +168,21 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.decorate('registryRoot', root);
 
   let drainTimer: NodeJS.Timeout | undefined;
+  let idleSweep: NodeJS.Timeout | undefined;
   app.addHook('preClose', async () => {
     root.release();
-    // Requests in flight get DRAIN_MS to finish; connections still open after that are cut.
-    drainTimer = setTimeout(() => app.server.closeAllConnections(), DRAIN_MS);
+    // Requests in flight get the drain (long enough for a write's store call and its wait
+    // for the watch: config.ts) to finish; connections still open after that are cut.
+    drainTimer = setTimeout(() => app.server.closeAllConnections(), config.drainMs);
     drainTimer.unref();
+    // Node closes only the keep-alive connections idle when closing starts: close each
+    // one as soon as its answer is out, so the process exits when the last answer is.
+    idleSweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+    idleSweep.unref();
   });
   app.addHook('onClose', async () => {
     clearTimeout(drainTimer);
+    clearInterval(idleSweep);
     await root.close();
   });
 
@@ -186,7 +204,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       // Probes and scrapes are never limited: an orchestrator must see the gateway.
       allowList: (req) => req.url.startsWith('/health') || req.url.startsWith('/metrics'),
       // Per valid token (the auth plugin's onRequest hook ran before this one), else per
-      // address: an unverified header must not buy a fresh allowance.
+      // client address (behind a trusted proxy, the one it names: TRUST_PROXY): an
+      // unverified header must not buy a fresh allowance.
       keyGenerator: (req) => (req.accessToken ? `token:${req.accessToken.name}` : `ip:${req.ip}`),
       errorResponseBuilder: (_req, ctx) =>
         Object.assign(new Error(`more than ${ctx.max} requests in a minute; retry after ${ctx.after}`), {

@@ -3,6 +3,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { WRITE_VISIBLE_TIMEOUT_MS } from './registry/registry.ts';
 import type { EtcdStoreOptions } from './registry/store/etcd.ts';
 
 const Int = (min: number, max: number) => Type.String({ pattern: '^[0-9]+$', description: `an integer from ${min} to ${max}`, min, max });
@@ -47,6 +49,7 @@ const EnvSchema = Type.Object({
   DEFAULT_TTL_SECONDS: Type.Optional(Int(0, 86400)),
   CACHE_MAX_SERVICES: Type.Optional(Int(1, 10_000_000)),
   SHUTDOWN_GRACE_SECONDS: Type.Optional(Int(1, 3600)),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
 });
 type Env = Static<typeof EnvSchema>;
 
@@ -72,7 +75,47 @@ export interface Config {
   defaultTtlSeconds: number;
   cacheMaxServices: number;
   shutdownGraceSeconds: number;
+  /**
+   * How long requests in flight may take to finish after SIGTERM before their
+   * connections are cut: one store call (its deadline), then the write's wait for the
+   * watch to bring it back, plus a margin, so an applied write is always answered.
+   */
+  drainMs: number;
+  /**
+   * fastify's trustProxy: which peers may tell the client's address in
+   * X-Forwarded-For (req.ip, the rate limit's key). false: none (the socket address).
+   */
+  trustProxy: boolean | number | string[];
 }
+
+/** Time past the slowest write left for the answer to leave (see Config.drainMs). */
+const DRAIN_MARGIN_MS = 1000;
+/** The store call deadline of the embedded store, which answers at once. */
+const MEMORY_STORE_DEADLINE_MS = 0;
+/** proxy-addr's names for address ranges (fastify's trustProxy accepts them in a list). */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** An address, a CIDR range (address/prefix length) or a proxy-addr range name. */
+function isProxyAddress(text: string): boolean {
+  if (PROXY_RANGE_NAMES.has(text)) return true;
+  const [address, bits, extra] = text.split('/');
+  const family = isIP(address ?? '');
+  if (!family || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^[0-9]{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+/** TRUST_PROXY: off (unset or false), true (every peer), a hop count, or a list of addresses and CIDRs. */
+function parseTrustProxy(text: string | undefined): boolean | number | string[] | undefined {
+  if (text === undefined || text === 'false') return false;
+  if (text === 'true') return true;
+  if (/^[0-9]{1,2}$/.test(text)) return Number(text);
+  const list = text.split(',').map((s) => s.trim());
+  return list.every(isProxyAddress) ? list : undefined;
+}
+
+const DEFAULT_ETCD_TIMEOUT_MS = 5000;
+const DEFAULT_SHUTDOWN_GRACE_SECONDS = 15;
 
 export class ConfigError extends Error {}
 
@@ -92,6 +135,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const v = env[key];
     if (v !== undefined && v !== '') raw[key] = v;
   }
+  const int = (v: string | undefined, dflt: number) => (v === undefined ? dflt : Number(v));
   const problems = [...Value.Errors(EnvSchema, raw)].map(
     (e) => `${e.path.slice(1)}: ${JSON.stringify(raw[e.path.slice(1)])} is not ${e.schema.description ?? 'valid'}`,
   );
@@ -106,9 +150,20 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (e.ETCD_USERNAME && e.ETCD_PASSWORD === undefined) problems.push('ETCD_PASSWORD: must be set with ETCD_USERNAME');
   if (!!e.TLS_CERT_FILE !== !!e.TLS_KEY_FILE) problems.push('TLS_CERT_FILE/TLS_KEY_FILE: set both or neither');
   if (!!e.ETCD_CERT_FILE !== !!e.ETCD_KEY_FILE) problems.push('ETCD_CERT_FILE/ETCD_KEY_FILE: set both or neither');
+  const trustProxy = parseTrustProxy(e.TRUST_PROXY);
+  if (trustProxy === undefined)
+    problems.push(
+      `TRUST_PROXY: ${JSON.stringify(e.TRUST_PROXY)} is not true, false, a hop count (0 to 99) or a comma-separated list of addresses and CIDRs`,
+    );
+  const storeDeadlineMs = e.ETCD_ENDPOINTS ? int(e.ETCD_TIMEOUT_MS, DEFAULT_ETCD_TIMEOUT_MS) : MEMORY_STORE_DEADLINE_MS;
+  const drainMs = storeDeadlineMs + WRITE_VISIBLE_TIMEOUT_MS + DRAIN_MARGIN_MS;
+  const grace = int(e.SHUTDOWN_GRACE_SECONDS, DEFAULT_SHUTDOWN_GRACE_SECONDS);
+  if (grace * 1000 <= drainMs)
+    problems.push(
+      `SHUTDOWN_GRACE_SECONDS: ${grace} is not above the drain of ${drainMs / 1000} s (ETCD_TIMEOUT_MS plus ${(WRITE_VISIBLE_TIMEOUT_MS + DRAIN_MARGIN_MS) / 1000} s)`,
+    );
   if (problems.length) throw new ConfigError(`invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`);
 
-  const int = (v: string | undefined, dflt: number) => (v === undefined ? dflt : Number(v));
   const bool = (v: string | undefined) => v === 'true' || v === '1';
   const cors = e.CORS_ORIGINS?.trim();
   return Object.freeze({
@@ -123,7 +178,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
           caFile: e.ETCD_CA_FILE,
           certFile: e.ETCD_CERT_FILE,
           keyFile: e.ETCD_KEY_FILE,
-          callTimeoutMs: int(e.ETCD_TIMEOUT_MS, 5000),
+          callTimeoutMs: int(e.ETCD_TIMEOUT_MS, DEFAULT_ETCD_TIMEOUT_MS),
         }
       : { kind: 'memory' as const },
     prefix: e.ETCD_PREFIX ?? '/services',
@@ -148,6 +203,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
               .filter(Boolean),
     defaultTtlSeconds: int(e.DEFAULT_TTL_SECONDS, 30),
     cacheMaxServices: int(e.CACHE_MAX_SERVICES, 10_000),
-    shutdownGraceSeconds: int(e.SHUTDOWN_GRACE_SECONDS, 10),
+    shutdownGraceSeconds: grace,
+    drainMs,
+    trustProxy: trustProxy!,
   });
 }

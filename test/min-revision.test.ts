@@ -1,7 +1,7 @@
 // Read-your-writes across replicas with minRevision (API.md "Discovery"), on a real etcd.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { type EtcdCluster, startEtcd, storeRevision } from './helpers/etcd.ts';
+import { type EtcdCluster, startEtcd } from './helpers/etcd.ts';
 import { instanceBody as instance, startGateway, type TestGateway, uniquePrefix } from './helpers/gateway.ts';
 
 let etcd: EtcdCluster;
@@ -36,26 +36,6 @@ describe('read-your-writes across replicas (minRevision)', () => {
       assert.ok(all.json.revision >= rev);
       assert.deepEqual(all.json.services, [{ name: 'ryw', instances: i + 1 }]);
     }
-  });
-
-  test('a revision far ahead answers after a bounded wait, honestly labelled', async () => {
-    const ahead = (await storeRevision(etcd)) + 1_000_000;
-    const t0 = Date.now();
-    const answers = await Promise.all([
-      b.request('GET', `/services/ryw?minRevision=${ahead}`),
-      b.request('GET', `/services?minRevision=${ahead}`),
-      b.request('GET', `/services/ryw/instances/i0?minRevision=${ahead}`),
-    ]);
-    const elapsed = Date.now() - t0;
-    assert.ok(elapsed >= 2500 && elapsed < 6000, `answered in ${elapsed} ms`);
-    const now = await storeRevision(etcd);
-    for (const r of answers) {
-      assert.equal(r.status, 200, r.text);
-      const label = Number(r.headers.get('x-registry-revision'));
-      assert.ok(label > 0 && label <= now, `label ${label} is a revision etcd has (${now}), not ${ahead}`);
-      if (r.json.revision !== undefined) assert.ok(r.json.revision <= now);
-    }
-    assert.equal(answers[0]!.json.instances.length, 40);
   });
 
   test('a malformed minRevision is 400', async () => {

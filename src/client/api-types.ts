@@ -47,7 +47,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
-          /** @description Answer with a view that includes every change up to this store revision */
+          /** @description Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3 s */
           minRevision?: number;
         };
         header?: never;
@@ -121,6 +121,15 @@ export interface paths {
         };
         /** @description Problem details */
         503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+        /** @description Problem details */
+        504: {
           headers: {
             [name: string]: unknown;
           };
@@ -641,7 +650,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
-          /** @description Answer with a view that includes every change up to this store revision */
+          /** @description Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3 s */
           minRevision?: number;
         };
         header?: never;
@@ -715,6 +724,15 @@ export interface paths {
             'application/problem+json': components['schemas']['Problem'];
           };
         };
+        /** @description Problem details */
+        504: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
       };
     };
     put?: never;
@@ -749,7 +767,7 @@ export interface paths {
           wait?: string;
           /** @description Read from the store (linearizable), not from the cache */
           consistent?: boolean;
-          /** @description Answer with a view that includes every change up to this store revision */
+          /** @description Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3 s */
           minRevision?: number;
         };
         header?: never;
@@ -840,6 +858,15 @@ export interface paths {
         };
         /** @description Problem details */
         503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+        /** @description Problem details */
+        504: {
           headers: {
             [name: string]: unknown;
           };

@@ -19,6 +19,7 @@ const TABLE = {
   internal: [500, 'Internal error'],
   'store-unavailable': [503, 'Store unavailable'],
   'too-many-streams': [503, 'Too many streams'],
+  'revision-not-reached': [504, 'Revision not reached'],
 } as const satisfies Record<ErrorCode, readonly [number, string]>;
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -42,6 +43,8 @@ export class HttpProblem extends Error {
 
 function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, headers: Record<string, string> = {}): FastifyReply {
   const [status, title] = TABLE[code];
+  // The store is expected to reach the revision soon: say when to ask again.
+  if (code === 'revision-not-reached') headers = { 'retry-after': '1', ...headers };
   return reply
     .code(status)
     .headers(headers)

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'payload-too-large'
   | 'unsupported-media-type'
   | 'store-unavailable'
+  | 'revision-not-reached'
   | 'too-many-requests'
   | 'too-many-streams'
   | 'not-found'
@@ -54,6 +55,13 @@ export class TooManyStreamsError extends RegistryError {
 export class StoreUnavailableError extends RegistryError {
   constructor(message = 'the store is unreachable', options?: { cause?: unknown }) {
     super('store-unavailable', message, options);
+  }
+}
+
+/** minRevision names a revision the store has not reached within the wait (Kubernetes answers such a resourceVersion alike). */
+export class RevisionNotReachedError extends RegistryError {
+  constructor(wanted: number, reached: number) {
+    super('revision-not-reached', `the store is at revision ${reached}, below the requested minRevision ${wanted}; retry later`);
   }
 }
 

@@ -106,11 +106,16 @@ export class RegistryRoot {
     this.health.start(this.opts.probeIntervalMs);
   }
 
-  /** Shutdown, first step: end every stream and answer every parked read now. */
+  /**
+   * Shutdown, first step: end every stream and answer every blocking query now.
+   * Writes and minRevision reads waiting for the watch are left to finish (their
+   * waits are bounded and the drain covers them, config.ts): released early, a
+   * write would answer before this gateway shows it and look like a lagging watch.
+   */
   release(): void {
+    this.registry.drain();
     this.hub.closeAll();
     this.cache.serviceWaiters.releaseAll();
-    this.cache.revisionWaiters.releaseAll();
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,7 @@
 // read into status, headers and a body.
 import { MAX_WAIT_MS } from '../rules.ts';
 import type { Cache, CachedInstance } from './cache.ts';
-import { InstanceNotFoundError, StoreUnavailableError } from './errors.ts';
+import { InstanceNotFoundError, RevisionNotReachedError, StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
 import { decodeRecord } from './records.ts';
 import type { MonitoredStore } from './store/monitored.ts';
@@ -12,7 +12,7 @@ import type { WatchSync } from './sync.ts';
 import { matches as matchesFilter } from './filter.ts';
 import type { Instance, ServiceFilter } from './types.ts';
 
-/** How long a minRevision read waits for the watch before reading the store. */
+/** How long a minRevision read waits for the watch (and so the store) to reach it before reading the store. */
 const MIN_REVISION_WAIT_MS = 3000;
 
 /** A record with its JSON, serialized once. */
@@ -93,16 +93,19 @@ export class Reads {
     const caught = opts.consistent ? false : this.caughtUp(opts);
     if (caught !== true && !(await caught)) {
       this.readObserver.read('miss');
-      const { revision, instances } = await this.readService(service);
+      const { revision, instances } = await this.readService(service, opts.minRevision);
       const list = filter ? instances.filter((x) => matchesFilter(x, filter)) : instances;
-      return { ...FRESH, revision, source: 'store', instances: list.map((record) => ({ record, json: JSON.stringify(record) })) };
+      return {
+        ...FRESH,
+        revision: this.storeLabel(service, instances, revision),
+        source: 'store',
+        instances: list.map((record) => ({ record, json: JSON.stringify(record) })),
+      };
     }
     if (opts.index !== undefined && this.cache.serviceRevision(service) <= opts.index) {
-      const wait = opts.waitMs ?? MAX_WAIT_MS;
       this.freshness(this.cache.knows(service)); // an unknown service with the store down: 503 now, not after the wait
       opts.onHold?.();
-      // Jitter spreads the answers of many clients that started waiting together.
-      await this.cache.serviceWaiters.wait(service, wait + Math.random() * (wait / 16), opts.signal);
+      await this.holdPast(service, opts.index, opts.waitMs ?? MAX_WAIT_MS, opts.signal);
     }
     const freshness = this.freshness(this.cache.knows(service));
     this.readObserver.read('hit');
@@ -117,13 +120,29 @@ export class Reads {
     };
   }
 
+  /**
+   * A blocking query: hold until the service's label passes `index`, or the wait ends
+   * (or the client leaves, or the gateway shuts down). A change is not enough: on a
+   * replica whose watch lags behind the replica the client got `index` from, the change
+   * applied here may still be at or below `index`, and answering it would take the
+   * client back.
+   */
+  private async holdPast(service: string, index: number, waitMs: number, signal?: AbortSignal): Promise<void> {
+    // Jitter spreads the answers of many clients that started waiting together.
+    const deadline = Date.now() + waitMs + Math.random() * (waitMs / 16);
+    while (this.cache.serviceRevision(service) <= index) {
+      const left = deadline - Date.now();
+      if (left <= 0 || !(await this.cache.serviceWaiters.wait(service, left, signal))) return;
+    }
+  }
+
   /** GET /services: every service with its instance count; `include` narrows (a token's read right). */
   async services(opts: CatchUp & { include?: (service: string) => boolean } = {}): Promise<ServicesRead> {
     const { include } = opts;
     const caught = this.caughtUp(opts);
     if (caught !== true && !(await caught)) {
       this.readObserver.read('miss');
-      const { revision, services } = await this.readServices();
+      const { revision, services } = await this.readServices(opts.minRevision);
       return { ...FRESH, revision, source: 'store', services: include ? services.filter((s) => include(s.name)) : services };
     }
     const freshness = this.freshness(true);
@@ -144,7 +163,7 @@ export class Reads {
     const caught = this.caughtUp(opts);
     if (caught !== true && !(await caught)) {
       this.readObserver.read('miss');
-      const record = (await this.readService(service)).instances.find((x) => x.id === id);
+      const record = (await this.readService(service, opts.minRevision)).instances.find((x) => x.id === id);
       if (!record) throw new InstanceNotFoundError(service, id);
       return { ...FRESH, revision: record.revision, source: 'store', instance: { record, json: JSON.stringify(record) } };
     }
@@ -186,8 +205,8 @@ export class Reads {
   }
 
   /**
-   * minRevision: true once the cache has applied it (waiting a few seconds for
-   * the watch); false when it has not, and the store must be read.
+   * minRevision: true once the cache has applied it (waiting up to 3 s for the
+   * watch); false when it has not, and the store must be read.
    */
   private caughtUp({ minRevision, signal }: CatchUp): boolean | Promise<boolean> {
     // Synchronous when there is nothing to wait for: the common read takes no extra tick.
@@ -195,8 +214,39 @@ export class Reads {
     return this.cache.revisionWaiters.wait(minRevision, MIN_REVISION_WAIT_MS, signal);
   }
 
-  private async readService(service: string): Promise<{ revision: number; instances: Instance[] }> {
+  /**
+   * After the wait, the store itself must have reached minRevision: an answer from an
+   * older store state would be a view older than the client asked for (API.md "Scale and faults").
+   */
+  private reached(revision: number, minRevision: number | undefined): void {
+    if (minRevision !== undefined && revision < minRevision) throw new RevisionNotReachedError(minRevision, revision);
+  }
+
+  /**
+   * The label of a service read from the store at revision `read`, by the cache's rule
+   * (cache.ts, API.md "Discovery") so that it does not move with unrelated writes and
+   * agrees with the cache and other replicas. If this gateway's copy of the service holds
+   * exactly the instances read (same ids, same modification revisions), the service did
+   * not change between the cache's label and `read` (any put would give a key a new
+   * modification revision, any delete would drop one): the cache's label names this
+   * very state, also for an empty or unknown service (the revision at which it emptied,
+   * or the load that found it empty). Otherwise the cache is behind a change to the
+   * service, and the read is labelled as a cold load is: with its own revision. (The
+   * newest modification revision among the keys would be wrong after a delete: the
+   * state at that revision still held the deleted instance.)
+   */
+  private storeLabel(service: string, instances: readonly Instance[], read: number): number {
+    const label = this.cache.serviceRevision(service);
+    const cached = this.cache.instances(service);
+    if (label > read || cached.length !== instances.length) return read;
+    const revisions = new Map(cached.map((x) => [x.record.id, x.record.revision]));
+    for (const x of instances) if (revisions.get(x.id) !== x.revision) return read;
+    return label;
+  }
+
+  private async readService(service: string, minRevision?: number): Promise<{ revision: number; instances: Instance[] }> {
     const { kvs, revision } = await this.store.range(this.keys.service(service));
+    this.reached(revision, minRevision);
     const instances: Instance[] = [];
     for (const kv of kvs) {
       const k = this.keys.parse(kv.key);
@@ -207,8 +257,9 @@ export class Reads {
     return { revision, instances };
   }
 
-  private async readServices(): Promise<{ revision: number; services: { name: string; instances: number }[] }> {
+  private async readServices(minRevision?: number): Promise<{ revision: number; services: { name: string; instances: number }[] }> {
     const { kvs, revision } = await this.store.range(this.keys.root);
+    this.reached(revision, minRevision);
     const counts = new Map<string, number>();
     for (const kv of kvs) {
       const k = this.keys.parse(kv.key);

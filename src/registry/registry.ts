@@ -16,8 +16,8 @@ import type { WatchSync } from './sync.ts';
 import type { Instance, InstanceInput, InstanceStatus } from './types.ts';
 import { MAX_BATCH_OPS } from '../rules.ts';
 
-/** How long a write waits for the watch to bring it back before answering anyway. */
-const WRITE_VISIBLE_TIMEOUT_MS = 3000;
+/** How long a write waits for the watch to bring it back before answering anyway (the drain covers it: config.ts). */
+export const WRITE_VISIBLE_TIMEOUT_MS = 3000;
 const CONFLICT_RETRIES = 5;
 
 export interface RegistryObserver extends ReadObserver {
@@ -53,6 +53,8 @@ interface Current {
 
 export class Registry extends Reads {
   private readonly bookkeeping: BookkeepingLease;
+  /** Shutting down: writes in flight finish, but a slow watch is no longer restarted. */
+  private draining = false;
 
   constructor(
     store: MonitoredStore,
@@ -258,6 +260,16 @@ export class Registry extends Reads {
     }
   }
 
+  /**
+   * Shutdown, first step: writes in flight still wait for the watch to bring them
+   * back (it keeps running until close), but a wait that runs out no longer counts
+   * as a lagging watch: restarting it while shutting down would only add a log line,
+   * a metric and a new store stream to close.
+   */
+  drain(): void {
+    this.draining = true;
+  }
+
   /** Drop bookkeeping state (the shared lease is left to expire by itself). */
   close(): void {
     this.bookkeeping.forget();
@@ -293,7 +305,7 @@ export class Registry extends Reads {
   /** Wait until the watch has brought `revision` into the cache (read-your-writes). */
   private async visible(revision: number): Promise<void> {
     if (this.cache.appliedRevision >= revision) return;
-    if (await this.cache.revisionWaiters.wait(revision, WRITE_VISIBLE_TIMEOUT_MS)) return;
+    if ((await this.cache.revisionWaiters.wait(revision, WRITE_VISIBLE_TIMEOUT_MS)) || this.draining) return;
     // The watch may be stuck on a member that stopped answering: have it restarted and
     // give it one more while (reads meanwhile are marked stale), then answer anyway.
     this.sync.restart(`revision ${revision} written by this gateway did not come back through the store watch in time`);

@@ -44,11 +44,6 @@ export class RevisionWaiters {
     );
   }
 
-  /** Shutdown: answer every parked request now. */
-  releaseAll(): void {
-    for (const w of [...this.waiting]) w.done(false);
-  }
-
   release(applied: number): void {
     if (!this.waiting.size) return;
     for (const w of [...this.waiting]) if (w.revision <= applied) w.done(true);

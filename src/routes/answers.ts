@@ -6,7 +6,6 @@ import type { Freshness } from '../registry/reads.ts';
 
 interface Labelled extends Freshness {
   revision: number;
-  source: 'cache' | 'store';
 }
 
 /** If-None-Match (strong or weak, alone, in a list, or *) names this revision. */
@@ -31,13 +30,14 @@ function revisionHeaders(reply: FastifyReply, revision: number): void {
 }
 
 /**
- * A read with its headers, and its body (rendered only when needed), or 304.
- * A read from the store is an explicit ask for the latest: it always has a body.
+ * A read with its headers, and its body (rendered only when needed), or 304. Also a
+ * read from the store (consistent=true, minRevision fallback) may be a 304: its label
+ * follows the cache's rule (registry/reads.ts), so an unchanged service keeps its ETag.
  */
 export function sendRead(req: FastifyRequest, reply: FastifyReply, read: Labelled, body: () => string): FastifyReply {
   staleHeaders(reply, read);
   revisionHeaders(reply, read.revision);
-  if (read.source === 'cache' && notModified(req, read.revision)) return reply.code(304).send();
+  if (notModified(req, read.revision)) return reply.code(304).send();
   return sendJson(reply, body());
 }
 

@@ -120,7 +120,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'One instance',
         params: InstanceParams,
         querystring: Type.Object({ minRevision: MinRevision }),
-        response: { 200: InstanceRef, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 403, 404, 503) },
+        response: { 200: InstanceRef, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 403, 404, 503, 504) },
       },
     },
     async (req, reply) => {

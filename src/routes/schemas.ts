@@ -202,5 +202,9 @@ export function problems(...codes: number[]): Record<number, unknown> {
 }
 
 export const MinRevision = Type.Optional(
-  Type.Integer({ minimum: 0, description: 'Answer with a view that includes every change up to this store revision' }),
+  Type.Integer({
+    minimum: 0,
+    description:
+      'Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3 s',
+  }),
 );

@@ -46,7 +46,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['discovery'],
         summary: 'Every service with its instance count',
         querystring: Type.Object({ minRevision: MinRevision }),
-        response: { 200: ServicesBody, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 503) },
+        response: { 200: ServicesBody, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 503, 504) },
       },
     },
     async (req, reply) => {
@@ -71,7 +71,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           'From the watch-fed cache. Filters tag, status, meta.KEY; blocking query with index and wait; consistent=true reads the store.',
         params: NameParams,
         querystring: ServiceQuery,
-        response: { 200: ServiceBody, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 403, 503) },
+        response: { 200: ServiceBody, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 403, 503, 504) },
       },
     },
     async (req, reply) => {
