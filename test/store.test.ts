@@ -317,7 +317,7 @@ describe('EtcdStore failures', () => {
   let store: EtcdStore;
   before(async () => {
     etcd = await startEtcd();
-    store = new EtcdStore({ endpoints: etcd.endpoints, callTimeoutMs: 1000 });
+    store = new EtcdStore({ endpoints: etcd.endpoints, callTimeoutMs: 1000, renewTimeoutMs: 1000 });
   });
   after(async () => {
     await store?.close();
