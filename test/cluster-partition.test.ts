@@ -150,7 +150,15 @@ describe('etcd partitions and elections', { timeout: 120_000 }, () => {
     const TTL = 6;
     const COUNT = 2000;
     // Through a follower, the harder case: each renewal is forwarded to the leader, which dies.
-    const leader = await eventually(async () => etcd.leaderIndex().catch(() => undefined), 20_000, 'a leader after the heal');
+    const { leader } = await eventually(
+      async () =>
+        etcd.leaderIndex().then(
+          (i) => ({ leader: i }),
+          () => undefined,
+        ),
+      20_000,
+      'a leader after the heal',
+    );
     const follower = (leader + 1) % 3;
     const gw = await gateway({ prefix: uniquePrefix('hb'), env: { ETCD_ENDPOINTS: etcd.members[follower]!.clientUrl } });
     await eventually(async () => (await ready(gw)) === 200, 20_000, 'ready after the heal');
