@@ -312,6 +312,45 @@ conformance('etcd', async () => {
   };
 });
 
+/** One counter of etcd's own /metrics for the LeaseKeepAlive RPC. */
+async function keepAliveMetric(etcd: EtcdCluster, name: 'grpc_server_msg_received_total' | 'grpc_server_started_total'): Promise<number> {
+  const text = await (await fetch(`${etcd.endpoints[0]}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes('grpc_method="LeaseKeepAlive"'));
+  return Number(line?.split(' ').pop() ?? NaN);
+}
+
+describe('EtcdStore lease renewals', () => {
+  let etcd: EtcdCluster;
+  let store: EtcdStore;
+  before(async () => {
+    etcd = await startEtcd();
+    store = new EtcdStore({ endpoints: etcd.endpoints });
+  });
+  after(async () => {
+    await store?.close();
+    await etcd?.close();
+  });
+
+  it('sends one renewal for concurrent heartbeats of one lease', async () => {
+    const lease = await store.grantLease(30);
+    const before = await keepAliveMetric(etcd, 'grpc_server_msg_received_total');
+    const ttls = await Promise.all(Array.from({ length: 20 }, () => store.keepAlive(lease.id)));
+    assert.ok(ttls.every((ttl) => ttl > 0 && ttl === ttls[0]));
+    assert.equal((await keepAliveMetric(etcd, 'grpc_server_msg_received_total')) - before, 1);
+    assert.ok((await store.keepAlive(lease.id)) > 0); // the next heartbeat renews again
+    assert.equal((await keepAliveMetric(etcd, 'grpc_server_msg_received_total')) - before, 2);
+  });
+
+  it('spreads renewals of many leases over several keepalive streams', async () => {
+    const leases = await Promise.all(Array.from({ length: 64 }, () => store.grantLease(30)));
+    const before = await keepAliveMetric(etcd, 'grpc_server_started_total');
+    const ttls = await Promise.all(leases.map((l) => store.keepAlive(l.id)));
+    assert.ok(ttls.every((ttl) => ttl > 0));
+    const opened = (await keepAliveMetric(etcd, 'grpc_server_started_total')) - before;
+    assert.ok(opened > 1 && opened <= 8, `${opened} streams`);
+  });
+});
+
 describe('EtcdStore failures', () => {
   let etcd: EtcdCluster;
   let store: EtcdStore;
