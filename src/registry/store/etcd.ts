@@ -40,11 +40,14 @@ const RENEW_TIMEOUT_MS = 10_000;
 const KEEPALIVE_STREAMS = 8;
 
 /**
- * etcd's WithRequireLeader: every call carries the gRPC metadata hasleader=true,
- * so a member that lost its leader refuses unary calls ("etcdserver: no leader")
- * and cancels our streams instead of answering from stale state. etcd3 has no
- * metadata option, but its defaultCallOptions reach grpc-js, whose per-call
- * interceptors can add metadata.
+ * etcd's WithRequireLeader: the gRPC metadata hasleader=true. On a stream (watch,
+ * keepalive) etcd refuses to open it on a member without a leader and cancels it
+ * once its member has gone about three election timeouts without one, a
+ * partition rather than an election; etcd3 then reopens it on another host.
+ * On a unary call etcd refuses at once, even during an ordinary election, so
+ * only the probe's status call carries it: data calls wait out an election as
+ * before. etcd3 has no metadata option, but its call options reach grpc-js,
+ * whose per-call interceptors can add metadata.
  */
 const requireLeader: Interceptor = (options, nextCall) =>
   new InterceptingCall(nextCall(options), {
@@ -131,8 +134,7 @@ export class EtcdStore implements Store {
   constructor(opts: EtcdStoreOptions) {
     this.timeoutMs = opts.callTimeoutMs ?? 5000;
     this.hasAuth = opts.username !== undefined;
-    const interceptors = [requireLeader];
-    const deadline = () => ({ deadline: Date.now() + this.timeoutMs, interceptors });
+    const deadline = () => ({ deadline: Date.now() + this.timeoutMs });
     const { tls } = opts;
     this.client = new Etcd3({
       hosts: opts.endpoints,
@@ -140,7 +142,7 @@ export class EtcdStore implements Store {
       credentials: tls ? { rootCertificate: (tls.ca ?? null) as Buffer, privateKey: tls.key, certChain: tls.cert } : undefined,
       auth: opts.username !== undefined ? { username: opts.username, password: opts.password ?? '', callOptions: deadline } : undefined,
       // A function, so each call gets its own deadline; streams (watch, keepalive) have none.
-      defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors } : deadline()),
+      defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors: [requireLeader] } : deadline()),
       grpcOptions: {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000, // >= etcd's --grpc-keepalive-min-time (5 s)
@@ -273,9 +275,13 @@ export class EtcdStore implements Store {
   }
 
   async status(timeoutMs: number): Promise<StoreStatus> {
-    // A member without a leader refuses this (require-leader, above), so the probe sees a
-    // partitioned member as unreachable. Retried: with several endpoints, another member may answer.
-    const res = await this.run(() => this.client.maintenance.status({ deadline: Date.now() + timeoutMs }), true);
+    // A member without a leader refuses this (require-leader, above): the probe sees a partitioned
+    // member as unreachable, and etcd3 counts the failure against that host, so calls move off it.
+    // Retried: with several endpoints, another member may answer.
+    const res = await this.run(
+      () => this.client.maintenance.status({ deadline: Date.now() + timeoutMs, interceptors: [requireLeader] }),
+      true,
+    );
     return {
       revision: num(res.header.revision),
       details: {
