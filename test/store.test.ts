@@ -406,14 +406,20 @@ describe('EtcdStore failures', () => {
     await store.get('/warm'); // connected before the freeze
     etcd.stop(0);
     try {
-      for (const call of [() => store.get('/x'), () => store.range('/x/'), () => store.keepAlive('1234'), () => store.status(500)]) {
+      const calls = {
+        get: () => store.get('/x'),
+        range: () => store.range('/x/'),
+        keepAlive: () => store.keepAlive('1234'),
+        status: () => store.status(500),
+      };
+      for (const [name, call] of Object.entries(calls)) {
         const t0 = Date.now();
         const err = await call().then(
           () => undefined,
           (e: unknown) => e,
         );
         const took = Date.now() - t0;
-        assert.ok(err instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(err)}`);
+        assert.ok(err instanceof StoreUnavailableError, `${name}: expected StoreUnavailableError, got ${String(err)}`);
         assert.ok(took < 1800, `took ${took} ms`);
         assert.ok(!err.message.includes('127.0.0.1'), err.message);
       }
