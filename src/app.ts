@@ -128,10 +128,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     genReqId: () => `${REQ_ID_PREFIX}-${(++requestCount).toString(36)}`,
     ...deps.fastify,
   };
-  if (config.tls)
-    Object.assign(options, {
-      https: { cert: readSetting('TLS_CERT_FILE', config.tls.certFile), key: readSetting('TLS_KEY_FILE', config.tls.keyFile) },
-    });
+  if (config.tls) Object.assign(options, { https: { cert: readSetting('TLS_CERT_FILE', config.tls.certFile), key: readSetting('TLS_KEY_FILE', config.tls.keyFile) } });
   const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are strict (no coercion: "port": "8080" is a 400); query strings are text and are parsed.
@@ -174,8 +171,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     registered: (n) => metrics.registrations.inc(n),
     deregistered: (n) => metrics.deregistrations.inc(n),
     heartbeat: (result) => metrics.heartbeats.inc({ result }),
-    watchLagging: (revision) =>
-      sync.restart(`revision ${revision} written by this gateway did not come back through the store watch in time`),
+    watchLagging: (revision) => sync.restart(`revision ${revision} written by this gateway did not come back through the store watch in time`),
   });
   // The hub needs the loaded cache; the watch needs to tell the hub of reloads: bound after both exist.
   const onReload: (() => void)[] = [];
@@ -225,10 +221,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(openapi);
   await app.register(observability, { requestLog: config.requestLog });
   if (config.corsOrigins) {
-    await app.register(cors, {
-      origin: config.corsOrigins === '*' ? '*' : config.corsOrigins,
-      exposedHeaders: ['etag', 'x-registry-revision', 'x-registry-stale', 'age', 'location'],
-    });
+    await app.register(cors, { origin: config.corsOrigins === '*' ? '*' : config.corsOrigins, exposedHeaders: ['etag', 'x-registry-revision', 'x-registry-stale', 'age', 'location'] });
   }
   if (config.rateLimitMax) {
     await app.register(rateLimit, {
@@ -240,14 +233,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       // address: an unverified header must not buy a fresh allowance.
       keyGenerator: (req) => (req.accessToken ? `token:${req.accessToken.name}` : `ip:${req.ip}`),
       errorResponseBuilder: (_req, ctx) =>
-        Object.assign(new Error(`more than ${ctx.max} requests in a minute; retry after ${ctx.after}`), {
-          statusCode: 429,
-          code: 'too-many-requests',
-        }),
+        Object.assign(new Error(`more than ${ctx.max} requests in a minute; retry after ${ctx.after}`), { statusCode: 429, code: 'too-many-requests' }),
     });
   }
-  for (const routes of [instanceRoutes, serviceRoutes, balancingRoutes, prometheusRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes])
-    await app.register(routes);
+  for (const routes of [instanceRoutes, serviceRoutes, balancingRoutes, prometheusRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes]) await app.register(routes);
   await app.ready();
   return app;
 }

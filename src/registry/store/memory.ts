@@ -323,16 +323,7 @@ export class MemoryStore implements Store {
         this.kvs.delete(op.key);
         this.sortedKeys.delete(op.key);
         // etcd delete events carry only key and mod revision (create revision 0, no lease).
-        events.push({
-          type: 'delete',
-          key: op.key,
-          value: '',
-          modRevision: rev,
-          createRevision: 0,
-          lease: '0',
-          prevValue: prev.value,
-          prevModRevision: prev.modRevision,
-        });
+        events.push({ type: 'delete', key: op.key, value: '', modRevision: rev, createRevision: 0, lease: '0', prevValue: prev.value, prevModRevision: prev.modRevision });
       }
     }
     if (events.length === 0) return;

@@ -4,6 +4,8 @@
 // the once-per-change log line and the stale marking of cached answers; without
 // this probe an idle gateway would go on saying "up" after the store died (a
 // frozen member is not noticed by the watch stream: LIBRARIES.md pitfall 17).
+// A member that lost its leader refuses the status call (require-leader), so a
+// partitioned member counts as unreachable too.
 import type { MonitoredStore } from './monitored.ts';
 
 export class StoreProbe {
