@@ -56,7 +56,8 @@ type Env = Static<typeof EnvSchema>;
 export interface Config {
   port: number;
   host: string;
-  store: { kind: 'memory' } | ({ kind: 'etcd' } & EtcdStoreOptions);
+  /** The etcd store's options, with certificate files as paths (createStore reads each once). */
+  store: { kind: 'memory' } | ({ kind: 'etcd'; caFile?: string; certFile?: string; keyFile?: string } & Omit<EtcdStoreOptions, 'tls'>);
   prefix: string;
   tls?: { certFile: string; keyFile: string };
   authTokensFile?: string;

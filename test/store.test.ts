@@ -312,12 +312,51 @@ conformance('etcd', async () => {
   };
 });
 
+/** One counter of etcd's own /metrics for the LeaseKeepAlive RPC. */
+async function keepAliveMetric(etcd: EtcdCluster, name: 'grpc_server_msg_received_total' | 'grpc_server_started_total'): Promise<number> {
+  const text = await (await fetch(`${etcd.endpoints[0]}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes('grpc_method="LeaseKeepAlive"'));
+  return Number(line?.split(' ').pop() ?? NaN);
+}
+
+describe('EtcdStore lease renewals', () => {
+  let etcd: EtcdCluster;
+  let store: EtcdStore;
+  before(async () => {
+    etcd = await startEtcd();
+    store = new EtcdStore({ endpoints: etcd.endpoints });
+  });
+  after(async () => {
+    await store?.close();
+    await etcd?.close();
+  });
+
+  it('sends one renewal for concurrent heartbeats of one lease', async () => {
+    const lease = await store.grantLease(30);
+    const before = await keepAliveMetric(etcd, 'grpc_server_msg_received_total');
+    const ttls = await Promise.all(Array.from({ length: 20 }, () => store.keepAlive(lease.id)));
+    assert.ok(ttls.every((ttl) => ttl > 0 && ttl === ttls[0]));
+    assert.equal((await keepAliveMetric(etcd, 'grpc_server_msg_received_total')) - before, 1);
+    assert.ok((await store.keepAlive(lease.id)) > 0); // the next heartbeat renews again
+    assert.equal((await keepAliveMetric(etcd, 'grpc_server_msg_received_total')) - before, 2);
+  });
+
+  it('spreads renewals of many leases over several keepalive streams', async () => {
+    const leases = await Promise.all(Array.from({ length: 64 }, () => store.grantLease(30)));
+    const before = await keepAliveMetric(etcd, 'grpc_server_started_total');
+    const ttls = await Promise.all(leases.map((l) => store.keepAlive(l.id)));
+    assert.ok(ttls.every((ttl) => ttl > 0));
+    const opened = (await keepAliveMetric(etcd, 'grpc_server_started_total')) - before;
+    assert.ok(opened > 1 && opened <= 8, `${opened} streams`);
+  });
+});
+
 describe('EtcdStore failures', () => {
   let etcd: EtcdCluster;
   let store: EtcdStore;
   before(async () => {
     etcd = await startEtcd();
-    store = new EtcdStore({ endpoints: etcd.endpoints, callTimeoutMs: 1000 });
+    store = new EtcdStore({ endpoints: etcd.endpoints, callTimeoutMs: 1000, renewTimeoutMs: 1000 });
   });
   after(async () => {
     await store?.close();
@@ -367,14 +406,20 @@ describe('EtcdStore failures', () => {
     await store.get('/warm'); // connected before the freeze
     etcd.stop(0);
     try {
-      for (const call of [() => store.get('/x'), () => store.range('/x/'), () => store.keepAlive('1234'), () => store.status(500)]) {
+      const calls = {
+        get: () => store.get('/x'),
+        range: () => store.range('/x/'),
+        keepAlive: () => store.keepAlive('1234'),
+        status: () => store.status(500),
+      };
+      for (const [name, call] of Object.entries(calls)) {
         const t0 = Date.now();
         const err = await call().then(
           () => undefined,
           (e: unknown) => e,
         );
         const took = Date.now() - t0;
-        assert.ok(err instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(err)}`);
+        assert.ok(err instanceof StoreUnavailableError, `${name}: expected StoreUnavailableError, got ${String(err)}`);
         assert.ok(took < 1800, `took ${took} ms`);
         assert.ok(!err.message.includes('127.0.0.1'), err.message);
       }

@@ -43,13 +43,17 @@ export interface RegistryObservers extends RegistryObserver, HubObserver, StoreO
 
 /** The store the config names; a certificate file that cannot be read stops the start naming its setting. */
 export function createStore(config: Config): Store {
-  const { kind, ...options } = config.store;
-  if (kind === 'memory') return new MemoryStore();
-  const etcd = options as Exclude<Config['store'], { kind: 'memory' }>;
-  if (etcd.caFile) readSettingFile('ETCD_CA_FILE', etcd.caFile);
-  if (etcd.certFile) readSettingFile('ETCD_CERT_FILE', etcd.certFile);
-  if (etcd.keyFile) readSettingFile('ETCD_KEY_FILE', etcd.keyFile);
-  return new EtcdStore(etcd);
+  if (config.store.kind === 'memory') return new MemoryStore();
+  const { kind: _etcd, caFile, certFile, keyFile, ...options } = config.store;
+  const tls =
+    caFile || certFile || keyFile
+      ? {
+          ca: caFile ? readSettingFile('ETCD_CA_FILE', caFile) : undefined,
+          cert: certFile ? readSettingFile('ETCD_CERT_FILE', certFile) : undefined,
+          key: keyFile ? readSettingFile('ETCD_KEY_FILE', keyFile) : undefined,
+        }
+      : undefined;
+  return new EtcdStore({ ...options, tls });
 }
 
 export class RegistryRoot {

@@ -27,6 +27,8 @@ export interface EtcdMember {
   name: string;
   clientUrl: string;
   peerUrl: string;
+  /** The peer URL the other members dial: peerUrl, or a proxy in front of it (see partition.ts). */
+  advertisedPeerUrl: string;
   dataDir: string;
   /** pid of the current process (changes on restart). */
   pid: number;
@@ -122,7 +124,10 @@ async function exited(proc: ChildProcess): Promise<void> {
   await once(proc, 'exit');
 }
 
-async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls): Promise<EtcdCluster> {
+/** Given a member's peer URL, the URL the other members should dial instead. */
+export type PeerRoute = (peerUrl: string) => Promise<string>;
+
+async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls, routePeer?: PeerRoute): Promise<EtcdCluster> {
   const scheme = tls ? 'https' : 'http';
   const tlsArgs = tls
     ? [
@@ -141,16 +146,18 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls): Prom
   const token = `t-${process.pid}-${Date.now()}`;
   const members: EtcdMember[] = [];
   for (let i = 0; i < size; i++) {
+    const peerUrl = `http://127.0.0.1:${await freePort()}`;
     members.push({
       name: `m${i}`,
       clientUrl: `${scheme}://127.0.0.1:${await freePort()}`,
-      peerUrl: `http://127.0.0.1:${await freePort()}`,
+      peerUrl,
+      advertisedPeerUrl: routePeer ? await routePeer(peerUrl) : peerUrl,
       dataDir: await mkdtemp(join(tmpdir(), 'etcd-test-')),
       pid: 0,
       proc: undefined as unknown as ChildProcess,
     });
   }
-  const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+  const initialCluster = members.map((m) => `${m.name}=${m.advertisedPeerUrl}`).join(',');
   const endpoints = members.map((m) => m.clientUrl);
 
   const spawnMember = (m: EtcdMember, clientUrl = m.clientUrl) => {
@@ -167,7 +174,7 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls): Prom
       '--listen-peer-urls',
       m.peerUrl,
       '--initial-advertise-peer-urls',
-      m.peerUrl,
+      m.advertisedPeerUrl,
       '--initial-cluster',
       initialCluster,
       '--initial-cluster-token',
@@ -262,14 +269,16 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls): Prom
   };
 }
 
-export async function startEtcd(opts: { size?: 1 | 3; extraArgs?: string[]; tls?: EtcdTls } = {}): Promise<EtcdCluster> {
+export async function startEtcd(
+  opts: { size?: 1 | 3; extraArgs?: string[]; tls?: EtcdTls; routePeer?: PeerRoute } = {},
+): Promise<EtcdCluster> {
   checkBinary();
   const size = opts.size ?? 1;
   try {
-    return await startOnce(size, opts.extraArgs ?? [], opts.tls);
+    return await startOnce(size, opts.extraArgs ?? [], opts.tls, opts.routePeer);
   } catch {
     // Another process may have taken a port between freePort() and etcd's bind: retry once.
-    return await startOnce(size, opts.extraArgs ?? [], opts.tls);
+    return await startOnce(size, opts.extraArgs ?? [], opts.tls, opts.routePeer);
   }
 }
 

@@ -40,11 +40,20 @@ export function isAuthTokenError(err: unknown): boolean {
 
 /** TLS failures that the next attempt would meet again, as [what OpenSSL/Node says, what we tell the operator]. */
 const TLS_FAILURES: [RegExp, string][] = [
-  [/alert (bad certificate|certificate required|unknown ca|certificate unknown|handshake failure)/i, "the store rejected the gateway's TLS client certificate (check ETCD_CERT_FILE and ETCD_KEY_FILE)"],
+  [
+    /alert (bad certificate|certificate required|unknown ca|certificate unknown|handshake failure)/i,
+    "the store rejected the gateway's TLS client certificate (check ETCD_CERT_FILE and ETCD_KEY_FILE)",
+  ],
   [/certificate has expired|certificate is not yet valid/i, 'a TLS certificate has expired or is not yet valid'],
   [/altnames|does not match certificate/i, "the store's TLS certificate does not name the host in ETCD_ENDPOINTS"],
-  [/unable to verify|self[- ]signed certificate|unable to get (local )?issuer|certificate verify failed|unknown ca/i, "the store's TLS certificate is not trusted (check ETCD_CA_FILE)"],
-  [/wrong version number|packet length too long|http request/i, 'the TLS handshake with the store failed (is it serving plain http? then use http:// in ETCD_ENDPOINTS)'],
+  [
+    /unable to verify|self[- ]signed certificate|unable to get (local )?issuer|certificate verify failed|unknown ca/i,
+    "the store's TLS certificate is not trusted (check ETCD_CA_FILE)",
+  ],
+  [
+    /wrong version number|packet length too long|http request/i,
+    'the TLS handshake with the store failed (is it serving plain http? then use http:// in ETCD_ENDPOINTS)',
+  ],
 ];
 
 /** What a certificate problem behind this error is, if that is what it is. */
@@ -75,7 +84,9 @@ export function toStoreError(err: unknown): Error {
     return new StoreAccessError('the store rejected the gateway credentials (check ETCD_USERNAME and ETCD_PASSWORD)', { cause: err });
   }
   if (err instanceof EtcdPermissionDeniedError) {
-    return new StoreAccessError("the store denied the gateway's etcd user access to these keys (grant it readwrite on ETCD_PREFIX)", { cause: err });
+    return new StoreAccessError("the store denied the gateway's etcd user access to these keys (grant it readwrite on ETCD_PREFIX)", {
+      cause: err,
+    });
   }
   if (isAuthTokenError(err)) return new StoreUnavailableError('the store denied access to the gateway', { cause: err });
   const tls = tlsFailure(err);

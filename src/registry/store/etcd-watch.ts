@@ -1,18 +1,8 @@
-// The etcd side of Store.watch and Store.keepAlive: the two long-lived gRPC
-// streams. Kept apart from etcd.ts so each file stays readable; like
-// etcd-errors.ts it is private to the etcd store.
+// The etcd side of Store.watch: one long-lived gRPC watch stream per watch.
+// Kept apart from etcd.ts so each file stays readable; like etcd-errors.ts it
+// is private to the etcd store.
 
-import {
-  castGrpcError,
-  EtcdPermissionDeniedError,
-  type Etcd3,
-  type IDuplexStream,
-  type IKeyValue,
-  type ILeaseKeepAliveRequest,
-  type ILeaseKeepAliveResponse,
-  type IWatchResponse,
-  type Watcher,
-} from 'etcd3';
+import { EtcdPermissionDeniedError, type Etcd3, type IKeyValue, type IWatchResponse, type Watcher } from 'etcd3';
 import { StoreCompactedError, StoreUnavailableError } from '../errors.ts';
 import { isAuthTokenError, toStoreError } from './etcd-errors.ts';
 import type { Watch, WatchEvent, WatchHandlers } from './store.ts';
@@ -169,101 +159,5 @@ export class EtcdWatch implements Watch {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([w.cancel().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, this.deps.timeoutMs)))]);
     clearTimeout(timer);
-  }
-}
-
-interface Waiter {
-  resolve(ttl: number): void;
-  reject(err: unknown): void;
-  timer: NodeJS.Timeout;
-}
-
-/**
- * One leaseKeepAlive() duplex stream shared by all heartbeats. etcd answers the
- * requests of one stream in order, each with the lease ID, so waiters queue per
- * ID (two concurrent renewals of one lease both get an answer). A request that
- * times out retires the stream (everything behind it is stuck too): new
- * heartbeats go to a fresh stream, this one ends once its last waiter settles.
- */
-export class KeepAliveStream {
-  private readonly pending = new Map<string, Waiter[]>();
-  private count = 0;
-  private retired = false;
-  private ended = false;
-
-  constructor(
-    private readonly call: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>,
-    private readonly timeoutMs: number,
-    private readonly onRetire: () => void,
-  ) {
-    call.on('data', (r) => this.answer(String(r.ID), num(r.TTL)));
-    call.on('error', (err) => this.fail(castGrpcError(err)));
-    call.on('end', () => this.fail(new StoreUnavailableError('the store ended the keepalive stream')));
-  }
-
-  renew(id: string): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      const w: Waiter = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.remove(id, w);
-          this.retire();
-          reject(new StoreUnavailableError('the store did not answer in time'));
-        }, this.timeoutMs),
-      };
-      const q = this.pending.get(id);
-      if (q) q.push(w);
-      else this.pending.set(id, [w]);
-      this.count++;
-      this.call.write({ ID: id });
-    });
-  }
-
-  private answer(id: string, ttl: number): void {
-    const w = this.pending.get(id)?.[0];
-    if (!w) return; // its waiter timed out
-    this.remove(id, w);
-    w.resolve(ttl); // etcd answers TTL 0 for an expired or revoked lease
-    this.endIfIdle();
-  }
-
-  private remove(id: string, w: Waiter): void {
-    clearTimeout(w.timer);
-    const q = this.pending.get(id);
-    const i = q ? q.indexOf(w) : -1;
-    if (!q || i < 0) return;
-    q.splice(i, 1);
-    if (q.length === 0) this.pending.delete(id);
-    this.count--;
-  }
-
-  private fail(err: unknown): void {
-    this.retire();
-    for (const q of this.pending.values()) {
-      for (const w of q) {
-        clearTimeout(w.timer);
-        w.reject(err);
-      }
-    }
-    this.pending.clear();
-    this.count = 0;
-  }
-
-  retire(): void {
-    if (!this.retired) {
-      this.retired = true;
-      this.onRetire();
-    }
-    this.endIfIdle();
-  }
-
-  private endIfIdle(): void {
-    // end() half-closes so etcd ends the stream cleanly; cancel() would surface as an error
-    // that etcd3 counts against the host (and resets every channel to it, watches included).
-    if (this.retired && this.count === 0 && !this.ended) {
-      this.ended = true;
-      this.call.end();
-    }
   }
 }

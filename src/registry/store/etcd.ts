@@ -1,25 +1,62 @@
 // The etcd store: the only code that talks to etcd3 (with its private helpers
-// etcd-errors.ts and etcd-watch.ts). Every etcd3 error leaves this module as a
+// etcd-errors.ts, etcd-watch.ts and etcd-keepalive.ts). Every etcd3 error leaves this module as a
 // domain error (see etcd-errors.ts). Keys are full keys: no etcd3 namespace.
 
-import { readFileSync } from 'node:fs';
+import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { CompareResult, CompareTarget, Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
 import { InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from '../errors.ts';
 import { isAuthTokenError, isLeaseNotFound, isRetryable, toStoreError } from './etcd-errors.ts';
-import { EtcdWatch, KeepAliveStream } from './etcd-watch.ts';
+import { KeepAlivePool } from './etcd-keepalive.ts';
+import { EtcdWatch } from './etcd-watch.ts';
 import type { Compare, KeyValue, Lease, RangeResult, Store, StoreStatus, TxnOp, TxnResult, Watch, WatchHandlers } from './store.ts';
+
+/** Client TLS, already read from its files (PEM). Present = TLS; no `ca` = the system roots. */
+export interface EtcdTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
 
 export interface EtcdStoreOptions {
   endpoints: string[];
   username?: string;
   password?: string;
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  /** Deadline of every unary call, and of a keepalive answer (default 5000). */
+  tls?: EtcdTls;
+  /** Deadline of every unary call (default 5000). */
   callTimeoutMs?: number;
+  /** Deadline of one lease renewal (default RENEW_TIMEOUT_MS). */
+  renewTimeoutMs?: number;
 }
+
+/**
+ * Deadline of one lease renewal: above etcd's own limit for a follower forwarding
+ * it to the leader (5 s + 2 election timeouts = 7 s by default), so a renewal
+ * caught in a leader election is answered by etcd rather than abandoned by us.
+ */
+const RENEW_TIMEOUT_MS = 10_000;
+
+/** Keepalive streams: etcd serves one stream's renewals one at a time (see etcd-keepalive.ts). */
+const KEEPALIVE_STREAMS = 8;
+
+/**
+ * etcd's WithRequireLeader: the gRPC metadata hasleader=true. On a stream (watch,
+ * keepalive) etcd refuses to open it on a member without a leader and cancels it
+ * once its member has gone about three election timeouts without one, a
+ * partition rather than an election; etcd3 then reopens it on another host.
+ * On a unary call etcd refuses at once, even during an ordinary election, so
+ * only the probe's status call carries it: data calls wait out an election as
+ * before. etcd3 has no metadata option, but its call options reach grpc-js,
+ * whose per-call interceptors can add metadata.
+ */
+const requireLeader: Interceptor = (options, nextCall) =>
+  new InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      const md = metadata.clone(); // with auth, etcd3 shares one Metadata object between calls
+      md.set('hasleader', 'true');
+      next(md, listener);
+    },
+  });
 
 /** Keys per range page: keeps each response far below gRPC/etcd message limits. */
 const PAGE = 5000;
@@ -81,7 +118,7 @@ export class EtcdStore implements Store {
   private readonly timeoutMs: number;
   private readonly hasAuth: boolean;
   private readonly watches = new Set<EtcdWatch>();
-  private keepAliveStream: Promise<KeepAliveStream> | undefined;
+  private readonly keepAlives: KeepAlivePool;
   private closed = false;
   /**
    * Our retry, applied per call rather than as etcd3's global policy: only reads and
@@ -98,20 +135,14 @@ export class EtcdStore implements Store {
     this.timeoutMs = opts.callTimeoutMs ?? 5000;
     this.hasAuth = opts.username !== undefined;
     const deadline = () => ({ deadline: Date.now() + this.timeoutMs });
-    const tls = opts.caFile || opts.certFile || opts.keyFile;
+    const { tls } = opts;
     this.client = new Etcd3({
       hosts: opts.endpoints,
       // rootCertificate may be absent (system roots): grpc's createSsl accepts null there.
-      credentials: tls
-        ? {
-            rootCertificate: (opts.caFile ? readFileSync(opts.caFile) : null) as Buffer,
-            privateKey: opts.keyFile ? readFileSync(opts.keyFile) : undefined,
-            certChain: opts.certFile ? readFileSync(opts.certFile) : undefined,
-          }
-        : undefined,
+      credentials: tls ? { rootCertificate: (tls.ca ?? null) as Buffer, privateKey: tls.key, certChain: tls.cert } : undefined,
       auth: opts.username !== undefined ? { username: opts.username, password: opts.password ?? '', callOptions: deadline } : undefined,
       // A function, so each call gets its own deadline; streams (watch, keepalive) have none.
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : deadline()),
+      defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors: [requireLeader] } : deadline()),
       grpcOptions: {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000, // >= etcd's --grpc-keepalive-min-time (5 s)
@@ -124,6 +155,11 @@ export class EtcdStore implements Store {
         watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 3000 }) as unknown as IBackoff<unknown>, // typings bug
       },
     });
+    this.keepAlives = new KeepAlivePool(
+      () => this.client.leaseClient.leaseKeepAlive(),
+      KEEPALIVE_STREAMS,
+      opts.renewTimeoutMs ?? RENEW_TIMEOUT_MS,
+    );
   }
 
   /** Run one store operation: optional retry, one re-authentication for streams, error mapping. */
@@ -159,18 +195,7 @@ export class EtcdStore implements Store {
   }
 
   async keepAlive(leaseId: string): Promise<number> {
-    return this.run(async () => (await this.keepAliveStreamOpen()).renew(leaseId), true);
-  }
-
-  private keepAliveStreamOpen(): Promise<KeepAliveStream> {
-    if (!this.keepAliveStream) {
-      const p: Promise<KeepAliveStream> = this.client.leaseClient
-        .leaseKeepAlive()
-        .then((call) => new KeepAliveStream(call, this.timeoutMs, () => this.keepAliveStream === p && (this.keepAliveStream = undefined)));
-      p.catch(() => this.keepAliveStream === p && (this.keepAliveStream = undefined));
-      this.keepAliveStream = p;
-    }
-    return this.keepAliveStream;
+    return this.run(() => this.keepAlives.renew(leaseId), true);
   }
 
   async revokeLease(leaseId: string): Promise<void> {
@@ -250,7 +275,13 @@ export class EtcdStore implements Store {
   }
 
   async status(timeoutMs: number): Promise<StoreStatus> {
-    const res = await this.run(() => this.client.maintenance.status({ deadline: Date.now() + timeoutMs }), false);
+    // A member without a leader refuses this (require-leader, above): the probe sees a partitioned
+    // member as unreachable, and etcd3 counts the failure against that host, so calls move off it.
+    // Retried: with several endpoints, another member may answer.
+    const res = await this.run(
+      () => this.client.maintenance.status({ deadline: Date.now() + timeoutMs, interceptors: [requireLeader] }),
+      true,
+    );
     return {
       revision: num(res.header.revision),
       details: {
@@ -267,9 +298,7 @@ export class EtcdStore implements Store {
     if (this.closed) return;
     await Promise.all([...this.watches].map((w) => w.close())); // before the client: cancel needs the stream
     this.closed = true;
-    const ka = this.keepAliveStream;
-    this.keepAliveStream = undefined;
-    await ka?.then((s) => s.retire()).catch(() => {});
+    await this.keepAlives.close();
     this.client.close();
   }
 }
