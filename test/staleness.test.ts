@@ -28,7 +28,8 @@ describe('staleness and pacing', () => {
         return performance.now() - t0;
       }),
     );
-    for (const t of times) assert.ok(t >= 990 && t <= 1000 + 1000 / 16 + 250, `answered after ${t.toFixed(0)} ms`);
+    // Generous slack: the bound shows the wait is honoured, not how fast a loaded machine answers.
+    for (const t of times) assert.ok(t >= 990 && t <= 1000 + 1000 / 16 + 1000, `answered after ${t.toFixed(0)} ms`);
     assert.ok(Math.max(...times) - Math.min(...times) >= 3, `answers spread by jitter: ${times.map((t) => t.toFixed(0)).join(' ')}`);
   });
 

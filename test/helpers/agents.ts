@@ -176,7 +176,9 @@ setTimeout(() => server.listen(Number(process.env.CMD_PORT), '127.0.0.1', () => 
 const parent = process.ppid;
 setInterval(() => {
   if (process.ppid !== parent) process.exit(99); // the agent died (a test that failed): do not linger
-  if (existsSync(join(dir, 'exit'))) process.exit(Number(readFileSync(join(dir, 'exit'), 'utf8')));
+  // The file may exist before its content is written: exit only once there is a code.
+  const code = existsSync(join(dir, 'exit')) ? readFileSync(join(dir, 'exit'), 'utf8') : '';
+  if (code !== '') process.exit(Number(code));
 }, 50);
 process.on('SIGTERM', async () => {
   const at = Date.now();
