@@ -122,6 +122,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       defaultTtlSeconds: config.defaultTtlSeconds,
       eventHistory: config.eventHistory,
       keepAliveMs: config.sseKeepAliveSeconds * 1000,
+      streamBufferBytes: config.sseBufferBytes,
       frames: sseFrames,
       probeIntervalMs: deps.storeProbeIntervalMs ?? STORE_PROBE_INTERVAL_MS,
     },

@@ -1,0 +1,103 @@
+// One subscriber's way out: what the hub gives it, written to its stream in
+// order, at the pace the client reads. Bulk (a snapshot, a replay) is always
+// written whole, in slices, yielding to the event loop between them, so that a
+// 25 MB snapshot neither blocks other requests nor counts as "too slow". Live
+// changes wait behind it; only their bytes count against the allowance.
+import type { StreamSink } from './hub.ts';
+
+/** Bulk is written in slices of this size, one per turn of the event loop. */
+const SLICE_BYTES = 64 * 1024;
+
+interface Item {
+  data: Buffer;
+  /** Live bytes count against the allowance; bulk does not. */
+  live: boolean;
+}
+
+export class Outbox {
+  private readonly queue: Item[] = [];
+  /** How much of queue[0] is already written. */
+  private offset = 0;
+  /** Bytes of live changes queued and not yet written. */
+  private liveBytes = 0;
+  private blocked = false;
+  private scheduled = false;
+  private closed = false;
+
+  constructor(
+    private readonly sink: StreamSink,
+    /** Live bytes that may wait behind what the client has not read yet. */
+    private readonly allowance: number,
+    /** Called once when the allowance is passed: the subscriber is too slow. */
+    private readonly overflow: () => void,
+  ) {
+    sink.onDrain(() => {
+      this.blocked = false;
+      this.pump();
+    });
+  }
+
+  /** Nothing is waiting: the client has been handed everything. */
+  get idle(): boolean {
+    return !this.queue.length && !this.blocked;
+  }
+
+  /** A snapshot or replay: written whole however slowly the client reads. */
+  bulk(data: Buffer | string): void {
+    this.push({ data: typeof data === 'string' ? Buffer.from(data) : data, live: false });
+  }
+
+  /** A live change (or a keep-alive): false once the subscriber is too far behind. */
+  live(chunk: string): boolean {
+    if (this.closed) return false;
+    if (this.idle) {
+      this.blocked = !this.sink.write(chunk);
+      return true;
+    }
+    const data = Buffer.from(chunk);
+    this.liveBytes += data.length;
+    if (this.liveBytes > this.allowance) {
+      this.close();
+      this.overflow();
+      return false;
+    }
+    this.push({ data, live: true });
+    return true;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue.length = 0;
+  }
+
+  private push(item: Item): void {
+    if (this.closed) return;
+    this.queue.push(item);
+    if (this.queue.length === 1) this.pump();
+  }
+
+  private pump(): void {
+    while (!this.closed && !this.blocked && this.queue.length) {
+      const head = this.queue[0]!;
+      const slice = head.live ? head.data : head.data.subarray(this.offset, this.offset + SLICE_BYTES);
+      this.offset += slice.length;
+      if (this.offset >= head.data.length) {
+        this.queue.shift();
+        this.offset = 0;
+        if (head.live) this.liveBytes -= head.data.length;
+      }
+      this.blocked = !this.sink.write(slice);
+      if (!head.live && !this.blocked && this.queue.length) {
+        // Let other requests and streams run before the next slice.
+        if (!this.scheduled) {
+          this.scheduled = true;
+          setImmediate(() => {
+            this.scheduled = false;
+            this.pump();
+          });
+        }
+        return;
+      }
+    }
+  }
+}
