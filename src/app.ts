@@ -150,7 +150,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       if (c.reason === 'expired') metrics.expirations.inc();
     }
   });
-  const views = new Views(config.cacheMaxServices);
+  const views = new Views(config.cacheMaxBytes);
   root.onReset(() => views.clear());
   await root.start();
   const gateway: Gateway = { config, metrics, registry: root.registry, hub: root.hub, health: root.health, views };
