@@ -30,6 +30,8 @@ import { sseFrames } from './routes/sse.ts';
 import uiRoutes from './routes/ui.ts';
 import { Views } from './routes/views.ts';
 import { randomUUID } from 'node:crypto';
+import type { Http2SecureServer, Http2Session } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 
 /** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
 const BODY_LIMIT = 64 * 1024;
@@ -90,7 +92,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   };
   if (config.tls)
     Object.assign(options, {
-      https: { cert: readSettingFile('TLS_CERT_FILE', config.tls.certFile), key: readSettingFile('TLS_KEY_FILE', config.tls.keyFile) },
+      // HTTP/2 by ALPN, so that a browser's streams share one connection; HTTP/1.1 still accepted.
+      http2: true,
+      https: {
+        allowHTTP1: true,
+        cert: readSettingFile('TLS_CERT_FILE', config.tls.certFile),
+        key: readSettingFile('TLS_KEY_FILE', config.tls.keyFile),
+      },
+      // An HTTP/2 server cannot close only idle connections: closeConnections below does it.
+      forceCloseConnections: false,
     });
   const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -158,10 +168,14 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.decorate('registryRoot', root);
 
   let drainTimer: NodeJS.Timeout | undefined;
+  const connections: Connections = config.tls
+    ? tlsConnections(app.server as unknown as Http2SecureServer)
+    : { finish: () => {}, cut: () => app.server.closeAllConnections() };
   app.addHook('preClose', async () => {
     root.release();
+    connections.finish();
     // Requests in flight get DRAIN_MS to finish; connections still open after that are cut.
-    drainTimer = setTimeout(() => app.server.closeAllConnections(), DRAIN_MS);
+    drainTimer = setTimeout(connections.cut, DRAIN_MS);
     drainTimer.unref();
   });
   app.addHook('onClose', async () => {
@@ -200,4 +214,36 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await app.register(routes);
   await app.ready();
   return app;
+}
+
+/** Ending a server's connections on close: ask them to finish, later cut what is still open. */
+interface Connections {
+  finish(): void;
+  cut(): void;
+}
+
+/**
+ * The HTTP/2 server (TLS) lacks closeAllConnections: keep its connections; on
+ * close HTTP/2 sessions get GOAWAY (streams in flight go on), then everything
+ * still open is cut.
+ */
+function tlsConnections(server: Http2SecureServer): Connections {
+  const sockets = new Set<TLSSocket>();
+  const sessions = new Set<Http2Session>();
+  server.on('secureConnection', (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('session', (session: Http2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
+  return {
+    finish: () => {
+      for (const session of sessions) session.close();
+    },
+    cut: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+  };
 }
