@@ -49,9 +49,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       reply.headers(streamHeaders(reply));
       return reply.send();
     }
-    if (hub.size >= config.sseMaxStreams) throw new TooManyStreamsError(config.sseMaxStreams);
+    const underLimit = () => {
+      if (hub.size >= config.sseMaxStreams) throw new TooManyStreamsError(config.sseMaxStreams);
+    };
+    underLimit();
     const res = reply.raw;
-    const sub = await hub.open(scope, after, () => openStream(reply));
+    // Checked again at the start: other streams may have opened while this one read the store.
+    const sub = await hub.open(scope, after, () => (underLimit(), openStream(reply)));
     res.once('close', () => hub.close(sub));
     if (res.destroyed) hub.close(sub);
   }
