@@ -1,7 +1,7 @@
 // Changes older than the hub's ring, read back from the store's history: a
 // watch from a past revision up to a fence written now, so the read has an end.
 import { byRevision, describeRevision, fromPrevValue } from './changes.ts';
-import { StoreUnavailableError } from './errors.ts';
+import { RegistryError, StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
 import type { MonitoredStore } from './store/monitored.ts';
 import type { Change } from './types.ts';
@@ -62,9 +62,9 @@ export class History {
           // partial catch-up batches with its current revision.
           if (batch.events.some((e) => e.modRevision >= fence)) finish();
         },
-        onError: (err) => finish(err),
+        onError: (err) => finish(asStoreError(err)),
       });
-      watchP.catch((err: Error) => finish(err));
+      watchP.catch((err: Error) => finish(asStoreError(err)));
     });
   }
 }
@@ -75,4 +75,9 @@ function newest(changes: Change[], max: number): [Change[], number] {
   const dropped = changes[cut - 1]!.revision;
   while (cut < changes.length && changes[cut]!.revision === dropped) cut++;
   return [changes.slice(cut), dropped];
+}
+
+/** A failure of the watch the route can answer: compaction as it is, anything else as an unreachable store. */
+function asStoreError(err: Error): Error {
+  return err instanceof RegistryError ? err : new StoreUnavailableError('the store did not replay its history', { cause: err });
 }

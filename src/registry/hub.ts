@@ -74,6 +74,8 @@ export interface HubOptions {
 const REPLAY_MAX_CHANGES = 50_000;
 /** Subscribers given their reset snapshot per turn of the event loop after a reload. */
 const RESETS_PER_TURN = 50;
+/** Snapshots kept for sharing at one revision, in bytes; past it they are rendered per subscriber. */
+const SHARED_SNAPSHOT_BYTES = 256 * 1024 * 1024;
 
 interface Entry {
   revision: number;
@@ -129,6 +131,7 @@ export class Hub {
   /** Snapshots rendered at `renderedAt`, by scope key and reset flag. */
   private rendered = new Map<string, Buffer>();
   private renderedAt = -1;
+  private renderedBytes = 0;
   /** The resumes gathering for the next store replay; one replay runs at a time. */
   private nextReplay: ReplayBatch | undefined;
   private replaying = false;
@@ -255,24 +258,29 @@ export class Hub {
     if (revision !== this.renderedAt) {
       this.rendered = new Map();
       this.renderedAt = revision;
+      this.renderedBytes = 0;
     }
     const key = sub.scopeKey === undefined ? undefined : `${reset}|${sub.scopeKey}`;
     let body = key === undefined ? undefined : this.rendered.get(key);
     if (!body) {
-      const named = sub.scope.services?.filter((s) => sub.sees(s));
-      body = Buffer.from(
-        this.frames.snapshot(
-          revision,
-          this.cache.snapshot((s) => sub.sees(s), named),
-          reset,
-        ),
-      );
-      if (key !== undefined) this.rendered.set(key, body);
+      body = this.render(sub, revision, reset);
+      if (key !== undefined && this.renderedBytes + body.length <= SHARED_SNAPSHOT_BYTES) {
+        this.rendered.set(key, body);
+        this.renderedBytes += body.length;
+      }
     }
     sub.lastId = revision;
     sub.lastEventAt = Date.now();
     sub.outbox.bulk(body);
     this.observer.sent(1);
+  }
+
+  private render(sub: Subscriber, revision: number, reset: boolean): Buffer {
+    const services = this.cache.snapshot(
+      (s) => sub.sees(s),
+      sub.scope.services?.filter((s) => sub.sees(s)),
+    );
+    return Buffer.from(this.frames.snapshot(revision, services, reset));
   }
 
   private replayRing(sub: Subscriber, after: number): void {

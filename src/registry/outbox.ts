@@ -54,13 +54,15 @@ export class Outbox {
       this.blocked = !this.sink.write(chunk);
       return true;
     }
-    const data = Buffer.from(chunk);
-    this.liveBytes += data.length;
+    // Not counting the chunk at hand: one revision (a big batch) may be larger than the
+    // allowance, and closing every stream for it would close them again on each resume.
     if (this.liveBytes > this.allowance) {
       this.close();
       this.overflow();
       return false;
     }
+    const data = Buffer.from(chunk);
+    this.liveBytes += data.length;
     this.push({ data, live: true });
     return true;
   }
