@@ -44,8 +44,8 @@ export interface Scope {
 export interface Frames {
   /** One change: built once and shared by every subscriber that sees it. */
   change(c: Change): string;
-  /** Instances are given serialized (CachedInstance.json), in the order they are shown. */
-  snapshot(revision: number, services: ReadonlyMap<string, readonly CachedInstance[]>, reset: boolean): string;
+  /** In pieces, to be joined in order; instances are given serialized (CachedInstance.json), in the order they are shown. */
+  snapshot(revision: number, services: ReadonlyMap<string, readonly CachedInstance[]>, reset: boolean): Iterable<string>;
   /** A quiet stream's id moves on to `revision`. */
   progress(revision: number): string;
   /** How long a client waits before reconnecting. */
@@ -74,8 +74,12 @@ export interface HubOptions {
 const REPLAY_MAX_CHANGES = 50_000;
 /** Subscribers given their reset snapshot per turn of the event loop after a reload. */
 const RESETS_PER_TURN = 50;
-/** Snapshots kept for sharing at one revision, in bytes; past it they are rendered per subscriber. */
-const SHARED_SNAPSHOT_BYTES = 256 * 1024 * 1024;
+/** Snapshots kept for sharing at one revision (rendered or being rendered). */
+const SHARED_SNAPSHOTS = 10_000;
+/** A snapshot is rendered in slices of about this size... */
+const RENDER_SLICE_CHARS = 256 * 1024;
+/** ...and gives the event loop a turn after this much work. */
+const RENDER_TURN_MS = 5;
 
 interface Entry {
   revision: number;
@@ -128,10 +132,9 @@ export class Hub {
   private ringBase: number;
   private readonly ticker: NodeJS.Timeout;
   private readonly frames: Frames;
-  /** Snapshots rendered at `renderedAt`, by scope key and reset flag. */
-  private rendered = new Map<string, Buffer>();
+  /** Snapshots rendered (or being rendered) at `renderedAt`, by scope key and reset flag. */
+  private rendered = new Map<string, Promise<Buffer[]>>();
   private renderedAt = -1;
-  private renderedBytes = 0;
   /** The resumes gathering for the next store replay; one replay runs at a time. */
   private nextReplay: ReplayBatch | undefined;
   private replaying = false;
@@ -258,16 +261,12 @@ export class Hub {
     if (revision !== this.renderedAt) {
       this.rendered = new Map();
       this.renderedAt = revision;
-      this.renderedBytes = 0;
     }
     const key = sub.scopeKey === undefined ? undefined : `${reset}|${sub.scopeKey}`;
     let body = key === undefined ? undefined : this.rendered.get(key);
     if (!body) {
       body = this.render(sub, revision, reset);
-      if (key !== undefined && this.renderedBytes + body.length <= SHARED_SNAPSHOT_BYTES) {
-        this.rendered.set(key, body);
-        this.renderedBytes += body.length;
-      }
+      if (key !== undefined && this.rendered.size < SHARED_SNAPSHOTS) this.rendered.set(key, body);
     }
     sub.lastId = revision;
     sub.lastEventAt = Date.now();
@@ -275,12 +274,32 @@ export class Hub {
     this.observer.sent(1);
   }
 
-  private render(sub: Subscriber, revision: number, reset: boolean): Buffer {
+  /**
+   * The instance lists are taken now (the cache replaces them on change, never
+   * alters them), so the snapshot is the state at `revision` however long the
+   * rendering takes; it is joined a slice at a time, with turns of the event
+   * loop in between.
+   */
+  private async render(sub: Subscriber, revision: number, reset: boolean): Promise<Buffer[]> {
     const services = this.cache.snapshot(
       (s) => sub.sees(s),
       sub.scope.services?.filter((s) => sub.sees(s)),
     );
-    return Buffer.from(this.frames.snapshot(revision, services, reset));
+    const parts: Buffer[] = [];
+    let slice = '';
+    let turnStart = performance.now();
+    for (const piece of this.frames.snapshot(revision, services, reset)) {
+      slice += piece;
+      if (slice.length < RENDER_SLICE_CHARS) continue;
+      parts.push(Buffer.from(slice));
+      slice = '';
+      if (performance.now() - turnStart >= RENDER_TURN_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        turnStart = performance.now();
+      }
+    }
+    parts.push(Buffer.from(slice));
+    return parts;
   }
 
   private replayRing(sub: Subscriber, after: number): void {

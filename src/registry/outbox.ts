@@ -7,11 +7,15 @@ import type { StreamSink } from './hub.ts';
 
 /** Bulk is written in slices of this size, one per turn of the event loop. */
 const SLICE_BYTES = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 interface Item {
   data: Buffer;
   /** Live bytes count against the allowance; bulk does not. */
   live: boolean;
+  /** Bulk still being rendered: its parts take this item's place once there. */
+  later?: Promise<Buffer[]>;
+  awaited?: boolean;
 }
 
 export class Outbox {
@@ -42,9 +46,10 @@ export class Outbox {
     return !this.queue.length && !this.blocked;
   }
 
-  /** A snapshot or replay: written whole however slowly the client reads. */
-  bulk(data: Buffer | string): void {
-    this.push({ data: typeof data === 'string' ? Buffer.from(data) : data, live: false });
+  /** A snapshot or replay (or one being rendered): written whole however slowly the client reads. */
+  bulk(data: string | Promise<Buffer[]>): void {
+    if (typeof data === 'string') this.push({ data: Buffer.from(data), live: false });
+    else this.push({ data: EMPTY, live: false, later: data });
   }
 
   /** A live change (or a keep-alive): false once the subscriber is too far behind. */
@@ -81,6 +86,19 @@ export class Outbox {
   private pump(): void {
     while (!this.closed && !this.blocked && this.queue.length) {
       const head = this.queue[0]!;
+      if (head.later) {
+        if (head.awaited) return;
+        head.awaited = true;
+        head.later.then(
+          (parts) => {
+            if (this.queue[0] !== head) return; // closed meanwhile
+            this.queue.splice(0, 1, ...parts.map((data) => ({ data, live: false })));
+            this.pump();
+          },
+          () => this.close(),
+        );
+        return;
+      }
       const slice = head.live ? head.data : head.data.subarray(this.offset, this.offset + SLICE_BYTES);
       this.offset += slice.length;
       if (this.offset >= head.data.length) {

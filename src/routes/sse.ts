@@ -14,16 +14,18 @@ export const sseFrames: Frames = {
     if (c.reason) data.reason = c.reason;
     return `id: ${c.revision}\nevent: ${c.type}\ndata: ${JSON.stringify(data)}\n\n`;
   },
-  snapshot(revision, services, reset) {
-    // Built from the instances' cached JSON: no object tree of the whole registry.
-    const parts: string[] = [];
+  *snapshot(revision, services, reset) {
+    // In pieces, from the instances' cached JSON: the hub joins them a slice at a
+    // time, and no object tree of the whole registry is built.
+    yield `id: ${revision}\nevent: snapshot\ndata: {"revision":${revision}${reset ? ',"reset":true' : ''},"services":{`;
+    let first = true;
     for (const [name, list] of services) {
-      const items: string[] = new Array<string>(list.length);
-      for (let i = 0; i < list.length; i++) items[i] = list[i]!.json;
-      parts.push(`${JSON.stringify(name)}:[${items.join(',')}]`);
+      yield `${first ? '' : ','}${JSON.stringify(name)}:[`;
+      first = false;
+      for (let i = 0; i < list.length; i++) yield i ? `,${list[i]!.json}` : list[i]!.json;
+      yield ']';
     }
-    const head = reset ? `{"revision":${revision},"reset":true` : `{"revision":${revision}`;
-    return `id: ${revision}\nevent: snapshot\ndata: ${head},"services":{${parts.join(',')}}}\n\n`;
+    yield '}}\n\n';
   },
   progress: (revision) => `id: ${revision}\nevent: progress\ndata: {"revision":${revision}}\n\n`,
   retry: (ms) => `retry: ${ms}\n\n`,
