@@ -5,9 +5,47 @@
 // changes wait behind it; only their bytes count against the allowance.
 import type { StreamSink } from './hub.ts';
 
-/** Bulk is written in slices of this size, one per turn of the event loop. */
+/** Bulk is written in slices of this size... */
 const SLICE_BYTES = 64 * 1024;
+/** ...by every stream in turn, for at most this long per turn of the event loop. */
+const TURN_MS = 4;
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Streams with a bulk slice to write, served round robin across turns of the
+ * event loop: however many streams write snapshots at once, a turn spends at
+ * most TURN_MS (plus one slice) on them before other requests run.
+ */
+class SliceScheduler {
+  private queue: Outbox[] = [];
+  private next: Outbox[] = [];
+  private scheduled = false;
+
+  add(outbox: Outbox): void {
+    this.next.push(outbox);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.run());
+    }
+  }
+
+  private run(): void {
+    this.scheduled = false;
+    [this.queue, this.next] = [this.next, this.queue];
+    const start = performance.now();
+    let i = 0;
+    while (i < this.queue.length && performance.now() - start < TURN_MS) this.queue[i++]!.resume();
+    // Those not reached go first next turn.
+    if (i < this.queue.length) this.next.unshift(...this.queue.slice(i));
+    this.queue.length = 0;
+    if (this.next.length && !this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.run());
+    }
+  }
+}
+
+const slices = new SliceScheduler();
 
 interface Item {
   data: Buffer;
@@ -77,6 +115,12 @@ export class Outbox {
     this.queue.length = 0;
   }
 
+  /** The scheduler's turn for this stream's next slice. */
+  resume(): void {
+    this.scheduled = false;
+    this.pump();
+  }
+
   private push(item: Item): void {
     if (this.closed) return;
     this.queue.push(item);
@@ -111,10 +155,7 @@ export class Outbox {
         // Let other requests and streams run before the next slice.
         if (!this.scheduled) {
           this.scheduled = true;
-          setImmediate(() => {
-            this.scheduled = false;
-            this.pump();
-          });
+          slices.add(this);
         }
         return;
       }
