@@ -30,6 +30,8 @@ import { sseFrames } from './routes/sse.ts';
 import uiRoutes from './routes/ui.ts';
 import { Views } from './routes/views.ts';
 import { randomUUID } from 'node:crypto';
+import type { Http2SecureServer, Http2Session } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 
 /** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
 const BODY_LIMIT = 64 * 1024;
@@ -101,7 +103,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   };
   if (config.tls)
     Object.assign(options, {
-      https: { cert: readSettingFile('TLS_CERT_FILE', config.tls.certFile), key: readSettingFile('TLS_KEY_FILE', config.tls.keyFile) },
+      // HTTP/2 by ALPN, so that a browser's streams share one connection; HTTP/1.1 still accepted.
+      http2: true,
+      https: {
+        allowHTTP1: true,
+        cert: readSettingFile('TLS_CERT_FILE', config.tls.certFile),
+        key: readSettingFile('TLS_KEY_FILE', config.tls.keyFile),
+      },
+      // An HTTP/2 server cannot close only idle connections: closeConnections below does it.
+      forceCloseConnections: false,
     });
   const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -133,6 +143,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       defaultTtlSeconds: config.defaultTtlSeconds,
       eventHistory: config.eventHistory,
       keepAliveMs: config.sseKeepAliveSeconds * 1000,
+      streamBufferBytes: config.sseBufferBytes,
       frames: sseFrames,
       probeIntervalMs: deps.storeProbeIntervalMs ?? STORE_PROBE_INTERVAL_MS,
     },
@@ -160,7 +171,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       if (c.reason === 'expired') metrics.expirations.inc();
     }
   });
-  const views = new Views(config.cacheMaxServices);
+  const views = new Views(config.cacheMaxBytes);
   root.onReset(() => views.clear());
   await root.start();
   const gateway: Gateway = { config, metrics, registry: root.registry, hub: root.hub, health: root.health, views };
@@ -168,21 +179,18 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.decorate('registryRoot', root);
 
   let drainTimer: NodeJS.Timeout | undefined;
-  let idleSweep: NodeJS.Timeout | undefined;
+  const connections: Connections = config.tls ? tlsConnections(app.server as unknown as Http2SecureServer) : plainConnections(app.server);
   app.addHook('preClose', async () => {
     root.release();
+    connections.finish();
     // Requests in flight get the drain (long enough for a write's store call and its wait
     // for the watch: config.ts) to finish; connections still open after that are cut.
-    drainTimer = setTimeout(() => app.server.closeAllConnections(), config.drainMs);
+    drainTimer = setTimeout(connections.cut, config.drainMs);
     drainTimer.unref();
-    // Node closes only the keep-alive connections idle when closing starts: close each
-    // one as soon as its answer is out, so the process exits when the last answer is.
-    idleSweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
-    idleSweep.unref();
   });
   app.addHook('onClose', async () => {
     clearTimeout(drainTimer);
-    clearInterval(idleSweep);
+    connections.cut();
     await root.close();
   });
 
@@ -218,4 +226,55 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await app.register(routes);
   await app.ready();
   return app;
+}
+
+/** Ending a server's connections on close: ask them to finish, later cut what is still open. */
+interface Connections {
+  finish(): void;
+  cut(): void;
+}
+
+/**
+ * HTTP/1.1: Node closes only the keep-alive connections idle when closing starts;
+ * close each one as soon as its answer is out, so the process exits when the last
+ * answer is.
+ */
+function plainConnections(server: FastifyInstance['server']): Connections {
+  let idleSweep: NodeJS.Timeout | undefined;
+  return {
+    finish: () => {
+      idleSweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+      idleSweep.unref();
+    },
+    cut: () => {
+      clearInterval(idleSweep);
+      server.closeAllConnections();
+    },
+  };
+}
+
+/**
+ * The HTTP/2 server (TLS) lacks closeAllConnections: keep its connections; on
+ * close HTTP/2 sessions get GOAWAY (streams in flight go on), then everything
+ * still open is cut.
+ */
+function tlsConnections(server: Http2SecureServer): Connections {
+  const sockets = new Set<TLSSocket>();
+  const sessions = new Set<Http2Session>();
+  server.on('secureConnection', (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('session', (session: Http2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
+  return {
+    finish: () => {
+      for (const session of sessions) session.close();
+    },
+    cut: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+  };
 }

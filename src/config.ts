@@ -47,7 +47,7 @@ const EnvSchema = Type.Object({
   EVENT_HISTORY: Type.Optional(Int(100, 10_000_000)),
   CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
   DEFAULT_TTL_SECONDS: Type.Optional(Int(0, 86400)),
-  CACHE_MAX_SERVICES: Type.Optional(Int(1, 10_000_000)),
+  CACHE_MAX_BYTES: Type.Optional(Int(65_536, 2 ** 40)),
   SHUTDOWN_GRACE_SECONDS: Type.Optional(Int(1, 3600)),
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
 });
@@ -67,14 +67,15 @@ export interface Config {
   rateLimitMax?: number;
   sseMaxStreams: number;
   sseKeepAliveSeconds: number;
-  /** Bytes a stream may have queued before the gateway closes it (it resumes with Last-Event-ID). */
+  /** Bytes of live changes a stream may have queued behind what its client has not read (snapshots and replays aside) before the gateway closes it. */
   sseBufferBytes: number;
   /** Recent changes kept in memory for resuming streams without a store read. */
   eventHistory: number;
   /** `*`, a list of origins, or undefined (no CORS headers). */
   corsOrigins?: '*' | string[];
   defaultTtlSeconds: number;
-  cacheMaxServices: number;
+  /** Bytes of rendered discovery answers kept ready (LRU). */
+  cacheMaxBytes: number;
   shutdownGraceSeconds: number;
   /**
    * How long requests in flight may take to finish after SIGTERM before their
@@ -150,6 +151,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const e = raw as Env;
   if (e.ETCD_USERNAME && e.ETCD_PASSWORD === undefined) problems.push('ETCD_PASSWORD: must be set with ETCD_USERNAME');
   if (!!e.TLS_CERT_FILE !== !!e.TLS_KEY_FILE) problems.push('TLS_CERT_FILE/TLS_KEY_FILE: set both or neither');
+  // A renamed setting must not be ignored without a word.
+  if (env.CACHE_MAX_SERVICES) problems.push('CACHE_MAX_SERVICES: replaced by CACHE_MAX_BYTES (rendered answers are bounded in bytes)');
   if (!!e.ETCD_CERT_FILE !== !!e.ETCD_KEY_FILE) problems.push('ETCD_CERT_FILE/ETCD_KEY_FILE: set both or neither');
   const trustProxy = parseTrustProxy(e.TRUST_PROXY);
   if (trustProxy === undefined)
@@ -203,7 +206,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
               .map((s) => s.trim())
               .filter(Boolean),
     defaultTtlSeconds: int(e.DEFAULT_TTL_SECONDS, 30),
-    cacheMaxServices: int(e.CACHE_MAX_SERVICES, 10_000),
+    cacheMaxBytes: int(e.CACHE_MAX_BYTES, 64 * 1024 * 1024),
     shutdownGraceSeconds: grace,
     drainMs,
     trustProxy: trustProxy!,

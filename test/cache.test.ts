@@ -18,7 +18,7 @@ for (const kind of ['memory', 'etcd'] as const) {
 
     before(async () => {
       if (kind === 'etcd') etcd = await startEtcd();
-      gw = await startGateway({ etcd, env: { CACHE_MAX_SERVICES: '2' } });
+      gw = await startGateway({ etcd, env: { CACHE_MAX_BYTES: '65536' } });
     });
     after(async () => {
       await gw?.close();
@@ -96,8 +96,10 @@ for (const kind of ['memory', 'etcd'] as const) {
       await eventually(async () => waiters.size === base, 3000, 'waiters freed');
     });
 
-    it('with a bound of 2 rendered services, a third evicts the least recently used, which is still answered right', async () => {
-      for (const s of ['lru-a', 'lru-b', 'lru-c']) await gw.request('PUT', inst(s, 'x'), { address: '10.0.0.5', port: 1, ttl: 0 });
+    it('with a bound of 64 KiB, a third answer of 20 KB evicts the least recently used, which is still answered right', async () => {
+      const metadata = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, 'v'.repeat(500)]));
+      for (const s of ['lru-a', 'lru-b', 'lru-c'])
+        await gw.request('PUT', inst(s, 'x'), { address: '10.0.0.5', port: 1, ttl: 0, metadata });
       for (const s of ['lru-a', 'lru-b', 'lru-c', 'lru-a']) {
         const r = await gw.request('GET', `/services/${s}`);
         assert.deepEqual([r.json.service, ids(r.json)], [s, ['x']]);

@@ -32,6 +32,8 @@ describe('configuration', () => {
     ['SSE_KEEPALIVE_SECONDS', '0'],
     ['RATE_LIMIT_MAX', '-5'],
     ['AUTH_METRICS', 'yes'],
+    ['CACHE_MAX_BYTES', '100'],
+    ['CACHE_MAX_SERVICES', '10000'], // replaced by CACHE_MAX_BYTES: never silently ignored
   ] as const) {
     it(`${name}=${value} is refused, naming ${name}`, () => {
       assert.throws(

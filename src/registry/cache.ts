@@ -6,6 +6,12 @@
 // last full load, the revision of that load. Either way the view labelled R is
 // the store's state at R. `appliedRevision` is the store revision up to which
 // every change under the prefix has been applied (the watch's header revision).
+//
+// A service whose last instance left is forgotten (per-job or per-branch names
+// must not grow memory forever). Its label must not go back, so a name the
+// cache does not hold is labelled with the highest revision at which any
+// service was forgotten, or the last full load, whichever is higher: one
+// number, whatever the count of names.
 import type { KeyLayout } from './keys.ts';
 import { decodeRecord } from './records.ts';
 import type { KeyValue, WatchBatch } from './store/store.ts';
@@ -50,6 +56,8 @@ export class Cache {
   private services = new Map<string, ServiceView>();
   /** Revision of the last full load: the label of a service with no change seen since. */
   private baseRevision = 0;
+  /** The highest revision at which a service emptied and was forgotten. */
+  private forgottenAt = 0;
   private applied = 0;
   private count = 0;
   private readonly listeners: ChangeListener[] = [];
@@ -67,22 +75,21 @@ export class Cache {
   }
 
   get serviceCount(): number {
-    let n = 0;
-    for (const v of this.services.values()) if (v.byId.size > 0) n++;
-    return n;
+    return this.services.size;
   }
 
   onChanges(listener: ChangeListener): void {
     this.listeners.push(listener);
   }
 
-  /** Whether the gateway has ever seen this service (it may be empty now). */
+  /** Whether the gateway holds instances of this service. */
   knows(service: string): boolean {
     return this.services.has(service);
   }
 
+  /** Its label; for a service without instances, a revision at or above the one at which it emptied. */
   serviceRevision(service: string): number {
-    return this.services.get(service)?.revision ?? this.baseRevision;
+    return this.services.get(service)?.revision ?? Math.max(this.baseRevision, this.forgottenAt);
   }
 
   instance(service: string, id: string): CachedInstance | undefined {
@@ -102,9 +109,7 @@ export class Cache {
 
   /** Names of the services that have instances, sorted. */
   serviceNames(): string[] {
-    const names: string[] = [];
-    for (const [name, v] of this.services) if (v.byId.size > 0) names.push(name);
-    return names.sort();
+    return [...this.services.keys()].sort();
   }
 
   /**
@@ -131,14 +136,8 @@ export class Cache {
       if (old && sameInstances(old, view)) view.revision = old.revision;
       else changed.add(name);
     }
-    for (const [name, old] of this.services) {
-      if (fresh.has(name)) continue;
-      if (old.byId.size === 0) fresh.set(name, old);
-      else {
-        fresh.set(name, new ServiceView(revision));
-        changed.add(name);
-      }
-    }
+    // Services gone from the store are forgotten: their label is now at least `revision`.
+    for (const name of this.services.keys()) if (!fresh.has(name)) changed.add(name);
     this.services = fresh;
     this.count = count;
     this.baseRevision = revision;
@@ -184,6 +183,10 @@ export class Cache {
     if (c.type === 'deregister') {
       view.delete(c.id);
       if (had) this.count--;
+      if (view.byId.size === 0) {
+        this.services.delete(c.service);
+        this.forgottenAt = Math.max(this.forgottenAt, c.revision);
+      }
     } else {
       const record = c.instance!;
       view.set({ record, json: JSON.stringify(record), lease: c.lease ?? '0' });
@@ -191,11 +194,11 @@ export class Cache {
     }
   }
 
-  /** Snapshot of the services `include` accepts (named ones shown even when empty). */
-  snapshot(include: (service: string) => boolean, named: string[] = []): Record<string, Instance[]> {
-    const out: Record<string, Instance[]> = {};
-    for (const name of named) out[name] = [];
-    for (const name of this.serviceNames()) if (include(name)) out[name] = this.instances(name).map((x) => x.record);
+  /** The instances of the services `include` accepts, by name (named ones shown even when empty), names sorted. */
+  snapshot(include: (service: string) => boolean, named?: string[]): Map<string, readonly CachedInstance[]> {
+    const out = new Map<string, readonly CachedInstance[]>();
+    const names = named ? [...named].sort() : this.serviceNames();
+    for (const name of names) if (include(name)) out.set(name, this.instances(name));
     return out;
   }
 }

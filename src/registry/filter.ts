@@ -8,7 +8,13 @@ export function matches(x: Instance, f: ServiceFilter): boolean {
   return true;
 }
 
-/** One string per distinct filter: answers rendered for a query are kept under it. */
+/**
+ * One string per distinct filter: answers rendered for a query are kept under it.
+ * Filters that select the same instances (tags or meta pairs in another order or
+ * repeated) get the same key.
+ */
 export function filterKey(f: ServiceFilter): string {
-  return JSON.stringify([f.status ?? '', f.tags ?? [], f.meta ?? []]);
+  const tags = [...new Set(f.tags)].sort();
+  const meta = [...new Set(f.meta?.map((pair) => JSON.stringify(pair)))].sort();
+  return JSON.stringify([f.status ?? '', tags, meta]);
 }

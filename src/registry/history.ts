@@ -1,38 +1,47 @@
 // Changes older than the hub's ring, read back from the store's history: a
 // watch from a past revision up to a fence written now, so the read has an end.
 import { byRevision, describeRevision, fromPrevValue } from './changes.ts';
+import { RegistryError, StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
-import type { Store } from './store/store.ts';
+import type { MonitoredStore } from './store/monitored.ts';
 import type { Change } from './types.ts';
 
 /** A replay from the store that has not reached its fence by then fails. */
 const REPLAY_TIMEOUT_MS = 10_000;
 
 export interface Replay {
-  /** The changes with a revision above `after`, up to and including `fence`, in order. */
+  /** Every change with a revision above `from`, up to and including `fence`, in order. */
   changes: Change[];
-  /** The revision of a key written at the start: every change up to it is in `changes`. */
+  /** `after`, or higher when older changes were left out to keep at most `max`. */
+  from: number;
+  /** The revision of a key written at the start. */
   fence: number;
 }
 
 export class History {
   constructor(
-    private readonly store: Store,
+    private readonly store: MonitoredStore,
     private readonly keys: KeyLayout,
     /** Writes a bookkeeping key and resolves its revision (Registry.writeFence). */
     private readonly writeFence: () => Promise<number>,
   ) {}
 
-  /** Rejects with StoreCompactedError when those changes are gone. */
-  async since(after: number): Promise<Replay> {
+  /**
+   * The changes after `after`, the newest `max` of them at most (whole revisions).
+   * Rejects with StoreCompactedError when those changes are gone, and with
+   * StoreUnavailableError at once when the store is known to be unreachable.
+   */
+  async since(after: number, max: number): Promise<Replay> {
+    if (!this.store.reachable)
+      throw new StoreUnavailableError('the store is unreachable: changes before this gateway started cannot be read');
     const fence = await this.writeFence();
-    const changes = await this.read(after, fence);
-    return { changes: changes.filter((c) => c.revision <= fence), fence };
+    return this.read(after, fence, max);
   }
 
-  private read(after: number, fence: number): Promise<Change[]> {
-    return new Promise<Change[]>((resolve, reject) => {
-      const changes: Change[] = [];
+  private read(after: number, fence: number, max: number): Promise<Replay> {
+    return new Promise<Replay>((resolve, reject) => {
+      let changes: Change[] = [];
+      let from = after;
       let done = false;
       const finish = (err?: Error) => {
         if (done) return;
@@ -40,21 +49,35 @@ export class History {
         clearTimeout(timer);
         void watchP.then((w) => w.close()).catch(() => {});
         if (err) reject(err);
-        else resolve(changes);
+        else resolve({ changes, from, fence });
       };
-      const timer = setTimeout(() => finish(new Error('replay from the store timed out')), REPLAY_TIMEOUT_MS);
+      const timer = setTimeout(() => finish(new StoreUnavailableError('replay from the store timed out')), REPLAY_TIMEOUT_MS);
       const watchP = this.store.watch(this.keys.root, after + 1, {
         onBatch: (batch) => {
           for (const [rev, events] of byRevision(batch.events)) {
             if (rev <= fence) changes.push(...describeRevision(this.keys, events, rev, fromPrevValue));
           }
+          if (changes.length > max) [changes, from] = newest(changes, max);
           // Only the fence's own event proves the catch-up reached it: etcd labels
           // partial catch-up batches with its current revision.
           if (batch.events.some((e) => e.modRevision >= fence)) finish();
         },
-        onError: (err) => finish(err),
+        onError: (err) => finish(asStoreError(err)),
       });
-      watchP.catch((err: Error) => finish(err));
+      watchP.catch((err: Error) => finish(asStoreError(err)));
     });
   }
+}
+
+/** The newest `max` changes or fewer (whole revisions), and the revision of the newest one left out. */
+function newest(changes: Change[], max: number): [Change[], number] {
+  let cut = changes.length - max;
+  const dropped = changes[cut - 1]!.revision;
+  while (cut < changes.length && changes[cut]!.revision === dropped) cut++;
+  return [changes.slice(cut), dropped];
+}
+
+/** A failure of the watch the route can answer: compaction as it is, anything else as an unreachable store. */
+function asStoreError(err: Error): Error {
+  return err instanceof RegistryError ? err : new StoreUnavailableError('the store did not replay its history', { cause: err });
 }

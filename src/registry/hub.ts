@@ -6,20 +6,29 @@
 // Resume contract: ids are store revisions. A subscriber that sends id L gets
 // every change in its scope with revision > L, in order, each once, then the
 // live ones; if those changes are gone (compaction), a snapshot with reset:true.
-// Changes of one revision are written in one write. A subscriber that falls too
-// far behind is closed; it resumes with its last id.
+// Changes of one revision are written in one write.
+//
+// Fleet size: a snapshot is rendered once per (scope, revision) and shared by
+// every subscriber that needs it; snapshots and replays are written whole at
+// the client's pace (outbox.ts) and only live changes queued behind them count
+// against the allowance. Resumes from before the ring share one store replay,
+// which fills the ring backwards; resets after a reload are spread over turns
+// of the event loop.
 import { randomInt } from 'node:crypto';
-import type { Cache } from './cache.ts';
+import type { Cache, CachedInstance } from './cache.ts';
 import { StoreCompactedError } from './errors.ts';
-import type { History } from './history.ts';
-import type { Change, Instance } from './types.ts';
+import type { History, Replay } from './history.ts';
+import { Outbox } from './outbox.ts';
+import type { Change } from './types.ts';
 
 /** Where a subscriber's bytes go (an HTTP response). */
 export interface StreamSink {
-  /** Queue bytes; false when the client is too far behind and must be dropped. */
-  write(chunk: string): boolean;
-  /** End the stream (the hub calls it once). */
-  close(): void;
+  /** Hand bytes to the connection; false when it wants no more until drained. */
+  write(chunk: string | Buffer): boolean;
+  /** Called each time the connection has room again after write returned false. */
+  onDrain(listener: () => void): void;
+  /** End the stream; `abrupt` cuts it (a client too far behind) instead of ending it cleanly. */
+  close(abrupt: boolean): void;
 }
 
 export interface Scope {
@@ -27,13 +36,16 @@ export interface Scope {
   services?: string[];
   /** Further narrowing (access rights): may this subscriber see this service? */
   allowed?: (service: string) => boolean;
+  /** Whose rights `allowed` checks (a token name): streams with the same key and services share snapshots. */
+  accessKey?: string;
 }
 
 /** The wire format of a stream (routes/sse.ts). */
 export interface Frames {
   /** One change: built once and shared by every subscriber that sees it. */
   change(c: Change): string;
-  snapshot(revision: number, services: Record<string, Instance[]>, reset: boolean): string;
+  /** In pieces, to be joined in order; instances are given serialized (CachedInstance.json), in the order they are shown. */
+  snapshot(revision: number, services: ReadonlyMap<string, readonly CachedInstance[]>, reset: boolean): Iterable<string>;
   /** A quiet stream's id moves on to `revision`. */
   progress(revision: number): string;
   /** How long a client waits before reconnecting. */
@@ -50,8 +62,24 @@ export interface HubOptions {
   /** Changes kept for resuming without a store read. */
   history: number;
   keepAliveMs: number;
+  /** Bytes of live changes that may wait behind what a subscriber has not read yet. */
+  bufferBytes: number;
   frames: Frames;
 }
+
+/**
+ * The most changes one store replay keeps (the newest): a resume from further
+ * back gets a reset snapshot, which costs less than replaying more.
+ */
+const REPLAY_MAX_CHANGES = 50_000;
+/** Subscribers given their reset snapshot per turn of the event loop after a reload. */
+const RESETS_PER_TURN = 50;
+/** Snapshots kept for sharing at one revision (rendered or being rendered). */
+const SHARED_SNAPSHOTS = 10_000;
+/** A snapshot is rendered in slices of about this size... */
+const RENDER_SLICE_CHARS = 256 * 1024;
+/** ...and gives the event loop a turn after this much work. */
+const RENDER_TURN_MS = 5;
 
 interface Entry {
   revision: number;
@@ -63,21 +91,37 @@ class Subscriber {
   /** Highest revision this subscriber has been given (or skipped as out of scope). */
   lastId = 0;
   lastEventAt = Date.now();
-  /** While replaying from the store: live entries held back until the replay is written. */
-  held: Entry[] | undefined;
+  /** A reset snapshot is on its way (after a reload): live changes until then are in it. */
+  resetPending = false;
   closed = false;
+  readonly outbox: Outbox;
+  /** Subscribers with the same key see the same services (undefined: shares with none). */
+  readonly scopeKey: string | undefined;
   private readonly named: Set<string> | undefined;
 
   constructor(
     readonly sink: StreamSink,
     readonly scope: Scope,
+    bufferBytes: number,
+    tooSlow: (sub: Subscriber) => void,
   ) {
     this.named = scope.services && new Set(scope.services);
+    this.outbox = new Outbox(sink, bufferBytes, () => tooSlow(this));
+    const names = scope.services ? [...this.named!].sort().join('/') : '*';
+    this.scopeKey = scope.allowed && scope.accessKey === undefined ? undefined : `${scope.accessKey ?? ''}|${names}`;
   }
 
   sees(service: string): boolean {
     return (!this.named || this.named.has(service)) && (!this.scope.allowed || this.scope.allowed(service));
   }
+}
+
+/** Resumes waiting for one store replay. */
+interface ReplayBatch {
+  /** The lowest id resumed from. */
+  after: number;
+  done: Promise<void>;
+  settle(err?: unknown): void;
 }
 
 export class Hub {
@@ -87,8 +131,14 @@ export class Hub {
   /** Every change with a revision above this one is in the ring. */
   private ringBase: number;
   private readonly ticker: NodeJS.Timeout;
-
   private readonly frames: Frames;
+  /** Snapshots rendered (or being rendered) at `renderedAt`, by scope key and reset flag. */
+  private rendered = new Map<string, Promise<Buffer[]>>();
+  private renderedAt = -1;
+  /** The resumes gathering for the next store replay; one replay runs at a time. */
+  private nextReplay: ReplayBatch | undefined;
+  private replaying = false;
+  private resetQueue: Subscriber[] = [];
 
   constructor(
     private readonly cache: Cache,
@@ -109,28 +159,37 @@ export class Hub {
 
   /**
    * Start a stream: `retry:`, then a snapshot (new subscriber) or the changes
-   * after `lastEventId`, then live changes.
+   * after `lastEventId`, then live changes. A resume from before the ring reads
+   * the store first: when that fails (store unreachable) this rejects before
+   * `connect` is called, so the client gets an error answer, not a cut stream.
    */
-  async open(sink: StreamSink, scope: Scope, lastEventId?: number): Promise<Subscriber> {
-    const sub = new Subscriber(sink, scope);
+  async open(scope: Scope, lastEventId: number | undefined, connect: () => StreamSink): Promise<Subscriber> {
+    if (lastEventId !== undefined && lastEventId < this.ringBase) {
+      try {
+        await this.replayFrom(lastEventId);
+      } catch (err) {
+        if (!(err instanceof StoreCompactedError)) throw err;
+      }
+    }
+    const sub = new Subscriber(connect(), scope, this.opts.bufferBytes, (s) => this.close(s, true));
     this.subscribers.add(sub);
     this.observer.clients(this.subscribers.size);
     // Randomized so that the clients of a restarted gateway do not all come back at once.
-    this.write(sub, this.frames.retry(randomInt(1000, 5001)), 0);
-    const applied = this.cache.appliedRevision;
+    sub.outbox.live(this.frames.retry(randomInt(1000, 5001)));
     if (lastEventId === undefined) this.sendSnapshot(sub, false);
-    else if (lastEventId >= applied) sub.lastId = lastEventId;
+    else if (lastEventId >= this.cache.appliedRevision) sub.lastId = lastEventId;
     else if (lastEventId >= this.ringBase) this.replayRing(sub, lastEventId);
-    else await this.replayStore(sub, lastEventId);
+    else this.sendSnapshot(sub, true); // compacted, or beyond what one replay keeps
     return sub;
   }
 
-  close(sub: Subscriber): void {
+  close(sub: Subscriber, abrupt = false): void {
     if (sub.closed) return;
     sub.closed = true;
     this.subscribers.delete(sub);
     this.observer.clients(this.subscribers.size);
-    sub.sink.close();
+    sub.outbox.close();
+    sub.sink.close(abrupt);
   }
 
   /** Shutdown: end every stream (clients resume elsewhere with their last id). */
@@ -139,12 +198,29 @@ export class Hub {
     for (const sub of [...this.subscribers]) this.close(sub);
   }
 
-  /** The cache was reloaded: changes may have been missed, so every stream starts over from a snapshot. */
+  /**
+   * The cache was reloaded: changes may have been missed, so every stream starts
+   * over from a reset snapshot, a few streams per turn of the event loop.
+   */
   reset(): void {
     this.ring = [];
     this.ringHead = 0;
     this.ringBase = this.cache.appliedRevision;
-    for (const sub of this.subscribers) if (!sub.held) this.sendSnapshot(sub, true);
+    const idle = !this.resetQueue.length;
+    for (const sub of this.subscribers) {
+      if (sub.resetPending) continue;
+      sub.resetPending = true;
+      this.resetQueue.push(sub);
+    }
+    if (idle && this.resetQueue.length) setImmediate(() => this.sendResets());
+  }
+
+  private sendResets(): void {
+    for (const sub of this.resetQueue.splice(0, RESETS_PER_TURN)) {
+      sub.resetPending = false;
+      if (!sub.closed) this.sendSnapshot(sub, true);
+    }
+    if (this.resetQueue.length) setImmediate(() => this.sendResets());
   }
 
   private publish(changes: Change[]): void {
@@ -156,49 +232,82 @@ export class Hub {
     // another stream then sees a change on the broad stream no later than there.
     for (const broad of [true, false]) {
       for (const sub of this.subscribers) {
-        if (!sub.scope.services !== broad) continue;
-        if (sub.held) sub.held.push(...entries);
-        else this.deliver(sub, entries);
+        if (!sub.scope.services !== broad || sub.resetPending) continue;
+        const chunk = this.framesFor(sub, entries);
+        if (chunk && sub.outbox.live(chunk.text)) this.observer.sent(chunk.events);
       }
     }
   }
 
-  private deliver(sub: Subscriber, entries: Iterable<Entry>): void {
-    let chunk = '';
-    let n = 0;
+  /** The frames of `entries` this subscriber has not had and may see, as one chunk; advances its id. */
+  private framesFor(sub: Subscriber, entries: Iterable<Entry>): { text: string; events: number } | undefined {
+    let text = '';
+    let events = 0;
     let last = sub.lastId;
     for (const e of entries) {
       if (e.revision <= sub.lastId || !sub.sees(e.service)) continue;
-      chunk += e.frame;
-      n++;
+      text += e.frame;
+      events++;
       last = e.revision;
     }
-    if (!n) return;
+    if (!events) return undefined;
     sub.lastId = last;
     sub.lastEventAt = Date.now();
-    this.write(sub, chunk, n);
-  }
-
-  private write(sub: Subscriber, chunk: string, events: number): void {
-    if (sub.closed) return;
-    if (!sub.sink.write(chunk)) return this.close(sub);
-    if (events) this.observer.sent(events);
+    return { text, events };
   }
 
   private sendSnapshot(sub: Subscriber, reset: boolean): void {
     const revision = this.cache.appliedRevision;
+    if (revision !== this.renderedAt) {
+      this.rendered = new Map();
+      this.renderedAt = revision;
+    }
+    const key = sub.scopeKey === undefined ? undefined : `${reset}|${sub.scopeKey}`;
+    let body = key === undefined ? undefined : this.rendered.get(key);
+    if (!body) {
+      body = this.render(sub, revision, reset);
+      if (key !== undefined && this.rendered.size < SHARED_SNAPSHOTS) this.rendered.set(key, body);
+    }
+    sub.lastId = revision;
+    sub.lastEventAt = Date.now();
+    sub.outbox.bulk(body);
+    this.observer.sent(1);
+  }
+
+  /**
+   * The instance lists are taken now (the cache replaces them on change, never
+   * alters them), so the snapshot is the state at `revision` however long the
+   * rendering takes; it is joined a slice at a time, with turns of the event
+   * loop in between.
+   */
+  private async render(sub: Subscriber, revision: number, reset: boolean): Promise<Buffer[]> {
     const services = this.cache.snapshot(
       (s) => sub.sees(s),
       sub.scope.services?.filter((s) => sub.sees(s)),
     );
-    sub.lastId = revision;
-    sub.lastEventAt = Date.now();
-    this.write(sub, this.frames.snapshot(revision, services, reset), 1);
+    const parts: Buffer[] = [];
+    let slice = '';
+    let turnStart = performance.now();
+    for (const piece of this.frames.snapshot(revision, services, reset)) {
+      slice += piece;
+      if (slice.length < RENDER_SLICE_CHARS) continue;
+      parts.push(Buffer.from(slice));
+      slice = '';
+      if (performance.now() - turnStart >= RENDER_TURN_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        turnStart = performance.now();
+      }
+    }
+    parts.push(Buffer.from(slice));
+    return parts;
   }
 
   private replayRing(sub: Subscriber, after: number): void {
     sub.lastId = after;
-    this.deliver(sub, this.ringFrom(after));
+    const chunk = this.framesFor(sub, this.ringFrom(after));
+    if (!chunk) return;
+    sub.outbox.bulk(chunk.text);
+    this.observer.sent(chunk.events);
   }
 
   /** Ring entries with a revision above `after`, oldest first. */
@@ -222,30 +331,49 @@ export class Hub {
   }
 
   /**
-   * Beyond the ring: watch the store from `after`+1 up to a fence written now.
-   * Live changes arriving meanwhile are held, then given after the replay
-   * (those at or below the fence were in the replay), so no gap opens.
+   * Make the ring reach back to `after` from the store's history. Resumes that
+   * arrive together share one replay (one fence, one watch) from the lowest id
+   * among them; one replay runs at a time and the next gathers meanwhile.
    */
-  private async replayStore(sub: Subscriber, after: number): Promise<void> {
-    sub.held = [];
-    sub.lastId = after;
-    try {
-      const { changes, fence } = await this.history.since(after);
-      this.deliver(
-        sub,
-        changes.map((c) => this.entry(c)),
-      );
-      sub.lastId = Math.max(sub.lastId, fence);
-    } catch (err) {
-      if (!(err instanceof StoreCompactedError)) {
-        this.close(sub);
-        throw err;
-      }
-      this.sendSnapshot(sub, true);
+  private replayFrom(after: number): Promise<void> {
+    let batch = this.nextReplay;
+    if (!batch) {
+      let settle!: (err?: unknown) => void;
+      const done = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+      batch = this.nextReplay = { after, done, settle };
     }
-    const held = sub.held;
-    sub.held = undefined;
-    this.deliver(sub, held);
+    batch.after = Math.min(batch.after, after);
+    if (!this.replaying) void this.runReplays();
+    return batch.done;
+  }
+
+  private async runReplays(): Promise<void> {
+    this.replaying = true;
+    while (this.nextReplay) {
+      const batch = this.nextReplay;
+      this.nextReplay = undefined;
+      // A replay that just finished may already have brought the ring back far enough.
+      if (batch.after >= this.ringBase) {
+        batch.settle();
+        continue;
+      }
+      try {
+        this.extendRing(await this.history.since(batch.after, Math.max(REPLAY_MAX_CHANGES, this.opts.history)));
+        batch.settle();
+      } catch (err) {
+        batch.settle(err);
+      }
+    }
+    this.replaying = false;
+  }
+
+  /** Put a replay's changes in front of the ring, if the two meet (the ring still reaches back to the fence). */
+  private extendRing(replay: Replay): void {
+    if (replay.fence < this.ringBase || replay.from >= this.ringBase) return;
+    const older = replay.changes.filter((c) => c.revision <= this.ringBase).map((c) => this.entry(c));
+    this.ring = [...older, ...this.ring.slice(this.ringHead)];
+    this.ringHead = 0;
+    this.ringBase = replay.from;
   }
 
   private entry(c: Change): Entry {
@@ -257,7 +385,8 @@ export class Hub {
     const now = Date.now();
     const applied = this.cache.appliedRevision;
     for (const sub of this.subscribers) {
-      if (sub.held) continue;
+      // A stream still writing a snapshot or replay is not idle, and its id moves on with it.
+      if (sub.resetPending || !sub.outbox.idle) continue;
       let chunk = this.frames.keepAlive;
       let events = 0;
       if (applied > sub.lastId && now - sub.lastEventAt >= this.opts.keepAliveMs * 0.9) {
@@ -266,7 +395,7 @@ export class Hub {
         sub.lastEventAt = now;
         events = 1;
       }
-      this.write(sub, chunk, events);
+      if (sub.outbox.live(chunk) && events) this.observer.sent(events);
     }
   }
 }

@@ -29,6 +29,8 @@ export interface RegistryOptions {
   /** Changes kept for resuming streams without a store read. */
   eventHistory: number;
   keepAliveMs: number;
+  /** Bytes of live changes that may wait behind what a stream's client has not read yet. */
+  streamBufferBytes: number;
   /** The wire format of change streams (routes/sse.ts). */
   frames: Frames;
   /** Interval of the background store probe. */
@@ -76,7 +78,12 @@ export class RegistryRoot {
     this.sync = new WatchSync(this.store, keys, this.cache, { ...observe, reset: () => this.reloaded() });
     this.registry = new Registry(this.store, keys, this.cache, this.sync, opts.defaultTtlSeconds, observe);
     const history = new History(this.store, keys, () => this.registry.writeFence());
-    this.hub = new Hub(this.cache, history, { history: opts.eventHistory, keepAliveMs: opts.keepAliveMs, frames: opts.frames }, observe);
+    this.hub = new Hub(
+      this.cache,
+      history,
+      { history: opts.eventHistory, keepAliveMs: opts.keepAliveMs, bufferBytes: opts.streamBufferBytes, frames: opts.frames },
+      observe,
+    );
     this.health = new Health(this.store, this.sync, this.cache);
   }
 

@@ -6,7 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidRequestError, TooManyStreamsError } from '../registry/errors.ts';
 import type { Scope } from '../registry/hub.ts';
 import { NameParams, ServiceName, problems } from './schemas.ts';
-import { openStream } from './sse.ts';
+import { openStream, streamHeaders } from './sse.ts';
 
 const StreamAnswer = {
   200: {
@@ -31,19 +31,31 @@ function lastEventId(req: FastifyRequest, query: { lastEventId?: string }): numb
   return Number(raw.trim());
 }
 
+/** The token's read right, named so that streams of one token share their snapshots. */
+function access(req: FastifyRequest): Pick<Scope, 'allowed' | 'accessKey'> {
+  return { allowed: req.canRead, accessKey: req.accessToken?.name };
+}
+
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const { hub, config } = app.gateway;
 
+  /**
+   * The start of a stream is decided before its head is written: a resume that
+   * needs the store while the store is unreachable is a 503, not a cut stream.
+   * HEAD answers the stream's headers only.
+   */
   async function stream(req: FastifyRequest, reply: FastifyReply, scope: Scope, after: number | undefined): Promise<void> {
-    if (hub.size >= config.sseMaxStreams) throw new TooManyStreamsError(config.sseMaxStreams);
-    const sink = openStream(reply, config.sseBufferBytes);
+    if (req.method === 'HEAD') {
+      reply.headers(streamHeaders(reply));
+      return reply.send();
+    }
+    const underLimit = () => {
+      if (hub.size >= config.sseMaxStreams) throw new TooManyStreamsError(config.sseMaxStreams);
+    };
+    underLimit();
     const res = reply.raw;
-    const sub = await hub.open(sink, scope, after).catch((err: unknown) => {
-      req.log.warn({ err }, 'change stream could not start');
-      res.destroy();
-      return undefined;
-    });
-    if (!sub) return;
+    // Checked again at the start: other streams may have opened while this one read the store.
+    const sub = await hub.open(scope, after, () => (underLimit(), openStream(reply)));
     res.once('close', () => hub.close(sub));
     if (res.destroyed) hub.close(sub);
   }
@@ -60,7 +72,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         response: StreamAnswer,
       },
     },
-    async (req, reply) => stream(req, reply, { services: [req.params.name], allowed: req.canRead }, lastEventId(req, req.query)),
+    async (req, reply) => stream(req, reply, { services: [req.params.name], ...access(req) }, lastEventId(req, req.query)),
   );
 
   app.get(
@@ -76,7 +88,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       const named = req.query.service?.length ? [...new Set(req.query.service)] : undefined;
-      return stream(req, reply, { services: named, allowed: req.canRead }, lastEventId(req, req.query));
+      return stream(req, reply, { services: named, ...access(req) }, lastEventId(req, req.query));
     },
   );
 };

@@ -1,7 +1,8 @@
 // Server-Sent Events on the wire, written by hand on the raw response: the hub
 // needs per-client backpressure, one write per revision, and streams it can end
 // on shutdown, which is more control than @fastify/sse 0.x gives. The frames
-// are handed to the hub (registry/hub.ts), which builds each one once.
+// are handed to the hub (registry/hub.ts), which builds each one once. The same
+// code serves HTTP/1.1 and HTTP/2 responses.
 import type { FastifyReply } from 'fastify';
 import type { Frames, StreamSink } from '../registry/hub.ts';
 import type { Change } from '../registry/types.ts';
@@ -13,38 +14,45 @@ export const sseFrames: Frames = {
     if (c.reason) data.reason = c.reason;
     return `id: ${c.revision}\nevent: ${c.type}\ndata: ${JSON.stringify(data)}\n\n`;
   },
-  snapshot(revision, services, reset) {
-    const data = JSON.stringify(reset ? { revision, reset: true, services } : { revision, services });
-    return `id: ${revision}\nevent: snapshot\ndata: ${data}\n\n`;
+  *snapshot(revision, services, reset) {
+    // In pieces, from the instances' cached JSON: the hub joins them a slice at a
+    // time, and no object tree of the whole registry is built.
+    yield `id: ${revision}\nevent: snapshot\ndata: {"revision":${revision}${reset ? ',"reset":true' : ''},"services":{`;
+    let first = true;
+    for (const [name, list] of services) {
+      yield `${first ? '' : ','}${JSON.stringify(name)}:[`;
+      first = false;
+      for (let i = 0; i < list.length; i++) yield i ? `,${list[i]!.json}` : list[i]!.json;
+      yield ']';
+    }
+    yield '}}\n\n';
   },
   progress: (revision) => `id: ${revision}\nevent: progress\ndata: {"revision":${revision}}\n\n`,
   retry: (ms) => `retry: ${ms}\n\n`,
   keepAlive: ': keep-alive\n\n',
 };
 
-/**
- * Take over the response: headers now, then whatever the hub writes. A client is
- * too far behind when more than `bufferBytes` are still queued from earlier writes.
- */
-export function openStream(reply: FastifyReply, bufferBytes: number): StreamSink {
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, {
-    ...(reply.getHeaders() as Record<string, string>),
+/** The headers of a change stream (also the whole answer to HEAD). */
+export function streamHeaders(reply: FastifyReply): Record<string, string> {
+  const headers: Record<string, string> = {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache, no-transform',
     'x-accel-buffering': 'no',
-    connection: 'keep-alive',
-  });
-  res.socket?.setNoDelay(true);
+  };
+  // HTTP/2 forbids connection-specific headers.
+  if (reply.request.raw.httpVersionMajor < 2) headers.connection = 'keep-alive';
+  return headers;
+}
+
+/** Take over the response: headers now, then whatever the hub writes. */
+export function openStream(reply: FastifyReply): StreamSink {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), ...streamHeaders(reply) });
+  if (reply.request.raw.httpVersionMajor < 2) res.socket?.setNoDelay(true);
   return {
-    // Not counting the chunk at hand: one revision (a big batch) may be larger than the
-    // buffer, and closing every stream for it would close them again on each resume, forever.
-    write: (chunk) => {
-      if (res.destroyed || res.writableLength > bufferBytes) return false;
-      res.write(chunk);
-      return true;
-    },
-    close: () => (res.writableLength > bufferBytes ? res.destroy() : res.end()),
+    write: (chunk) => !res.destroyed && res.write(chunk),
+    onDrain: (listener) => res.on('drain', listener),
+    close: (abrupt) => (abrupt ? res.destroy() : res.end()),
   };
 }

@@ -1,33 +1,52 @@
 // Response bodies of the discovery reads, rendered once per revision: clients
-// poll with the same query, so each query's body is kept (in an LRU bounded by
-// CACHE_MAX_SERVICES) under the service name plus the query, and reused while
-// the service's revision is the same.
+// poll with the same query, so each query's body is kept under the service name
+// plus the query (filters normalized), and reused while the service's revision
+// is the same. Memory is bounded in bytes (CACHE_MAX_BYTES): unfiltered answers
+// and filtered ones have separate shares, so random filter values cannot push
+// out the hot answers, and empty answers (unknown names among them) are not kept.
 import { LRUCache } from 'lru-cache';
 import { filterKey } from '../registry/filter.ts';
 import type { Listed, ServiceRead, ServicesRead } from '../registry/reads.ts';
 import type { ServiceFilter } from '../registry/types.ts';
+
+/** The share of CACHE_MAX_BYTES for answers narrowed by a filter. */
+const FILTERED_SHARE = 0.25;
 
 interface Rendered {
   revision: number;
   body: string;
 }
 
+function boundedBy(maxSize: number): LRUCache<string, Rendered> {
+  // Characters, a close enough measure of bytes for JSON that is mostly ASCII.
+  return new LRUCache({ maxSize: Math.max(1, Math.floor(maxSize)), sizeCalculation: (r, key) => r.body.length + key.length });
+}
+
 export class Views {
-  private readonly rendered: LRUCache<string, Rendered>;
+  private readonly plain: LRUCache<string, Rendered>;
+  private readonly filtered: LRUCache<string, Rendered>;
   private servicesList: Rendered | undefined;
 
-  constructor(maxRenderedServices: number) {
-    this.rendered = new LRUCache({ max: maxRenderedServices });
+  constructor(maxBytes: number) {
+    this.plain = boundedBy(maxBytes * (1 - FILTERED_SHARE));
+    this.filtered = boundedBy(maxBytes * FILTERED_SHARE);
+  }
+
+  /** Bytes (characters) of the answers kept now. */
+  get size(): number {
+    return this.plain.calculatedSize + this.filtered.calculatedSize;
   }
 
   /** GET /services/{name}: `filter` must be the one the read was made with. */
   service(name: string, read: ServiceRead, filter?: ServiceFilter): string {
     if (read.source === 'store') return renderService(name, read.revision, read.instances);
+    const cache = filter ? this.filtered : this.plain;
     const key = filter ? `${name}?${filterKey(filter)}` : name;
-    const hit = this.rendered.get(key);
+    const hit = cache.get(key);
     if (hit && hit.revision === read.revision) return hit.body;
     const body = renderService(name, read.revision, read.instances);
-    this.rendered.set(key, { revision: read.revision, body });
+    if (read.instances.length) cache.set(key, { revision: read.revision, body });
+    else cache.delete(key);
     return body;
   }
 
@@ -41,7 +60,8 @@ export class Views {
 
   /** The cache was reloaded: bodies kept so far are dropped. */
   clear(): void {
-    this.rendered.clear();
+    this.plain.clear();
+    this.filtered.clear();
     this.servicesList = undefined;
   }
 }
