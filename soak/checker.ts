@@ -141,7 +141,7 @@ function instanceKey(key: string): { service: string; id: string } | undefined {
  */
 export function changesOf(events: HistoryEvent[]): Change[] {
   const out: Change[] = [];
-  for (let i = 0; i < events.length; ) {
+  for (let i = 0; i < events.length;) {
     const revision = events[i]!.revision;
     let j = i;
     while (j < events.length && events[j]!.revision === revision) j++;
@@ -256,10 +256,23 @@ function checkSubscriber(log: RunLog, sub: RunLog['subscribers'][number], scoped
           resets++;
           const since = idx === 0 && conn.lastEventId !== '' ? Number(conn.lastEventId) : (lastRevision ?? 0);
           const passed = log.compactions.some((c) => c.revision > since && c.at <= item.at + COMPACTION_POLL_SLACK_MS);
-          if (!passed) out.add('stream-reset', `${sub.name}: reset snapshot at revision ${item.revision} after id ${since}, but no compaction had passed ${since}`, sub.name);
+          if (!passed)
+            out.add(
+              'stream-reset',
+              `${sub.name}: reset snapshot at revision ${item.revision} after id ${since}, but no compaction had passed ${since}`,
+              sub.name,
+            );
           if (!item.reset) out.add('stream-reset', `${sub.name}: a snapshot after id ${since} not flagged reset`, sub.name);
         }
-        stateChecks.push({ revision: item.revision, includes: scoped.includes, digest: item.digest, count: item.count, property: 'snapshot-state', what: `${sub.name} snapshot at ${item.revision}`, subject: sub.name });
+        stateChecks.push({
+          revision: item.revision,
+          includes: scoped.includes,
+          digest: item.digest,
+          count: item.count,
+          property: 'snapshot-state',
+          what: `${sub.name} snapshot at ${item.revision}`,
+          subject: sub.name,
+        });
         const upTo = scoped.countUpTo(item.revision);
         for (const i of missing) if (i < upTo) missing.delete(i); // a snapshot stands for what it covers
         next = Math.max(next, upTo);
@@ -276,19 +289,37 @@ function checkSubscriber(log: RunLog, sub: RunLog['subscribers'][number], scoped
       const key = `${item.service}/${item.id}`;
       const q = scoped.position.get(`${item.revision}|${key}`);
       if (q === undefined) {
-        out.add('stream-exact', `${sub.name}: ${item.type} ${key} at revision ${item.revision} is not in the history of its scope`, sub.name);
+        out.add(
+          'stream-exact',
+          `${sub.name}: ${item.type} ${key} at revision ${item.revision} is not in the history of its scope`,
+          sub.name,
+        );
         return;
       }
       const expected = scoped.changes[q]!;
       if (expected.type !== item.type || (item.type === 'deregister' && item.reason !== expected.reason)) {
-        out.add('event-content', `${sub.name}: ${key} at ${item.revision} came as ${item.type}/${item.reason ?? '-'}, the history says ${expected.type}/${expected.reason ?? '-'}`, sub.name);
+        out.add(
+          'event-content',
+          `${sub.name}: ${key} at ${item.revision} came as ${item.type}/${item.reason ?? '-'}, the history says ${expected.type}/${expected.reason ?? '-'}`,
+          sub.name,
+        );
       }
       if (delivered.has(q)) {
         out.add('stream-exact', `${sub.name}: ${item.type} ${key} at revision ${item.revision} delivered twice`, sub.name);
       } else if (q < next) {
-        if (missing.delete(q)) out.add('stream-exact', `${sub.name}: ${item.type} ${key} at revision ${item.revision} out of order (after revision ${lastRevision})`, sub.name);
+        if (missing.delete(q))
+          out.add(
+            'stream-exact',
+            `${sub.name}: ${item.type} ${key} at revision ${item.revision} out of order (after revision ${lastRevision})`,
+            sub.name,
+          );
         // else: covered by a snapshot that came before it — a replayed change older than the snapshot is a duplicate too
-        else out.add('stream-exact', `${sub.name}: ${item.type} ${key} at revision ${item.revision} after a snapshot at ${lastRevision} that already held it`, sub.name);
+        else
+          out.add(
+            'stream-exact',
+            `${sub.name}: ${item.type} ${key} at revision ${item.revision} after a snapshot at ${lastRevision} that already held it`,
+            sub.name,
+          );
       } else {
         markMissingUpTo(q);
         next = q + 1;
@@ -300,7 +331,10 @@ function checkSubscriber(log: RunLog, sub: RunLog['subscribers'][number], scoped
   // The run ends with a quiet phase: by then every subscriber must have got its whole scope.
   markMissingUpTo(scoped.countUpTo(log.settleRevision));
   if (missing.size) {
-    const first = [...missing].sort((a, b) => a - b).slice(0, 3).map((i) => `${scoped.changes[i]!.type} ${scoped.changes[i]!.key}@${scoped.changes[i]!.revision}`);
+    const first = [...missing]
+      .sort((a, b) => a - b)
+      .slice(0, 3)
+      .map((i) => `${scoped.changes[i]!.type} ${scoped.changes[i]!.key}@${scoped.changes[i]!.revision}`);
     out.counts['stream-exact'] += missing.size - 1;
     out.add('stream-exact', `${sub.name}: ${missing.size} changes of its scope never came (first: ${first.join(', ')})`, sub.name);
   }
@@ -319,7 +353,11 @@ function checkAckedWrites(log: RunLog, out: Collector): number {
     for (const c of w.changes) {
       const e = at.find((x) => x.key === c.key);
       if (!e || e.type !== c.kind) {
-        out.add('ack-in-history', `${w.op} through replica ${w.replica}: ${c.kind} ${c.key} answered revision ${w.revision}, the history has ${e ? e.type : 'nothing for it'} there`, w.op);
+        out.add(
+          'ack-in-history',
+          `${w.op} through replica ${w.replica}: ${c.kind} ${c.key} answered revision ${w.revision}, the history has ${e ? e.type : 'nothing for it'} there`,
+          w.op,
+        );
         continue;
       }
       if (c.status !== undefined) {
@@ -327,7 +365,8 @@ function checkAckedWrites(log: RunLog, out: Collector): number {
         try {
           status = (JSON.parse(e.value ?? '') as { status?: unknown }).status;
         } catch {}
-        if (status !== c.status) out.add('ack-in-history', `${w.op} ${c.key}@${w.revision}: wrote status ${c.status}, the history holds ${String(status)}`, w.op);
+        if (status !== c.status)
+          out.add('ack-in-history', `${w.op} ${c.key}@${w.revision}: wrote status ${c.status}, the history holds ${String(status)}`, w.op);
       }
     }
   }
@@ -354,12 +393,21 @@ function checkExpiries(log: RunLog, changes: Change[], out: Collector): number {
     let last: RunLog['renewals'][number] | undefined;
     for (const r of list) if (r.sentAt < c.at) last = r;
     if (last && last.sentAt + last.ttl * 1000 > c.at) {
-      out.add('no-early-expiry', `${c.key} expired at revision ${c.revision} (t=${(c.at / 1000).toFixed(1)} s), ${((last.sentAt + last.ttl * 1000 - c.at) / 1000).toFixed(1)} s before the TTL (${last.ttl} s) of its renewal answered at t=${(last.sentAt / 1000).toFixed(1)} s`, c.key);
+      out.add(
+        'no-early-expiry',
+        `${c.key} expired at revision ${c.revision} (t=${(c.at / 1000).toFixed(1)} s), ${((last.sentAt + last.ttl * 1000 - c.at) / 1000).toFixed(1)} s before the TTL (${last.ttl} s) of its renewal answered at t=${(last.sentAt / 1000).toFixed(1)} s`,
+        c.key,
+      );
     }
   }
   for (const a of log.abandoned) {
     if (a.registeredAt + a.ttl * 1000 + ABANDONED_EXPIRY_SLACK_MS > log.durationMs) continue;
-    if (!(expiredAfter.get(a.key) ?? []).some((t) => t > a.registeredAt)) out.add('abandoned-expired', `${a.key} (ttl ${a.ttl} s, registered t=${(a.registeredAt / 1000).toFixed(1)} s) never expired`, 'abandoned');
+    if (!(expiredAfter.get(a.key) ?? []).some((t) => t > a.registeredAt))
+      out.add(
+        'abandoned-expired',
+        `${a.key} (ttl ${a.ttl} s, registered t=${(a.registeredAt / 1000).toFixed(1)} s) never expired`,
+        'abandoned',
+      );
   }
   return log.renewals.length;
 }
@@ -370,8 +418,18 @@ function checkReads(log: RunLog, out: Collector, stateChecks: StateCheck[]): num
     if (r.status !== 200) continue; // 504 revision-not-reached and 503 are allowed answers
     n++;
     const what = `${r.kind} read of ${r.service} on replica ${r.replica} (${r.kind === 'blocking' ? 'index' : 'minRevision'}=${r.bound})`;
-    if (r.label < r.bound) out.add(r.kind === 'blocking' ? 'blocking-not-behind' : 'read-own-write', `${what} answered revision ${r.label}`, r.kind);
-    stateChecks.push({ revision: r.label, includes: (s) => s === r.service, digest: r.digest, count: r.count, property: 'read-state', what: `${what} labelled ${r.label}`, subject: r.kind });
+    const how = `after ${((r.answeredAt - r.sentAt) / 1000).toFixed(1)} s at t=${(r.sentAt / 1000).toFixed(1)} s${r.stale ? ', marked stale' : ''}`;
+    if (r.label < r.bound)
+      out.add(r.kind === 'blocking' ? 'blocking-not-behind' : 'read-own-write', `${what} answered revision ${r.label} ${how}`, r.kind);
+    stateChecks.push({
+      revision: r.label,
+      includes: (s) => s === r.service,
+      digest: r.digest,
+      count: r.count,
+      property: 'read-state',
+      what: `${what} labelled ${r.label}`,
+      subject: r.kind,
+    });
   }
   return n;
 }
@@ -393,7 +451,8 @@ function checkStates(events: HistoryEvent[], checks: StateCheck[], out: Collecto
     }
     const lines: string[] = [];
     for (const [service, ids] of state) if (c.includes(service)) for (const [id, rev] of ids) lines.push(`${service}/${id}@${rev}`);
-    if (digestOf(lines) !== c.digest) out.add(c.property, `${c.what}: ${c.count} instances, etcd had ${lines.length} at that revision (or other revisions)`, c.subject);
+    if (digestOf(lines) !== c.digest)
+      out.add(c.property, `${c.what}: ${c.count} instances, etcd had ${lines.length} at that revision (or other revisions)`, c.subject);
   }
   return checks.length;
 }

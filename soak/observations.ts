@@ -89,6 +89,8 @@ export interface ServiceRead {
   label: number;
   digest: string;
   count: number;
+  /** The answer carried X-Registry-Stale: true. */
+  stale: boolean;
   sentAt: number;
   answeredAt: number;
 }
@@ -111,10 +113,15 @@ export interface RssSample {
   mb: number;
 }
 
-export interface HeartbeatOutcome {
+/** Heartbeat answers in one time bucket (a heartbeat a second per instance is too many to keep one by one). */
+export interface HeartbeatBucket {
+  /** Start of the bucket. */
   at: number;
-  /** 200, 404, or 0 for no answer (network error, timeout), else the status. */
-  status: number;
+  ok: number;
+  /** 404: the instance was gone, the client registers again. */
+  notFound: number;
+  /** No answer (refused, reset, timed out) or another status. */
+  failed: number;
 }
 
 export interface RunLog {
@@ -135,7 +142,7 @@ export interface RunLog {
   /** Instances kept by discovery-agent processes ("svc/id"): they must never expire. */
   agentKeys: string[];
   reads: ServiceRead[];
-  heartbeats: HeartbeatOutcome[];
+  heartbeats: HeartbeatBucket[];
   faults: FaultRecord[];
   rss: RssSample[];
 }

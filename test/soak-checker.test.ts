@@ -6,9 +6,23 @@ import { describe, it } from 'node:test';
 import { check, type Property } from '../soak/checker.ts';
 import { digestOf, type RunLog, type StreamItem } from '../soak/observations.ts';
 
-const put = (revision: number, key: string, createRevision: number, status = 'up') => ({ revision, key, type: 'put' as const, createRevision, value: JSON.stringify({ status }), at: revision * 100 });
+const put = (revision: number, key: string, createRevision: number, status = 'up') => ({
+  revision,
+  key,
+  type: 'put' as const,
+  createRevision,
+  value: JSON.stringify({ status }),
+  at: revision * 100,
+});
 const del = (revision: number, key: string) => ({ revision, key, type: 'delete' as const, at: revision * 100 });
-const marker = (revision: number, keys: string[]) => ({ revision, key: `_/deregistered/t${revision}`, type: 'put' as const, createRevision: revision, value: JSON.stringify({ instances: keys }), at: revision * 100 });
+const marker = (revision: number, keys: string[]) => ({
+  revision,
+  key: `_/deregistered/t${revision}`,
+  type: 'put' as const,
+  createRevision: revision,
+  value: JSON.stringify({ instances: keys }),
+  at: revision * 100,
+});
 const change = (type: string, key: string, revision: number, reason?: string): StreamItem => {
   const [service, id] = key.split('/') as [string, string];
   return { kind: 'change', type, service, id, revision, reason, at: revision * 100 + 20 };
@@ -25,7 +39,15 @@ function cleanRun(): RunLog {
     history: {
       startRevision: 1,
       endRevision: 7,
-      events: [put(2, 'a/1', 2), put(3, 'a/2', 3), put(4, 'a/1', 2, 'draining'), del(5, 'a/2'), marker(5, ['a/2']), put(6, 'b/1', 6), del(7, 'a/1')],
+      events: [
+        put(2, 'a/1', 2),
+        put(3, 'a/2', 3),
+        put(4, 'a/1', 2, 'draining'),
+        del(5, 'a/2'),
+        marker(5, ['a/2']),
+        put(6, 'b/1', 6),
+        del(7, 'a/1'),
+      ],
     },
     settleRevision: 7,
     compactions: [],
@@ -40,14 +62,23 @@ function cleanRun(): RunLog {
             lastEventId: '',
             openedAt: 0,
             status: 200,
-            items: [{ kind: 'snapshot', revision: 1, reset: false, digest: digestOf([]), count: 0, at: 110 }, change('register', 'a/1', 2), change('register', 'a/2', 3), change('update', 'a/1', 4)],
+            items: [
+              { kind: 'snapshot', revision: 1, reset: false, digest: digestOf([]), count: 0, at: 110 },
+              change('register', 'a/1', 2),
+              change('register', 'a/2', 3),
+              change('update', 'a/1', 4),
+            ],
           },
           {
             replica: 1,
             lastEventId: '4',
             openedAt: 450,
             status: 200,
-            items: [change('deregister', 'a/2', 5, 'deregistered'), { kind: 'progress', revision: 6, at: 650 }, change('deregister', 'a/1', 7, 'expired')],
+            items: [
+              change('deregister', 'a/2', 5, 'deregistered'),
+              { kind: 'progress', revision: 6, at: 650 },
+              change('deregister', 'a/1', 7, 'expired'),
+            ],
           },
         ],
       },
@@ -60,7 +91,21 @@ function cleanRun(): RunLog {
     renewals: [{ key: 'a/1', sentAt: 150, ttl: 0.4, registration: true }],
     abandoned: [],
     agentKeys: [],
-    reads: [{ kind: 'minRevision', service: 'a', replica: 1, bound: 4, status: 200, label: 4, digest: digestOf(['a/1@4', 'a/2@3']), count: 2, sentAt: 400, answeredAt: 410 }],
+    reads: [
+      {
+        kind: 'minRevision',
+        service: 'a',
+        replica: 1,
+        bound: 4,
+        status: 200,
+        label: 4,
+        digest: digestOf(['a/1@4', 'a/2@3']),
+        count: 2,
+        stale: false,
+        sentAt: 400,
+        answeredAt: 410,
+      },
+    ],
     heartbeats: [],
     faults: [],
     rss: [],
@@ -147,7 +192,19 @@ describe('soak checker', () => {
 
   it('reports a blocking query answered below its index', () => {
     const log = cleanRun();
-    log.reads.push({ kind: 'blocking', service: 'a', replica: 0, bound: 5, status: 200, label: 4, digest: digestOf(['a/1@4', 'a/2@3']), count: 2, sentAt: 500, answeredAt: 520 });
+    log.reads.push({
+      kind: 'blocking',
+      service: 'a',
+      replica: 0,
+      bound: 5,
+      status: 200,
+      label: 4,
+      digest: digestOf(['a/1@4', 'a/2@3']),
+      count: 2,
+      stale: false,
+      sentAt: 500,
+      answeredAt: 520,
+    });
     assert.deepEqual(violated(log), { 'blocking-not-behind': 1 });
   });
 
