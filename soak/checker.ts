@@ -28,7 +28,7 @@ export const PROPERTIES: Record<Property, string> = {
   'agent-kept': 'no instance kept by a discovery-agent expired',
   'abandoned-expired': 'every instance left to expire did expire',
   'read-own-write': 'a minRevision read never answered with a view older than its write',
-  'blocking-not-behind': 'a blocking query never answered with a revision below its index',
+  'blocking-not-behind': 'before its wait ended, a blocking query was answered only with a revision above its index',
   'read-state': "a read labelled revision V equals etcd's state of the service at V",
 };
 
@@ -52,6 +52,8 @@ export interface CheckResult {
     connections: number;
     snapshotsChecked: number;
     readsChecked: number;
+    /** Blocking queries a lagging replica answered at the end of `wait` below their index (allowed by API.md). */
+    blockingBelowIndexAtWaitEnd: number;
     writesChecked: number;
     renewalsChecked: number;
   };
@@ -85,6 +87,7 @@ export function check(log: RunLog): CheckResult {
     connections: 0,
     snapshotsChecked: 0,
     readsChecked: 0,
+    blockingBelowIndexAtWaitEnd: 0,
     writesChecked: 0,
     renewalsChecked: 0,
   };
@@ -106,7 +109,9 @@ export function check(log: RunLog): CheckResult {
   }
   stats.writesChecked = checkAckedWrites(log, out);
   stats.renewalsChecked = checkExpiries(log, changes, out);
-  stats.readsChecked = checkReads(log, out, stateChecks);
+  const reads = checkReads(log, out, stateChecks);
+  stats.readsChecked = reads.checked;
+  stats.blockingBelowIndexAtWaitEnd = reads.lagging;
   stats.snapshotsChecked = checkStates(log.history.events, stateChecks, out);
   return { violations: out.violations, counts: out.counts, lags, stats };
 }
@@ -412,15 +417,22 @@ function checkExpiries(log: RunLog, changes: Change[], out: Collector): number {
   return log.renewals.length;
 }
 
-function checkReads(log: RunLog, out: Collector, stateChecks: StateCheck[]): number {
+function checkReads(log: RunLog, out: Collector, stateChecks: StateCheck[]): { checked: number; lagging: number } {
   let n = 0;
+  let lagging = 0;
   for (const r of log.reads) {
     if (r.status !== 200) continue; // 504 revision-not-reached and 503 are allowed answers
     n++;
     const what = `${r.kind} read of ${r.service} on replica ${r.replica} (${r.kind === 'blocking' ? 'index' : 'minRevision'}=${r.bound})`;
     const how = `after ${((r.answeredAt - r.sentAt) / 1000).toFixed(1)} s at t=${(r.sentAt / 1000).toFixed(1)} s${r.stale ? ', marked stale' : ''}`;
-    if (r.label < r.bound)
-      out.add(r.kind === 'blocking' ? 'blocking-not-behind' : 'read-own-write', `${what} answered revision ${r.label} ${how}`, r.kind);
+    if (r.kind === 'minRevision') {
+      if (r.label < r.bound) out.add('read-own-write', `${what} answered revision ${r.label} ${how}`, r.kind);
+    } else if (r.answeredAt - r.sentAt < (r.waitMs ?? 0)) {
+      // API.md: before `wait` ends, only a revision above the index answers a blocking query.
+      if (r.label <= r.bound) out.add('blocking-not-behind', `${what} answered revision ${r.label} ${how}`, r.kind);
+    } else if (r.label < r.bound) {
+      lagging++; // a replica behind the index holds until its view passes it or `wait` ends (API.md)
+    }
     stateChecks.push({
       revision: r.label,
       includes: (s) => s === r.service,
@@ -431,7 +443,7 @@ function checkReads(log: RunLog, out: Collector, stateChecks: StateCheck[]): num
       subject: r.kind,
     });
   }
-  return n;
+  return { checked: n, lagging };
 }
 
 /** Replays the history once, comparing each snapshot and read with the state at its revision. */

@@ -89,6 +89,8 @@ export interface ServiceRead {
   label: number;
   digest: string;
   count: number;
+  /** A blocking query's `wait`. */
+  waitMs?: number;
   /** The answer carried X-Registry-Stale: true. */
   stale: boolean;
   sentAt: number;

@@ -316,7 +316,7 @@ export class Workload {
     let index = 0;
     const wait = this.opts.pollWaitSeconds;
     while (this.polling) {
-      const label = await this.read('blocking', service, index, `index=${index}&wait=${wait}s`, (wait * 1.2 + 10) * 1000);
+      const label = await this.read('blocking', service, index, `index=${index}&wait=${wait}s`, (wait * 1.2 + 10) * 1000, wait * 1000);
       if (label === undefined) await new Promise((r) => setTimeout(r, 1000));
       else index = Math.max(index, label);
     }

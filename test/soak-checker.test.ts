@@ -190,13 +190,14 @@ describe('soak checker', () => {
     assert.deepEqual(violated(log), { 'read-state': 1 });
   });
 
-  it('reports a blocking query answered below its index', () => {
+  it('reports a blocking query answered below its index before its wait ended, and allows it at the end of the wait', () => {
     const log = cleanRun();
     log.reads.push({
       kind: 'blocking',
       service: 'a',
       replica: 0,
       bound: 5,
+      waitMs: 1000,
       status: 200,
       label: 4,
       digest: digestOf(['a/1@4', 'a/2@3']),
@@ -206,6 +207,9 @@ describe('soak checker', () => {
       answeredAt: 520,
     });
     assert.deepEqual(violated(log), { 'blocking-not-behind': 1 });
+    log.reads[1] = { ...log.reads[1]!, answeredAt: 1600 };
+    assert.deepEqual(violated(log), {});
+    assert.equal(check(log).stats.blockingBelowIndexAtWaitEnd, 1);
   });
 
   it('reports an acknowledged write missing at its answered revision', () => {

@@ -90,7 +90,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         markStale(gw, reply, cache.knows(name)); // an unknown service with the store down: 503 now, not after the wait
         req.heldByBlockingQuery = true;
         // Jitter spreads the answers of many clients that started waiting together.
-        await cache.serviceWaiters.wait(name, wait + Math.random() * (wait / 16), clientGone(reply));
+        const deadline = Date.now() + wait + Math.random() * (wait / 16);
+        const gone = clientGone(reply);
+        const index = q.index;
+        // A replica behind the client's index applies changes older than it: those do not end the wait
+        // (a timeout, the client leaving or shutdown do: wait() is false then).
+        while (await cache.serviceWaiters.wait(name, deadline - Date.now(), gone)) {
+          if (cache.serviceRevision(name) > index) break;
+        }
         if (reply.raw.destroyed) return reply;
       }
 
