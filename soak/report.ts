@@ -256,6 +256,7 @@ export function markdown(s: Summary): string {
     `| subscriber connections | ${s.stats.connections} (resets ${s.stats.resets}) |`,
     `| snapshots and reads compared with the history | ${s.stats.snapshotsChecked} |`,
     `| renewals (registrations + heartbeats answered) | ${s.stats.renewalsChecked} |`,
+    `| blocking queries a lagging replica answered at the end of wait below their index (allowed by API.md) | ${s.stats.blockingBelowIndexAtWaitEnd} |`,
     `| heartbeats ok / 404 / failed | ${s.heartbeats.ok} / ${s.heartbeats.notFound} / ${s.heartbeats.failed} |`,
     '',
     '## Latency',

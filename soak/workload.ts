@@ -288,8 +288,9 @@ export class Workload {
     bound: number,
     query: string,
     timeoutMs: number,
-    replica = this.replica(),
+    waitMs?: number,
   ): Promise<number | undefined> {
+    const replica = this.replica();
     const sentAt = now();
     const reply = await request(this.replicas()[replica]!, 'GET', `/services/${service}?${query}`, undefined, timeoutMs);
     const body = reply.status === 200 ? json<{ instances: { id: string; revision: number }[] }>(reply) : undefined;
@@ -304,6 +305,7 @@ export class Workload {
       label,
       digest: digestOf(lines),
       count: lines.length,
+      waitMs,
       stale: reply.headers['x-registry-stale'] === 'true',
       sentAt,
       answeredAt: now(),

@@ -210,6 +210,10 @@ describe('soak checker', () => {
     log.reads[1] = { ...log.reads[1]!, answeredAt: 1600 };
     assert.deepEqual(violated(log), {});
     assert.equal(check(log).stats.blockingBelowIndexAtWaitEnd, 1);
+    log.reads[1] = { ...log.reads[1]!, label: 5, digest: digestOf(['a/1@4']), count: 1, answeredAt: 520 };
+    assert.deepEqual(violated(log), { 'blocking-not-behind': 1 }, 'answered early at its index');
+    log.faults.push({ kind: 'gateway-term', target: 'g0', start: 510, end: 900 });
+    assert.deepEqual(violated(log), {}, 'answered at its index by a draining gateway');
   });
 
   it('reports an acknowledged write missing at its answered revision', () => {
