@@ -1,4 +1,5 @@
 // npm run soak -- [--minutes N] [--seed S] [--replicas 3] [--out DIR] [--profile full|smoke]
+// npm run soak -- --recheck DIR     (check a saved run log again, rewrite its report)
 //
 // Starts a 3-member etcd cluster and N gateway replicas, drives churn,
 // heartbeats, subscribers and readers at them while injecting faults on a
@@ -6,18 +7,19 @@
 // every client observation against it and writes the report.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdirSync, mkdtempSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { check, type CheckResult } from './checker.ts';
 import { FaultInjector, planFaults } from './faults.ts';
 import { HistoryRecorder } from './history.ts';
 import { closeClients, now, restartClock } from './http.ts';
 import type { Compaction, RssSample, RunLog, Scope } from './observations.ts';
 import { Random } from './random.ts';
-import { writeReport, type Summary } from './report.ts';
+import { writeReport, type Machine, type Summary } from './report.ts';
 import { Subscriber } from './subscriber.ts';
 import { compactionWatcher, Gateway, rssSampler, startCluster } from './system.ts';
 import { Workload, type WorkloadOptions } from './workload.ts';
@@ -232,19 +234,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       faults: injector.records.sort((a, b) => a.start - b.start),
       rss,
     };
+    // The raw log (kept out of git: large) lets the checker be run again: npm run soak -- --recheck DIR.
+    const workloadSummary = workloadSummaryOf(p, services, subscribers.length, runLog, compactions.length);
+    saveRunLog(opts.out, runLog, machine, workloadSummary, p.rssWarmupMs);
     const result = check(runLog);
-    const workloadSummary = {
-      'fleet instances (heartbeating)': p.workload.instances,
-      services: services.length,
-      subscribers: subscribers.length,
-      'discovery-agent processes': p.agents,
-      'blocking-query pollers': p.workload.pollers,
-      'churn operations per second': p.workload.churnPerSecond,
-      'instances left to expire': runLog.abandoned.length,
-      'minRevision reads': runLog.reads.filter((r) => r.kind === 'minRevision').length,
-      'blocking queries answered': runLog.reads.filter((r) => r.kind === 'blocking').length,
-      'compactions seen': compactions.length,
-    };
     const summary = writeReport(opts.out, runLog, result, machine, workloadSummary, p.rssWarmupMs);
     say(
       `report in ${opts.out}: ${result.violations.length ? `${Object.values(result.counts).reduce((a, b) => a + b, 0)} violations` : 'no violations'}`,
@@ -307,6 +300,44 @@ function machineInfo() {
   };
 }
 
+function workloadSummaryOf(
+  p: Profile,
+  services: string[],
+  subscribers: number,
+  runLog: RunLog,
+  compactions: number,
+): Record<string, number> {
+  return {
+    'fleet instances (heartbeating)': p.workload.instances,
+    services: services.length,
+    subscribers,
+    'discovery-agent processes': p.agents,
+    'blocking-query pollers': p.workload.pollers,
+    'churn operations per second': p.workload.churnPerSecond,
+    'instances left to expire': runLog.abandoned.length,
+    'minRevision reads': runLog.reads.filter((r) => r.kind === 'minRevision').length,
+    'blocking queries answered': runLog.reads.filter((r) => r.kind === 'blocking').length,
+    'compactions seen': compactions,
+  };
+}
+
+function saveRunLog(dir: string, log: RunLog, machine: Machine, workload: Record<string, number>, rssWarmupMs: number): void {
+  writeFileSync(join(dir, 'run-log.json.gz'), gzipSync(JSON.stringify({ log, machine, workload, rssWarmupMs })));
+}
+
+/** Checks a saved run log again and rewrites its report (after a checker fix, say). */
+function recheck(dir: string): number {
+  const saved = JSON.parse(gunzipSync(readFileSync(join(dir, 'run-log.json.gz'))).toString()) as {
+    log: RunLog;
+    machine: Machine;
+    workload: Record<string, number>;
+    rssWarmupMs: number;
+  };
+  const result = check(saved.log);
+  writeReport(dir, saved.log, result, saved.machine, saved.workload, saved.rssWarmupMs);
+  return Object.values(result.counts).reduce((a, b) => a + b, 0);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -315,8 +346,15 @@ async function main(): Promise<void> {
       replicas: { type: 'string', default: '3' },
       out: { type: 'string' },
       profile: { type: 'string', default: 'full' },
+      recheck: { type: 'string' },
     },
   });
+  if (values.recheck) {
+    const violations = recheck(resolve(values.recheck));
+    process.stderr.write(`${violations} violations; report rewritten in ${values.recheck}\n`);
+    process.exitCode = violations ? 1 : 0;
+    return;
+  }
   const minutes = Number(values.minutes);
   const seed = Number(values.seed);
   const replicas = Number(values.replicas);
