@@ -147,6 +147,8 @@ export interface RunLog {
   heartbeats: HeartbeatBucket[];
   faults: FaultRecord[];
   rss: RssSample[];
+  /** The driver's own event-loop delay (p99 per sample): delivery lag includes it. */
+  loopDelay: { at: number; p99: number }[];
 }
 
 /** The digest both the clients and the checker compute for a set of instances: the hash of their "svc/id@modRevision" lines, sorted. */

@@ -19,6 +19,7 @@ interface Series {
   at: number[];
   writeP99: (number | null)[];
   lagP99: (number | null)[];
+  loopDelayP99: (number | null)[];
   heartbeatFailures: number[];
   rss: (number | null)[][];
 }
@@ -120,6 +121,8 @@ function series(log: RunLog, result: CheckResult, bucketMs: number): Series {
   for (const w of log.writes) writes[idx(w.sentAt)]!.push(w.answeredAt - w.sentAt);
   const lags: number[][] = Array.from({ length: n }, () => []);
   for (const [at, lag] of result.lags) lags[idx(at)]!.push(lag);
+  const loop: number[][] = Array.from({ length: n }, () => []);
+  for (const d of log.loopDelay ?? []) loop[idx(d.at)]!.push(d.p99);
   const hb = new Array<number>(n).fill(0);
   for (const b of log.heartbeats) hb[idx(b.at)]! += b.failed + b.notFound;
   const rss = Array.from({ length: log.replicas }, () => Array.from({ length: n }, () => [] as number[]));
@@ -133,6 +136,7 @@ function series(log: RunLog, result: CheckResult, bucketMs: number): Series {
     at: Array.from({ length: n }, (_, i) => i * bucketMs),
     writeP99: writes.map(p99),
     lagP99: lags.map(p99),
+    loopDelayP99: loop.map((v) => (v.length ? Math.max(...v) : null)),
     heartbeatFailures: hb,
     rss: rss.map((r) => r.map((v) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : null))),
   };
@@ -158,7 +162,14 @@ export function timelineSvg(log: RunLog, s: Series, bucketMs: number): string {
   const top = 60;
   const panels: { title: string; unit: string; lines: { name: string; values: (number | null)[] }[] }[] = [
     { title: 'write latency p99', unit: 'ms', lines: [{ name: 'p99', values: s.writeP99 }] },
-    { title: 'delivery lag p99 (history → subscriber)', unit: 'ms', lines: [{ name: 'p99', values: s.lagP99 }] },
+    {
+      title: 'delivery lag p99 (history → subscriber)',
+      unit: 'ms',
+      lines: [
+        { name: 'lag p99', values: s.lagP99 },
+        { name: 'driver loop delay', values: s.loopDelayP99 },
+      ],
+    },
     { title: `heartbeat failures + 404s per ${bucketMs / 1000} s`, unit: '', lines: [{ name: 'failures', values: s.heartbeatFailures }] },
     { title: 'gateway RSS', unit: 'MB', lines: s.rss.map((values, i) => ({ name: `g${i}`, values })) },
   ];
@@ -205,7 +216,7 @@ export function timelineSvg(log: RunLog, s: Series, bucketMs: number): string {
         out.push(`<polyline fill="none" stroke="${LINE_COLORS[li % LINE_COLORS.length]}" stroke-width="1.5" points="${pts.join(' ')}"/>`);
       if (p.lines.length > 1)
         out.push(
-          `<text x="${W - right - 40 * (p.lines.length - li)}" y="${y0 - 6}" fill="${LINE_COLORS[li % LINE_COLORS.length]}">${l.name}</text>`,
+          `<text x="${W - right - 120 * (p.lines.length - li)}" y="${y0 - 6}" fill="${LINE_COLORS[li % LINE_COLORS.length]}">${l.name}</text>`,
         );
     });
     const stepMin = Math.max(1, Math.ceil(span / 60_000 / 12));

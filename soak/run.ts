@@ -21,7 +21,7 @@ import type { Compaction, RssSample, RunLog, Scope } from './observations.ts';
 import { Random } from './random.ts';
 import { writeReport, type Machine, type Summary } from './report.ts';
 import { Subscriber } from './subscriber.ts';
-import { compactionWatcher, Gateway, rssSampler, startCluster } from './system.ts';
+import { compactionWatcher, Gateway, loopDelaySampler, rssSampler, startCluster } from './system.ts';
 import { Workload, type WorkloadOptions } from './workload.ts';
 
 export interface SoakOptions {
@@ -111,7 +111,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
   const gateways: Gateway[] = [];
   const agents: ChildProcess[] = [];
   const subscribers: Subscriber[] = [];
-  const samplers = [compactionWatcher(cluster, now, compactions), rssSampler(gateways, now, rss)];
+  const loopDelay: RunLog['loopDelay'] = [];
+  const samplers = [compactionWatcher(cluster, now, compactions), rssSampler(gateways, now, rss), loopDelaySampler(now, loopDelay)];
   let injector: FaultInjector | undefined;
   try {
     await recorder.start();
@@ -233,6 +234,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       agentKeys,
       faults: injector.records.sort((a, b) => a.start - b.start),
       rss,
+      loopDelay,
     };
     // The raw log (kept out of git: large) lets the checker be run again: npm run soak -- --recheck DIR.
     const workloadSummary = workloadSummaryOf(p, services, subscribers.length, runLog, compactions.length);

@@ -7,9 +7,10 @@ import { once } from 'node:events';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEtcd, type EtcdCluster } from '../test/helpers/etcd.ts';
-import type { Compaction, RssSample } from './observations.ts';
+import type { Compaction, RssSample, RunLog } from './observations.ts';
 
 export async function startCluster(compactionRetention: string): Promise<EtcdCluster> {
   return startEtcd({ size: 3, extraArgs: ['--auto-compaction-mode', 'periodic', '--auto-compaction-retention', compactionRetention] });
@@ -167,5 +168,15 @@ export function rssSampler(gateways: Gateway[], now: () => number, into: RssSamp
         if (m) into.push({ replica: g.index, pid, at: now(), mb: Number(m[1]) / 1024 });
       } catch {}
     }
+  });
+}
+
+/** The driver's event-loop delay: how late the driver itself notices what arrives. */
+export function loopDelaySampler(now: () => number, into: RunLog['loopDelay']): Sampler {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  return new Sampler(5000, () => {
+    into.push({ at: now(), p99: h.percentile(99) / 1e6 });
+    h.reset();
   });
 }

@@ -109,6 +109,7 @@ function cleanRun(): RunLog {
     heartbeats: [],
     faults: [],
     rss: [],
+    loopDelay: [],
   };
 }
 
