@@ -32,6 +32,8 @@ export interface SoakOptions {
   profile: 'full' | 'smoke';
   /** Progress lines go here (stderr for the CLI). */
   say?: (line: string) => void;
+  /** Aborting it ends the run early: faults heal, the quiet phase and the checks run as usual. */
+  stopEarly?: AbortSignal;
 }
 
 interface Profile {
@@ -196,7 +198,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
     injector.start(plan);
     say(`${plan.length} faults planned: ${plan.map((f) => `${(f.at / 1000).toFixed(0)}s ${f.kind}`).join(', ')}`);
 
-    for (let lastSay = 0; now() < durationMs;) {
+    for (let lastSay = 0; now() < durationMs && !opts.stopEarly?.aborted;) {
       await sleep(Math.min(1000, Math.max(10, durationMs - now())));
       if (now() - lastSay > 60_000) {
         lastSay = now();
@@ -365,7 +367,17 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const out = resolve(values.out ?? join('soak', 'results', new Date().toISOString().replace(/[:.]/g, '-')));
+  // The first SIGINT/SIGTERM ends the run early but still checks and reports; a second one exits at once.
+  const stop = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (stop.signal.aborted) process.exit(130);
+      process.stderr.write(`[soak] ${signal}: ending the run early; checking and reporting what ran\n`);
+      stop.abort();
+    });
+  }
   const outcome = await runSoak({
+    stopEarly: stop.signal,
     minutes,
     seed,
     replicas,
