@@ -114,6 +114,11 @@ export class FaultInjector {
         if (free.length < 3) return record('-', 'skipped: another member is down or frozen');
         const i = r.pick(free);
         this.busyMembers.add(i);
+        // Whether the leader froze matters: etcd 3.4 before the fix of etcd-io/etcd#15247 revokes leases from a thawed stale leader.
+        const role = await cluster
+          .leaderIndex()
+          .then((l) => (l === i ? 'leader' : 'follower'))
+          .catch(() => 'role unknown');
         const seconds = this.t.compressed ? 10 : r.between(10, 30);
         cluster.stop(i);
         try {
@@ -122,7 +127,7 @@ export class FaultInjector {
           cluster.cont(i);
           this.busyMembers.delete(i);
         }
-        return record(`m${i}`, `${seconds.toFixed(0)} s`);
+        return record(`m${i}`, `${role}, ${seconds.toFixed(0)} s`);
       }
       case 'gateway-kill':
       case 'gateway-term': {
@@ -133,8 +138,13 @@ export class FaultInjector {
         try {
           const code = await g.stop(f.kind === 'gateway-kill' ? 'SIGKILL' : 'SIGTERM');
           if (f.kind === 'gateway-kill') await sleep(r.between(0.5, 3) * 1000);
-          await g.start();
-          return record(`g${g.index}`, f.kind === 'gateway-term' ? `exit code ${code}` : undefined);
+          // Like a supervisor: a gateway that cannot start (the store unreadable in time) is started again.
+          const failures = await startUntilReady(g);
+          const notes = [
+            f.kind === 'gateway-term' ? `exit code ${code}` : '',
+            failures.length ? `${failures.length} failed starts: ${failures[0]}` : '',
+          ];
+          return record(`g${g.index}`, notes.filter(Boolean).join('; ') || undefined);
         } finally {
           this.busyGateways.delete(g.index);
         }
@@ -149,6 +159,21 @@ export class FaultInjector {
       }
       case 'burst':
         return record('gateways', await this.t.workload.burst(1000, this.t.burstTtl));
+    }
+  }
+}
+
+/** Starts `g` until it is ready (at most 5 tries); resolves the last log line of each failed start. */
+async function startUntilReady(g: Gateway): Promise<string[]> {
+  const failures: string[] = [];
+  for (;;) {
+    try {
+      await g.start();
+      return failures;
+    } catch (err) {
+      failures.push((err as Error).message.trim().split('\n').at(-1) ?? 'exited');
+      if (failures.length >= 5) throw err;
+      await sleep(2000);
     }
   }
 }
