@@ -68,7 +68,7 @@ const PROFILES: Record<SoakOptions['profile'], Profile> = {
     settleTimeoutMs: 45_000,
   },
   smoke: {
-    workload: { instances: 150, ttl: 15, churnPerSecond: 5, abandonedTtl: 3, pairChance: 0.5, pollers: 4, pollWaitSeconds: 3 },
+    workload: { instances: 150, ttl: 20, churnPerSecond: 5, abandonedTtl: 3, pairChance: 0.5, pollers: 4, pollWaitSeconds: 3 },
     services: 6,
     subscribers: { perService: 18, narrowed: 8, all: 4 },
     moveEverySeconds: 15,
