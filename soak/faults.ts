@@ -1,0 +1,179 @@
+// The fault schedule (drawn from the seed before the run) and its injection.
+// A full run has one fault every 1–5 minutes (every kind once before any
+// repeats), and now and then a second one a few seconds after the first so
+// that faults pile up; the smoke run packs one of each kind into its minute.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { EtcdCluster } from '../test/helpers/etcd.ts';
+import type { HistoryRecorder } from './history.ts';
+import { now } from './http.ts';
+import { FAULT_KINDS, type Compaction, type FaultKind, type FaultRecord } from './observations.ts';
+import { Random } from './random.ts';
+import type { Gateway } from './system.ts';
+import type { Workload } from './workload.ts';
+
+export interface PlannedFault {
+  at: number;
+  kind: FaultKind;
+  /** Seed of the fault's own choices (target, durations). */
+  seed: number;
+}
+
+/** Faults start between `startMs` and `endMs` (a compressed plan: one of each kind from `startMs`). */
+export function planFaults(random: Random, startMs: number, endMs: number, compressed: boolean): PlannedFault[] {
+  const plan: PlannedFault[] = [];
+  const firsts = [...FAULT_KINDS];
+  for (let i = firsts.length - 1; i > 0; i--) {
+    const j = random.int(0, i);
+    [firsts[i], firsts[j]] = [firsts[j]!, firsts[i]!];
+  }
+  if (compressed) firsts.sort((a, b) => Number(b === 'member-freeze') - Number(a === 'member-freeze'));
+  if (compressed) {
+    // One of each kind, the freeze (the longest) first and the rest after it has thawed.
+    let at = startMs;
+    for (const kind of firsts) {
+      plan.push({ at, kind, seed: random.int(1, 2 ** 31) });
+      at += kind === 'member-freeze' ? 11_000 : random.between(5, 6) * 1000;
+    }
+    return plan;
+  }
+  for (let at = startMs; at < endMs;) {
+    const kind = firsts.shift() ?? random.pick(FAULT_KINDS);
+    plan.push({ at, kind, seed: random.int(1, 2 ** 31) });
+    at += random.chance(0.25) ? random.between(3, 20) * 1000 : random.between(60, 300) * 1000;
+  }
+  return plan;
+}
+
+export interface FaultTargets {
+  cluster: EtcdCluster;
+  gateways: Gateway[];
+  recorder: HistoryRecorder;
+  workload: Workload;
+  compactions: Compaction[];
+  compressed: boolean;
+  burstTtl: number;
+}
+
+/** Runs planned faults at their times; `records` gets one entry per fault (skipped ones say why). */
+export class FaultInjector {
+  readonly records: FaultRecord[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly running = new Set<Promise<void>>();
+  /** Members and gateways under a fault right now: no second fault picks them. */
+  private readonly busyMembers = new Set<number>();
+  private readonly busyGateways = new Set<number>();
+
+  constructor(private readonly t: FaultTargets) {}
+
+  start(plan: PlannedFault[]): void {
+    for (const f of plan) {
+      this.timers.push(
+        setTimeout(
+          () => {
+            const p = this.inject(f).catch((err: Error) => {
+              this.records.push({ kind: f.kind, target: '-', start: now(), end: now(), detail: `failed: ${err.message}` });
+            });
+            this.running.add(p);
+            void p.finally(() => this.running.delete(p));
+          },
+          Math.max(0, f.at - now()),
+        ),
+      );
+    }
+  }
+
+  /** Cancels faults not yet started and waits for the running ones to end (every fault heals itself). */
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    while (this.running.size) await Promise.allSettled([...this.running]);
+  }
+
+  private async inject(f: PlannedFault): Promise<void> {
+    const r = new Random(f.seed);
+    const start = now();
+    const record = (target: string, detail?: string): void => {
+      this.records.push({ kind: f.kind, target, start, end: now(), detail });
+    };
+    const { cluster, gateways } = this.t;
+    switch (f.kind) {
+      case 'leader-kill': {
+        const i = await cluster.leaderIndex();
+        if (this.busyMembers.size) return record(`m${i}`, 'skipped: another member is down or frozen');
+        this.busyMembers.add(i);
+        try {
+          await cluster.kill(i, 'SIGKILL');
+          await sleep(r.between(1, this.t.compressed ? 3 : 8) * 1000);
+          await cluster.restart(i);
+        } finally {
+          this.busyMembers.delete(i);
+        }
+        return record(`m${i}`);
+      }
+      case 'member-freeze': {
+        const free = [0, 1, 2].filter((i) => !this.busyMembers.has(i));
+        if (free.length < 3) return record('-', 'skipped: another member is down or frozen');
+        const i = r.pick(free);
+        this.busyMembers.add(i);
+        // Whether the leader froze matters: etcd 3.4 before the fix of etcd-io/etcd#15247 revokes leases from a thawed stale leader.
+        const role = await cluster
+          .leaderIndex()
+          .then((l) => (l === i ? 'leader' : 'follower'))
+          .catch(() => 'role unknown');
+        const seconds = this.t.compressed ? 10 : r.between(10, 30);
+        cluster.stop(i);
+        try {
+          await sleep(seconds * 1000);
+        } finally {
+          cluster.cont(i);
+          this.busyMembers.delete(i);
+        }
+        return record(`m${i}`, `${role}, ${seconds.toFixed(0)} s`);
+      }
+      case 'gateway-kill':
+      case 'gateway-term': {
+        const free = gateways.filter((g) => !this.busyGateways.has(g.index) && g.running);
+        if (free.length < 2) return record('-', 'skipped: keep one gateway up');
+        const g = r.pick(free);
+        this.busyGateways.add(g.index);
+        try {
+          const code = await g.stop(f.kind === 'gateway-kill' ? 'SIGKILL' : 'SIGTERM');
+          if (f.kind === 'gateway-kill') await sleep(r.between(0.5, 3) * 1000);
+          // Like a supervisor: a gateway that cannot start (the store unreadable in time) is started again.
+          const failures = await startUntilReady(g);
+          const notes = [
+            f.kind === 'gateway-term' ? `exit code ${code}` : '',
+            failures.length ? `${failures.length} failed starts: ${failures[0]}` : '',
+          ];
+          return record(`g${g.index}`, notes.filter(Boolean).join('; ') || undefined);
+        } finally {
+          this.busyGateways.delete(g.index);
+        }
+      }
+      case 'compaction': {
+        const revision = await this.t.recorder.currentRevision();
+        // Our own watch must be past it, or the ground truth would lose events.
+        if (!(await this.t.recorder.reach(revision, 15_000))) return record('etcd', `skipped: the recorder is behind ${revision}`);
+        this.t.compactions.push({ revision, at: now() });
+        await this.t.recorder.compact(revision);
+        return record('etcd', `at revision ${revision}`);
+      }
+      case 'burst':
+        return record('gateways', await this.t.workload.burst(1000, this.t.burstTtl));
+    }
+  }
+}
+
+/** Starts `g` until it is ready (at most 5 tries); resolves the last log line of each failed start. */
+async function startUntilReady(g: Gateway): Promise<string[]> {
+  const failures: string[] = [];
+  for (;;) {
+    try {
+      await g.start();
+      return failures;
+    } catch (err) {
+      failures.push((err as Error).message.trim().split('\n').at(-1) ?? 'exited');
+      if (failures.length >= 5) throw err;
+      await sleep(2000);
+    }
+  }
+}

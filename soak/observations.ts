@@ -1,0 +1,160 @@
+// What a soak run records: etcd's history under the prefix (the ground truth)
+// and what every client saw. The checker reads only this (no gateway code), so
+// the same data can be fed to it doctored in its tests. Times are milliseconds
+// since the run started, all taken in the driver process.
+import { createHash } from 'node:crypto';
+
+/** One event of etcd's watch under the prefix. `key` is relative to the prefix ("svc/id", "_/…"). */
+export interface HistoryEvent {
+  revision: number;
+  key: string;
+  type: 'put' | 'delete';
+  /** For a put: the key's create revision (equal to `revision` when the put created it). */
+  createRevision?: number;
+  /** For a put: the stored value. */
+  value?: string;
+  /** When the recorder's watch delivered it. */
+  at: number;
+}
+
+export interface History {
+  /** The store revision when recording started (nothing under the prefix yet). */
+  startRevision: number;
+  events: HistoryEvent[];
+  /** The last revision the recorder knows it has seen everything up to. */
+  endRevision: number;
+  /** Set when the recorder's own watch broke (then the history cannot be trusted). */
+  broken?: string;
+}
+
+/** A compaction seen (explicit, or etcd's periodic one through its metrics). */
+export interface Compaction {
+  revision: number;
+  at: number;
+}
+
+/** Which services a subscriber's stream carries: listed ones, or every service. */
+export type Scope = { services: string[] } | { all: true };
+
+export type StreamItem =
+  | { kind: 'snapshot'; revision: number; reset: boolean; digest: string; count: number; at: number }
+  | { kind: 'change'; type: string; service: string; id: string; revision: number; reason?: string; at: number }
+  | { kind: 'progress'; revision: number; at: number };
+
+export interface Connection {
+  replica: number;
+  /** The Last-Event-ID this connection sent ('' for none). */
+  lastEventId: string;
+  openedAt: number;
+  status: number;
+  items: StreamItem[];
+}
+
+export interface SubscriberLog {
+  name: string;
+  path: string;
+  scope: Scope;
+  connections: Connection[];
+}
+
+/** One write the gateway acknowledged (2xx with X-Registry-Revision). */
+export interface AckedWrite {
+  op: 'register' | 'replace' | 'status' | 'deregister' | 'batch';
+  replica: number;
+  revision: number;
+  sentAt: number;
+  answeredAt: number;
+  /** The store changes it made: "svc/id" with the kind, and for puts the status written. */
+  changes: { key: string; kind: 'put' | 'delete'; status?: string }[];
+}
+
+/** An answered renewal (registration or heartbeat 200) of one instance. */
+export interface Renewal {
+  key: string;
+  sentAt: number;
+  ttl: number;
+  /** A registration starts a new lease; a heartbeat renews the current one. */
+  registration: boolean;
+}
+
+/** A read of a service's instances: a minRevision read after a write, or a blocking query. */
+export interface ServiceRead {
+  kind: 'minRevision' | 'blocking';
+  service: string;
+  replica: number;
+  /** minRevision=R or index=R. */
+  bound: number;
+  status: number;
+  /** X-Registry-Revision of the answer. */
+  label: number;
+  digest: string;
+  count: number;
+  /** A blocking query's `wait`. */
+  waitMs?: number;
+  /** The answer carried X-Registry-Stale: true. */
+  stale: boolean;
+  sentAt: number;
+  answeredAt: number;
+}
+
+export interface FaultRecord {
+  kind: FaultKind;
+  target: string;
+  start: number;
+  end: number;
+  detail?: string;
+}
+
+export type FaultKind = 'leader-kill' | 'member-freeze' | 'gateway-kill' | 'gateway-term' | 'compaction' | 'burst';
+export const FAULT_KINDS: readonly FaultKind[] = ['leader-kill', 'member-freeze', 'gateway-kill', 'gateway-term', 'compaction', 'burst'];
+
+export interface RssSample {
+  replica: number;
+  pid: number;
+  at: number;
+  mb: number;
+}
+
+/** Heartbeat answers in one time bucket (a heartbeat a second per instance is too many to keep one by one). */
+export interface HeartbeatBucket {
+  /** Start of the bucket. */
+  at: number;
+  ok: number;
+  /** 404: the instance was gone, the client registers again. */
+  notFound: number;
+  /** No answer (refused, reset, timed out) or another status. */
+  failed: number;
+}
+
+export interface RunLog {
+  seed: number;
+  minutes: number;
+  replicas: number;
+  startedAt: string;
+  durationMs: number;
+  history: History;
+  /** Writes stopped and the run waited for subscribers to catch up: each must hold every change of its scope up to here. */
+  settleRevision: number;
+  compactions: Compaction[];
+  subscribers: SubscriberLog[];
+  writes: AckedWrite[];
+  renewals: Renewal[];
+  /** Instances left to expire on purpose ("svc/id"); their expiries are expected. */
+  abandoned: { key: string; registeredAt: number; ttl: number }[];
+  /** Instances kept by discovery-agent processes ("svc/id"): they must never expire. */
+  agentKeys: string[];
+  reads: ServiceRead[];
+  heartbeats: HeartbeatBucket[];
+  faults: FaultRecord[];
+  rss: RssSample[];
+  /** The driver's own event-loop delay (p99 per sample): delivery lag includes it. */
+  loopDelay: { at: number; p99: number }[];
+}
+
+/** The digest both the clients and the checker compute for a set of instances: the hash of their "svc/id@modRevision" lines, sorted. */
+export function digestOf(entries: Iterable<string>): string {
+  return createHash('sha1')
+    .update([...entries].sort().join('\n'))
+    .digest('hex')
+    .slice(0, 16);
+}

@@ -1,0 +1,313 @@
+// The run's report: report.json (numbers), report.md (for people) and
+// timeline.svg (faults as bands; write latency p99, delivery lag p99,
+// heartbeat failures and RSS per replica over time).
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PROPERTIES, type CheckResult, type Property } from './checker.ts';
+import type { FaultKind, RunLog } from './observations.ts';
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memoryGb: number;
+  node: string;
+  etcd: string;
+  load: string;
+}
+
+interface Series {
+  at: number[];
+  writeP99: (number | null)[];
+  lagP99: (number | null)[];
+  loopDelayP99: (number | null)[];
+  heartbeatFailures: number[];
+  rss: (number | null)[][];
+}
+
+export interface Summary {
+  seed: number;
+  minutes: number;
+  actualMinutes: number;
+  replicas: number;
+  startedAt: string;
+  machine: Machine;
+  workload: Record<string, number>;
+  faults: { injected: number; skipped: number; byKind: Record<string, number>; list: RunLog['faults'] };
+  properties: { property: Property; meaning: string; violations: number }[];
+  violations: CheckResult['violations'];
+  latencyMs: { write: Percentiles; deliveryLag: Percentiles };
+  heartbeats: { ok: number; notFound: number; failed: number };
+  rss: { replica: number; slopeMbPerHour: number | null; fittedMinutes: number; lastMb: number | null }[];
+  stats: CheckResult['stats'];
+}
+
+type Percentiles = { p50: number | null; p99: number | null; max: number | null; count: number };
+
+export function percentile(sorted: number[], p: number): number | null {
+  if (!sorted.length) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function percentiles(values: number[]): Percentiles {
+  const s = [...values].sort((a, b) => a - b);
+  return { p50: percentile(s, 50), p99: percentile(s, 99), max: s.at(-1) ?? null, count: s.length };
+}
+
+/** Least-squares slope of RSS (MB per hour) over the longest-lived process of a replica, after `warmupMs` of it. */
+export function rssSlope(samples: RunLog['rss'], warmupMs: number): { slopeMbPerHour: number | null; fittedMinutes: number } {
+  const byPid = new Map<number, RunLog['rss']>();
+  for (const s of samples) (byPid.get(s.pid) ?? byPid.set(s.pid, []).get(s.pid)!).push(s);
+  let best: RunLog['rss'] = [];
+  for (const list of byPid.values()) {
+    const kept = list.filter((s) => s.at >= list[0]!.at + warmupMs);
+    if (kept.length > best.length) best = kept;
+  }
+  if (best.length < 3) return { slopeMbPerHour: null, fittedMinutes: 0 };
+  const n = best.length;
+  const mx = best.reduce((a, s) => a + s.at, 0) / n;
+  const my = best.reduce((a, s) => a + s.mb, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const s of best) {
+    num += (s.at - mx) * (s.mb - my);
+    den += (s.at - mx) ** 2;
+  }
+  return { slopeMbPerHour: den ? (num / den) * 3_600_000 : null, fittedMinutes: (best.at(-1)!.at - best[0]!.at) / 60_000 };
+}
+
+export function summarize(
+  log: RunLog,
+  result: CheckResult,
+  machine: Machine,
+  workload: Record<string, number>,
+  rssWarmupMs: number,
+): Summary {
+  const injected = log.faults.filter((f) => !f.detail?.startsWith('skipped') && !f.detail?.startsWith('failed'));
+  const byKind: Record<string, number> = {};
+  for (const f of injected) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1;
+  const hb = log.heartbeats.reduce((a, b) => ({ ok: a.ok + b.ok, notFound: a.notFound + b.notFound, failed: a.failed + b.failed }), {
+    ok: 0,
+    notFound: 0,
+    failed: 0,
+  });
+  return {
+    seed: log.seed,
+    minutes: log.minutes,
+    actualMinutes: log.durationMs / 60_000,
+    replicas: log.replicas,
+    startedAt: log.startedAt,
+    machine,
+    workload,
+    faults: { injected: injected.length, skipped: log.faults.length - injected.length, byKind, list: log.faults },
+    properties: (Object.keys(PROPERTIES) as Property[]).map((p) => ({ property: p, meaning: PROPERTIES[p], violations: result.counts[p] })),
+    violations: result.violations.slice(0, 200),
+    latencyMs: {
+      write: percentiles(log.writes.map((w) => w.answeredAt - w.sentAt)),
+      deliveryLag: percentiles(result.lags.map(([, l]) => l)),
+    },
+    heartbeats: hb,
+    rss: Array.from({ length: log.replicas }, (_, replica) => {
+      const samples = log.rss.filter((s) => s.replica === replica);
+      return { replica, ...rssSlope(samples, rssWarmupMs), lastMb: samples.at(-1)?.mb ?? null };
+    }),
+    stats: result.stats,
+  };
+}
+
+function series(log: RunLog, result: CheckResult, bucketMs: number): Series {
+  const n = Math.max(1, Math.ceil(log.durationMs / bucketMs));
+  const idx = (at: number) => Math.min(n - 1, Math.max(0, Math.floor(at / bucketMs)));
+  const writes: number[][] = Array.from({ length: n }, () => []);
+  for (const w of log.writes) writes[idx(w.sentAt)]!.push(w.answeredAt - w.sentAt);
+  const lags: number[][] = Array.from({ length: n }, () => []);
+  for (const [at, lag] of result.lags) lags[idx(at)]!.push(lag);
+  const loop: number[][] = Array.from({ length: n }, () => []);
+  for (const d of log.loopDelay ?? []) loop[idx(d.at)]!.push(d.p99);
+  const hb = new Array<number>(n).fill(0);
+  for (const b of log.heartbeats) hb[idx(b.at)]! += b.failed + b.notFound;
+  const rss = Array.from({ length: log.replicas }, () => Array.from({ length: n }, () => [] as number[]));
+  for (const s of log.rss) rss[s.replica]?.[idx(s.at)]?.push(s.mb);
+  const p99 = (v: number[]) =>
+    percentile(
+      v.sort((a, b) => a - b),
+      99,
+    );
+  return {
+    at: Array.from({ length: n }, (_, i) => i * bucketMs),
+    writeP99: writes.map(p99),
+    lagP99: lags.map(p99),
+    loopDelayP99: loop.map((v) => (v.length ? Math.max(...v) : null)),
+    heartbeatFailures: hb,
+    rss: rss.map((r) => r.map((v) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : null))),
+  };
+}
+
+const FAULT_COLORS: Record<FaultKind, string> = {
+  'leader-kill': '#d62728',
+  'member-freeze': '#1f77b4',
+  'gateway-kill': '#ff7f0e',
+  'gateway-term': '#bcbd22',
+  compaction: '#9467bd',
+  burst: '#2ca02c',
+};
+const LINE_COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd'];
+
+/** The timeline picture: one panel per measure, faults drawn as bands across all of them. */
+export function timelineSvg(log: RunLog, s: Series, bucketMs: number): string {
+  const W = 1100;
+  const left = 70;
+  const right = 20;
+  const panelH = 130;
+  const gap = 40;
+  const top = 60;
+  const panels: { title: string; unit: string; lines: { name: string; values: (number | null)[] }[] }[] = [
+    { title: 'write latency p99', unit: 'ms', lines: [{ name: 'p99', values: s.writeP99 }] },
+    {
+      title: 'delivery lag p99 (history → subscriber)',
+      unit: 'ms',
+      lines: [
+        { name: 'lag p99', values: s.lagP99 },
+        { name: 'driver loop delay', values: s.loopDelayP99 },
+      ],
+    },
+    { title: `heartbeat failures + 404s per ${bucketMs / 1000} s`, unit: '', lines: [{ name: 'failures', values: s.heartbeatFailures }] },
+    { title: 'gateway RSS', unit: 'MB', lines: s.rss.map((values, i) => ({ name: `g${i}`, values })) },
+  ];
+  const H = top + panels.length * (panelH + gap) + 20;
+  const span = Math.max(log.durationMs, 1);
+  const x = (at: number) => left + ((W - left - right) * at) / span;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+  );
+  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  out.push(
+    `<text x="${left}" y="18" font-size="14" font-weight="bold">soak seed ${log.seed}: ${(log.durationMs / 60_000).toFixed(1)} min, ${log.faults.length} faults</text>`,
+  );
+  let lx = left;
+  for (const [kind, color] of Object.entries(FAULT_COLORS)) {
+    out.push(
+      `<rect x="${lx}" y="30" width="12" height="12" fill="${color}" fill-opacity="0.35"/><text x="${lx + 16}" y="40">${kind}</text>`,
+    );
+    lx += 130;
+  }
+  panels.forEach((p, pi) => {
+    const y0 = top + pi * (panelH + gap);
+    const all = p.lines.flatMap((l) => l.values.filter((v): v is number => v !== null));
+    const max = Math.max(1, ...all) * 1.1;
+    const y = (v: number) => y0 + panelH - (panelH * v) / max;
+    out.push(`<text x="${left}" y="${y0 - 6}" font-weight="bold">${p.title}</text>`);
+    for (const f of log.faults) {
+      const w = Math.max(2, x(f.end) - x(f.start));
+      out.push(
+        `<rect x="${x(f.start).toFixed(1)}" y="${y0}" width="${w.toFixed(1)}" height="${panelH}" fill="${FAULT_COLORS[f.kind]}" fill-opacity="0.25"><title>${f.kind} ${f.target} ${f.detail ?? ''}</title></rect>`,
+      );
+    }
+    out.push(`<rect x="${left}" y="${y0}" width="${W - left - right}" height="${panelH}" fill="none" stroke="#888"/>`);
+    out.push(
+      `<text x="${left - 6}" y="${y0 + 10}" text-anchor="end">${max.toFixed(max < 10 ? 1 : 0)}${p.unit ? ' ' + p.unit : ''}</text><text x="${left - 6}" y="${y0 + panelH}" text-anchor="end">0</text>`,
+    );
+    p.lines.forEach((l, li) => {
+      const pts: string[] = [];
+      l.values.forEach((v, i) => {
+        if (v !== null) pts.push(`${x(s.at[i]! + bucketMs / 2).toFixed(1)},${y(v).toFixed(1)}`);
+      });
+      if (pts.length)
+        out.push(`<polyline fill="none" stroke="${LINE_COLORS[li % LINE_COLORS.length]}" stroke-width="1.5" points="${pts.join(' ')}"/>`);
+      if (p.lines.length > 1)
+        out.push(
+          `<text x="${W - right - 120 * (p.lines.length - li)}" y="${y0 - 6}" fill="${LINE_COLORS[li % LINE_COLORS.length]}">${l.name}</text>`,
+        );
+    });
+    const stepMin = Math.max(1, Math.ceil(span / 60_000 / 12));
+    for (let m = 0; m * 60_000 <= span; m += stepMin) {
+      out.push(`<text x="${x(m * 60_000).toFixed(1)}" y="${y0 + panelH + 14}" text-anchor="middle">${m} min</text>`);
+    }
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+const fmt = (v: number | null, digits = 0) => (v === null ? 'n/a' : v.toFixed(digits));
+
+export function markdown(s: Summary): string {
+  const total = s.properties.reduce((a, p) => a + p.violations, 0);
+  const lines = [
+    `# Soak run, seed ${s.seed}`,
+    '',
+    `Started ${s.startedAt}; ran ${s.actualMinutes.toFixed(1)} of ${s.minutes} planned minutes with ${s.replicas} gateway replicas over a 3-member etcd cluster.`,
+    `Machine: ${s.machine.cpu}, ${s.machine.cores} cores, ${s.machine.memoryGb} GB; Node ${s.machine.node}; etcd ${s.machine.etcd}; load at start ${s.machine.load}.`,
+    '',
+    `**${total === 0 ? 'No violations' : `${total} violations`}.** ${s.faults.injected} faults injected (${Object.entries(s.faults.byKind)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')})${s.faults.skipped ? `, ${s.faults.skipped} skipped or failed` : ''}.`,
+    '',
+    '![timeline](timeline.svg)',
+    '',
+    '## Properties',
+    '',
+    '| property | promise | violations |',
+    '| --- | --- | ---: |',
+    ...s.properties.map((p) => `| ${p.property} | ${p.meaning} | ${p.violations} |`),
+    '',
+  ];
+  if (s.violations.length) {
+    lines.push('### First violations', '', ...s.violations.slice(0, 40).map((v) => `- **${v.property}**: ${v.detail}`), '');
+  }
+  lines.push(
+    '## Workload and checks',
+    '',
+    '| measure | value |',
+    '| --- | ---: |',
+    ...Object.entries(s.workload).map(([k, v]) => `| ${k} | ${v} |`),
+    `| store revisions | ${s.stats.revisions} |`,
+    `| changes in the history | ${s.stats.changes} (expiries ${s.stats.expiries}) |`,
+    `| acknowledged writes checked | ${s.stats.writesChecked} |`,
+    `| events delivered to subscribers | ${s.stats.deliveries} |`,
+    `| subscriber connections | ${s.stats.connections} (resets ${s.stats.resets}) |`,
+    `| snapshots and reads compared with the history | ${s.stats.snapshotsChecked} |`,
+    `| renewals (registrations + heartbeats answered) | ${s.stats.renewalsChecked} |`,
+    `| blocking queries a lagging replica answered at the end of wait below their index (allowed by API.md) | ${s.stats.blockingBelowIndexAtWaitEnd} |`,
+    `| heartbeats ok / 404 / failed | ${s.heartbeats.ok} / ${s.heartbeats.notFound} / ${s.heartbeats.failed} |`,
+    '',
+    '## Latency',
+    '',
+    '| | p50 ms | p99 ms | max ms | count |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    `| acknowledged write | ${fmt(s.latencyMs.write.p50)} | ${fmt(s.latencyMs.write.p99)} | ${fmt(s.latencyMs.write.max)} | ${s.latencyMs.write.count} |`,
+    `| delivery lag (recorder saw it → subscriber got it) | ${fmt(s.latencyMs.deliveryLag.p50)} | ${fmt(s.latencyMs.deliveryLag.p99)} | ${fmt(s.latencyMs.deliveryLag.max)} | ${s.latencyMs.deliveryLag.count} |`,
+    '',
+    '## Gateway memory',
+    '',
+    '| replica | RSS slope (MB/hour, least squares after warm-up) | fitted over (min) | last RSS (MB) |',
+    '| --- | ---: | ---: | ---: |',
+    ...s.rss.map((r) => `| g${r.replica} | ${fmt(r.slopeMbPerHour, 1)} | ${r.fittedMinutes.toFixed(1)} | ${fmt(r.lastMb, 0)} |`),
+    '',
+    '## Faults',
+    '',
+    '| start (s) | end (s) | kind | target | detail |',
+    '| ---: | ---: | --- | --- | --- |',
+    ...s.faults.list.map(
+      (f) => `| ${(f.start / 1000).toFixed(1)} | ${(f.end / 1000).toFixed(1)} | ${f.kind} | ${f.target} | ${f.detail ?? ''} |`,
+    ),
+    '',
+  );
+  return lines.join('\n');
+}
+
+export function writeReport(
+  dir: string,
+  log: RunLog,
+  result: CheckResult,
+  machine: Machine,
+  workload: Record<string, number>,
+  rssWarmupMs: number,
+): Summary {
+  const summary = summarize(log, result, machine, workload, rssWarmupMs);
+  const bucketMs = Math.max(5000, Math.round(log.durationMs / 150 / 5000) * 5000);
+  const s = series(log, result, bucketMs);
+  writeFileSync(join(dir, 'report.json'), JSON.stringify({ ...summary, bucketMs, series: s }, null, 1) + '\n');
+  writeFileSync(join(dir, 'report.md'), markdown(summary));
+  writeFileSync(join(dir, 'timeline.svg'), timelineSvg(log, s, bucketMs) + '\n');
+  return summary;
+}

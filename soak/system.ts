@@ -1,0 +1,182 @@
+// The system under test: a 3-member etcd cluster with periodic auto-compaction
+// and N gateway replicas as real processes (`node --import tsx src/main.ts`),
+// each a black box over HTTP. Also what the run samples from outside: etcd's
+// compaction revision (its metrics) and each gateway's RSS (/proc).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startEtcd, type EtcdCluster } from '../test/helpers/etcd.ts';
+import type { Compaction, RssSample, RunLog } from './observations.ts';
+
+export async function startCluster(compactionRetention: string): Promise<EtcdCluster> {
+  return startEtcd({ size: 3, extraArgs: ['--auto-compaction-mode', 'periodic', '--auto-compaction-retention', compactionRetention] });
+}
+
+const freePort = () =>
+  new Promise<number>((ok, ko) => {
+    const s = net.createServer().once('error', ko);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as AddressInfo).port;
+      s.close(() => ok(port));
+    });
+  });
+
+/** One gateway replica: a fixed port and log file across restarts. */
+export class Gateway {
+  proc: ChildProcess | undefined;
+  /** Restarts so far (the log file names each start). */
+  starts = 0;
+
+  private constructor(
+    readonly index: number,
+    readonly port: number,
+    private readonly env: Record<string, string>,
+    private readonly logFile: string,
+  ) {}
+
+  static async create(index: number, env: Record<string, string>, logDir: string): Promise<Gateway> {
+    return new Gateway(index, await freePort(), env, join(logDir, `gateway-${index}.log`));
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.running ? this.proc?.pid : undefined;
+  }
+
+  get running(): boolean {
+    return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Spawns the process and waits until /health/ready answers 200. */
+  async start(timeoutMs = 60_000): Promise<void> {
+    const fd = openSync(this.logFile, 'a');
+    this.starts++;
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      env: { ...process.env, ...this.env, PORT: String(this.port), HOST: '127.0.0.1' },
+      stdio: ['ignore', fd, fd],
+    });
+    closeSync(fd);
+    proc.on('error', () => {});
+    live.add(proc);
+    proc.once('exit', () => live.delete(proc));
+    this.proc = proc;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.running) throw new Error(`gateway ${this.index} exited at start:\n${this.tail()}`);
+      try {
+        const res = await fetch(`${this.url}/health/ready`, { signal: AbortSignal.timeout(1000) });
+        await res.arrayBuffer();
+        if (res.status === 200) return;
+      } catch {}
+      if (Date.now() > deadline) throw new Error(`gateway ${this.index} not ready in ${timeoutMs} ms:\n${this.tail()}`);
+      await sleep(100);
+    }
+  }
+
+  /** Sends `signal` and waits for the exit (SIGKILL after `graceMs`). */
+  async stop(signal: NodeJS.Signals, graceMs = 15_000): Promise<number | null> {
+    const proc = this.proc;
+    if (!proc || !this.running) return proc?.exitCode ?? null;
+    const exited = once(proc, 'exit');
+    proc.kill(signal);
+    const killer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(killer);
+    return proc.exitCode;
+  }
+
+  tail(lines = 20): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+}
+
+// If the driver dies, leave no gateway behind (the etcd helper does the same for etcd).
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+/** Samples a value on an interval until stopped. */
+export class Sampler {
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  constructor(
+    private readonly everyMs: number,
+    private readonly sample: () => Promise<void> | void,
+  ) {}
+
+  start(): this {
+    this.timer = setInterval(async () => {
+      if (this.busy) return;
+      this.busy = true;
+      try {
+        await this.sample();
+      } catch {
+      } finally {
+        this.busy = false;
+      }
+    }, this.everyMs);
+    return this;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** Polls etcd's `etcd_debugging_mvcc_compact_revision` on every member; records each rise. */
+export function compactionWatcher(cluster: EtcdCluster, now: () => number, into: Compaction[]): Sampler {
+  let highest = 0;
+  return new Sampler(1000, async () => {
+    const revs = await Promise.all(
+      cluster.members.map(async (m) => {
+        try {
+          const res = await fetch(`${m.clientUrl}/metrics`, { signal: AbortSignal.timeout(800) });
+          const m2 = /^etcd_debugging_mvcc_compact_revision (\d+)/m.exec(await res.text());
+          return m2 ? Number(m2[1]) : 0;
+        } catch {
+          return 0;
+        }
+      }),
+    );
+    const r = Math.max(...revs);
+    if (r > highest) {
+      highest = r;
+      into.push({ revision: r, at: now() });
+    }
+  });
+}
+
+export function rssSampler(gateways: Gateway[], now: () => number, into: RssSample[]): Sampler {
+  return new Sampler(5000, () => {
+    for (const g of gateways) {
+      const pid = g.pid;
+      if (!pid) continue;
+      try {
+        const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+        if (m) into.push({ replica: g.index, pid, at: now(), mb: Number(m[1]) / 1024 });
+      } catch {}
+    }
+  });
+}
+
+/** The driver's event-loop delay: how late the driver itself notices what arrives. */
+export function loopDelaySampler(now: () => number, into: RunLog['loopDelay']): Sampler {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  return new Sampler(5000, () => {
+    into.push({ at: now(), p99: h.percentile(99) / 1e6 });
+    h.reset();
+  });
+}

@@ -1,0 +1,246 @@
+// The soak checker against small hand-made runs: a clean run has no
+// violations, and each doctored one (a dropped event, a duplicate, a swap, a
+// stale read…) is reported under the property it breaks.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { check, type Property } from '../soak/checker.ts';
+import { digestOf, type RunLog, type StreamItem } from '../soak/observations.ts';
+
+const put = (revision: number, key: string, createRevision: number, status = 'up') => ({
+  revision,
+  key,
+  type: 'put' as const,
+  createRevision,
+  value: JSON.stringify({ status }),
+  at: revision * 100,
+});
+const del = (revision: number, key: string) => ({ revision, key, type: 'delete' as const, at: revision * 100 });
+const marker = (revision: number, keys: string[]) => ({
+  revision,
+  key: `_/deregistered/t${revision}`,
+  type: 'put' as const,
+  createRevision: revision,
+  value: JSON.stringify({ instances: keys }),
+  at: revision * 100,
+});
+const change = (type: string, key: string, revision: number, reason?: string): StreamItem => {
+  const [service, id] = key.split('/') as [string, string];
+  return { kind: 'change', type, service, id, revision, reason, at: revision * 100 + 20 };
+};
+
+/** A clean run: one service "a" watched by one subscriber across two connections, plus a service "b" outside its scope. */
+function cleanRun(): RunLog {
+  return {
+    seed: 1,
+    minutes: 1,
+    replicas: 2,
+    startedAt: '2026-12-03T00:00:00.000Z',
+    durationMs: 1000,
+    history: {
+      startRevision: 1,
+      endRevision: 7,
+      events: [
+        put(2, 'a/1', 2),
+        put(3, 'a/2', 3),
+        put(4, 'a/1', 2, 'draining'),
+        del(5, 'a/2'),
+        marker(5, ['a/2']),
+        put(6, 'b/1', 6),
+        del(7, 'a/1'),
+      ],
+    },
+    settleRevision: 7,
+    compactions: [],
+    subscribers: [
+      {
+        name: 'sub-a',
+        path: '/services/a/events',
+        scope: { services: ['a'] },
+        connections: [
+          {
+            replica: 0,
+            lastEventId: '',
+            openedAt: 0,
+            status: 200,
+            items: [
+              { kind: 'snapshot', revision: 1, reset: false, digest: digestOf([]), count: 0, at: 110 },
+              change('register', 'a/1', 2),
+              change('register', 'a/2', 3),
+              change('update', 'a/1', 4),
+            ],
+          },
+          {
+            replica: 1,
+            lastEventId: '4',
+            openedAt: 450,
+            status: 200,
+            items: [
+              change('deregister', 'a/2', 5, 'deregistered'),
+              { kind: 'progress', revision: 6, at: 650 },
+              change('deregister', 'a/1', 7, 'expired'),
+            ],
+          },
+        ],
+      },
+    ],
+    writes: [
+      { op: 'register', replica: 0, revision: 2, sentAt: 150, answeredAt: 190, changes: [{ key: 'a/1', kind: 'put', status: 'up' }] },
+      { op: 'status', replica: 1, revision: 4, sentAt: 350, answeredAt: 390, changes: [{ key: 'a/1', kind: 'put', status: 'draining' }] },
+      { op: 'deregister', replica: 1, revision: 5, sentAt: 450, answeredAt: 490, changes: [{ key: 'a/2', kind: 'delete' }] },
+    ],
+    renewals: [{ key: 'a/1', sentAt: 150, ttl: 0.4, registration: true }],
+    abandoned: [],
+    agentKeys: [],
+    reads: [
+      {
+        kind: 'minRevision',
+        service: 'a',
+        replica: 1,
+        bound: 4,
+        status: 200,
+        label: 4,
+        digest: digestOf(['a/1@4', 'a/2@3']),
+        count: 2,
+        stale: false,
+        sentAt: 400,
+        answeredAt: 410,
+      },
+    ],
+    heartbeats: [],
+    faults: [],
+    rss: [],
+    loopDelay: [],
+  };
+}
+
+function violated(log: RunLog): Partial<Record<Property, number>> {
+  const { counts } = check(log);
+  return Object.fromEntries(Object.entries(counts).filter(([, n]) => n > 0));
+}
+
+const items = (log: RunLog, conn: number) => log.subscribers[0]!.connections[conn]!.items;
+
+describe('soak checker', () => {
+  it('finds no violation in a run that kept every promise', () => {
+    const result = check(cleanRun());
+    assert.deepEqual(result.violations, []);
+    assert.equal(result.stats.deliveries, 5);
+    assert.equal(result.stats.expiries, 1);
+  });
+
+  it('reports a change the subscriber never got', () => {
+    const log = cleanRun();
+    items(log, 0).splice(2, 1); // drop register a/2@3
+    assert.deepEqual(violated(log), { 'stream-exact': 1 });
+    assert.match(check(log).violations[0]!.detail, /never came.*a\/2@3/);
+  });
+
+  it('reports a change delivered twice (a replay that overlaps the first connection)', () => {
+    const log = cleanRun();
+    items(log, 1).unshift(change('update', 'a/1', 4));
+    assert.deepEqual(violated(log), { 'stream-exact': 1 });
+    assert.match(check(log).violations[0]!.detail, /delivered twice/);
+  });
+
+  it('reports two changes swapped', () => {
+    const log = cleanRun();
+    const list = items(log, 0);
+    [list[2], list[3]] = [list[3]!, list[2]!];
+    assert.deepEqual(violated(log), { 'stream-exact': 1 });
+    assert.match(check(log).violations[0]!.detail, /out of order/);
+  });
+
+  it('reports a change that is not in the history of the scope', () => {
+    const log = cleanRun();
+    items(log, 1).push(change('register', 'b/1', 6));
+    assert.deepEqual(violated(log), { 'stream-exact': 1 });
+  });
+
+  it('reports a progress event that skips a change', () => {
+    const log = cleanRun();
+    items(log, 1).shift(); // deregister a/2@5 gone, then progress 6 claims all up to 6 came
+    assert.deepEqual(violated(log), { 'stream-exact': 1 });
+  });
+
+  it('reports the wrong deregister reason', () => {
+    const log = cleanRun();
+    items(log, 1)[2] = change('deregister', 'a/1', 7, 'deregistered');
+    assert.deepEqual(violated(log), { 'event-content': 1 });
+  });
+
+  it('reports a reset with no compaction past the id, and accepts it after one', () => {
+    const log = cleanRun();
+    items(log, 1).splice(0, 2, { kind: 'snapshot', revision: 6, reset: true, digest: digestOf(['a/1@4']), count: 1, at: 600 });
+    assert.deepEqual(violated(log), { 'stream-reset': 1 });
+    log.compactions.push({ revision: 6, at: 590 });
+    assert.deepEqual(violated(log), {});
+  });
+
+  it('reports a snapshot that is not the state at its revision', () => {
+    const log = cleanRun();
+    log.compactions.push({ revision: 6, at: 590 });
+    items(log, 1).splice(0, 2, { kind: 'snapshot', revision: 6, reset: true, digest: digestOf(['a/1@4', 'a/2@3']), count: 2, at: 600 });
+    assert.deepEqual(violated(log), { 'snapshot-state': 1 });
+  });
+
+  it('reports a stale read: older than its minRevision, or not the state at its label', () => {
+    const log = cleanRun();
+    log.reads[0] = { ...log.reads[0]!, label: 3, digest: digestOf(['a/1@2', 'a/2@3']) };
+    assert.deepEqual(violated(log), { 'read-own-write': 1 });
+    log.reads[0] = { ...log.reads[0]!, label: 4, digest: digestOf(['a/1@2', 'a/2@3']) };
+    assert.deepEqual(violated(log), { 'read-state': 1 });
+  });
+
+  it('reports a blocking query answered below its index before its wait ended, and allows it at the end of the wait', () => {
+    const log = cleanRun();
+    log.reads.push({
+      kind: 'blocking',
+      service: 'a',
+      replica: 0,
+      bound: 5,
+      waitMs: 1000,
+      status: 200,
+      label: 4,
+      digest: digestOf(['a/1@4', 'a/2@3']),
+      count: 2,
+      stale: false,
+      sentAt: 500,
+      answeredAt: 520,
+    });
+    assert.deepEqual(violated(log), { 'blocking-not-behind': 1 });
+    log.reads[1] = { ...log.reads[1]!, answeredAt: 1600 };
+    assert.deepEqual(violated(log), {});
+    assert.equal(check(log).stats.blockingBelowIndexAtWaitEnd, 1);
+    log.reads[1] = { ...log.reads[1]!, label: 5, digest: digestOf(['a/1@4']), count: 1, answeredAt: 520 };
+    assert.deepEqual(violated(log), { 'blocking-not-behind': 1 }, 'answered early at its index');
+    log.faults.push({ kind: 'gateway-term', target: 'g0', start: 510, end: 900 });
+    assert.deepEqual(violated(log), {}, 'answered at its index by a draining gateway');
+  });
+
+  it('reports an acknowledged write missing at its answered revision', () => {
+    const log = cleanRun();
+    log.writes[2] = { ...log.writes[2]!, revision: 6 };
+    log.writes[1] = { ...log.writes[1]!, changes: [{ key: 'a/1', kind: 'put', status: 'down' }] };
+    assert.deepEqual(violated(log), { 'ack-in-history': 2 });
+  });
+
+  it('reports an instance that expired within the TTL of an answered heartbeat', () => {
+    const log = cleanRun();
+    log.renewals.push({ key: 'a/1', sentAt: 500, ttl: 30, registration: false });
+    assert.deepEqual(violated(log), { 'no-early-expiry': 1 });
+  });
+
+  it('reports an agent instance that expired and an abandoned one that did not', () => {
+    const log = cleanRun();
+    log.agentKeys.push('a/1');
+    log.durationMs = 120_000;
+    log.abandoned.push({ key: 'b/1', registeredAt: 600, ttl: 5 });
+    assert.deepEqual(violated(log), { 'agent-kept': 1, 'abandoned-expired': 1 });
+  });
+
+  it('reports revisions the recorder never saw', () => {
+    const log = cleanRun();
+    log.history.endRevision = 9;
+    assert.deepEqual(violated(log), { 'history-complete': 1 });
+  });
+});
