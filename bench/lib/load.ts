@@ -1,36 +1,19 @@
-// Load generation: autocannon for HTTP (its latency histogram has 1 ms
-// resolution), and a closed loop of async workers for the raw etcd client,
-// timed with performance.now() and summarized the same way.
-import autocannon, { type Options, type Result } from 'autocannon';
+// What every load run reports, the median over rounds, and the Node-side load
+// for what wrk cannot drive (the raw etcd3 client): a closed loop of async
+// workers timed with performance.now().
 
 export interface LoadStats {
-  /** Completed operations per second. */
+  /** Successful operations per second. */
   rps: number;
-  /** Latency percentiles and mean, in ms. */
-  p50: number;
-  p99: number;
-  mean: number;
-  total: number;
-  /** Failed operations (network errors, timeouts, and for HTTP non-2xx unless allowed). */
+  ok: number;
+  /** Failed operations: for HTTP, socket errors and every unexpected status. */
   errors: number;
+  /** Latency percentiles and maximum, in ms. */
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
   seconds: number;
-}
-
-/** Run autocannon; non-2xx answers count as errors unless their status is in `okStatus`. */
-export async function cannon(opts: Options, okStatus: number[] = []): Promise<LoadStats & { raw: Result }> {
-  const r = await autocannon({ timeout: 10, ...opts });
-  const allowed = okStatus.reduce((n, s) => n + (r.statusCodeStats[String(s)]?.count ?? 0), 0);
-  const total = r.requests.total;
-  return {
-    rps: total / r.duration,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    mean: r.latency.mean,
-    total,
-    errors: r.errors + r.timeouts + r.non2xx - allowed,
-    seconds: r.duration,
-    raw: r,
-  };
 }
 
 /** Percentile (0-100) of sorted values. */
@@ -42,16 +25,63 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
 
 export function summarize(latencies: number[], seconds: number, errors = 0): LoadStats {
   const sorted = Float64Array.from(latencies).sort();
-  const sum = latencies.reduce((a, b) => a + b, 0);
   return {
     rps: latencies.length / seconds,
-    p50: percentile(sorted, 50),
-    p99: percentile(sorted, 99),
-    mean: latencies.length ? sum / latencies.length : NaN,
-    total: latencies.length,
+    ok: latencies.length,
     errors,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted[sorted.length - 1] ?? NaN,
     seconds,
   };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Median of each figure over rounds (errors and counts summed). */
+export function medianOf<S extends LoadStats>(runs: S[]): S {
+  const m = (k: keyof LoadStats) => median(runs.map((r) => r[k]));
+  const sum = (k: keyof LoadStats) => runs.reduce((n, r) => n + r[k], 0);
+  return {
+    ...runs[0]!,
+    rps: m('rps'),
+    p50: m('p50'),
+    p90: m('p90'),
+    p99: m('p99'),
+    max: m('max'),
+    ok: sum('ok'),
+    errors: sum('errors'),
+    seconds: sum('seconds'),
+  };
+}
+
+export interface Contender<S extends LoadStats> {
+  /** Run once before the measured rounds (JIT, caches, connection pools). */
+  warm?: () => Promise<unknown>;
+  run: (round: number) => Promise<S>;
+}
+
+/**
+ * Warm every contender, then `rounds` rounds in which each runs once in turn
+ * (interleaved, so drift in the machine's load hits all alike); the median of each.
+ */
+export async function compare<K extends string, S extends LoadStats>(
+  rounds: number,
+  contenders: Record<K, Contender<S>>,
+  log?: (m: string) => void,
+): Promise<Record<K, S>> {
+  const names = Object.keys(contenders) as K[];
+  for (const k of names) await contenders[k].warm?.();
+  const runs = Object.fromEntries(names.map((k) => [k, [] as S[]])) as Record<K, S[]>;
+  for (let r = 0; r < rounds; r++) {
+    for (const k of names) {
+      const s = await contenders[k].run(r);
+      runs[k].push(s);
+      log?.(`round ${r + 1}/${rounds} ${k}: ${Math.round(s.rps)}/s, p99 ${s.p99.toFixed(2)} ms${s.errors ? `, ${s.errors} errors` : ''}`);
+    }
+  }
+  return Object.fromEntries(names.map((k) => [k, medianOf(runs[k])])) as Record<K, S>;
 }
 
 /**

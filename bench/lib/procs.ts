@@ -43,7 +43,13 @@ export interface Child {
   tail(lines?: number): string;
 }
 
-export async function spawnChild(name: string, args: string[], env: Record<string, string>, port: number, extra: SpawnOptions = {}): Promise<Child> {
+export async function spawnChild(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  port: number,
+  extra: SpawnOptions = {},
+): Promise<Child> {
   const log = join(await logsDir(), `${name}-${Date.now()}.log`);
   const fd = openSync(log, 'a');
   const stdio = extra.stdio ?? ['ignore', fd, fd];
@@ -117,14 +123,19 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const port = await freePort();
   const args = [...(opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : []), 'dist/main.js'];
   const t0 = performance.now();
-  const child = await spawnChild('gateway', args, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    ETCD_ENDPOINTS: opts.etcd,
-    LOG_LEVEL: 'warn',
-    REQUEST_LOG: 'false',
-    ...opts.env,
-  }, port);
+  const child = await spawnChild(
+    'gateway',
+    args,
+    {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ETCD_ENDPOINTS: opts.etcd,
+      LOG_LEVEL: 'warn',
+      REQUEST_LOG: 'false',
+      ...opts.env,
+    },
+    port,
+  );
   try {
     const readyMs = await waitFor200(child, '/health/ready', t0);
     return { ...child, readyMs };
@@ -138,7 +149,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 export async function startBaseline(bodyFile: string): Promise<Child> {
   const port = await freePort();
   const t0 = performance.now();
-  const child = await spawnChild('baseline', ['--import', 'tsx', 'bench/baseline-server.ts'], { PORT: String(port), BODY_FILE: bodyFile }, port);
+  const child = await spawnChild(
+    'baseline',
+    ['--import', 'tsx', 'bench/baseline-server.ts'],
+    { PORT: String(port), BODY_FILE: bodyFile },
+    port,
+  );
   try {
     await waitFor200(child, '/health', t0);
     return child;
@@ -148,7 +164,8 @@ export async function startBaseline(bodyFile: string): Promise<Child> {
   }
 }
 
-const CLK_TCK = (() => {
+/** Clock ticks per second, the unit of the CPU times in /proc/<pid>/stat. */
+export const CLK_TCK = (() => {
   try {
     return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
   } catch {

@@ -31,7 +31,8 @@ export function summarizeProfiles(dir: string, top = 15): string {
       total += dt;
     });
     out.push(`${join(dir, file)} (self time, ${(total / 1e6).toFixed(1)} s sampled):`);
-    for (const [key, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) out.push(`  ${((t / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
+    for (const [key, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top))
+      out.push(`  ${((t / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
   }
   return out.join('\n');
 }

@@ -45,7 +45,13 @@ export class RawEtcd {
       compare: [{ key, target: CompareTarget.Create, result: CompareResult.Greater, create_revision: '0' }],
       success: [
         { request_delete_range: { key } },
-        { request_put: { key: Buffer.from(keys.deregistered(randomUUID())), value: Buffer.from(deregisteredMarker([{ service, id }])), lease: bookkeepingLease } },
+        {
+          request_put: {
+            key: Buffer.from(keys.deregistered(randomUUID())),
+            value: Buffer.from(deregisteredMarker([{ service, id }])),
+            lease: bookkeepingLease,
+          },
+        },
       ],
       failure: [],
     });

@@ -1,5 +1,6 @@
 // What a scenario reports: rows of (ours, baseline, ratio, target, pass), printed
 // as a plain-text table at the end of the run and as Markdown in BENCHMARKS.md.
+import type { BenchEtcd } from './etcd.ts';
 
 export interface Row {
   metric: string;
@@ -26,8 +27,16 @@ export interface ScenarioResult {
 
 export interface ScenarioContext {
   quick: boolean;
-  /** The etcd client URL this scenario owns (fresh per scenario). */
+  /** --duration: seconds of each measured run, instead of the scenario's own (for profiling one path longer). */
+  durationS?: number;
+  /** Measured rounds per comparison (the median is reported). */
+  rounds: number;
+  /** wrk threads per run (1 loads the machine least: see BENCHMARKS.md). */
+  wrkThreads: number;
+  /** The etcd client URL this scenario owns (fresh per scenario; member 0 of a cluster). */
   etcd: string;
+  /** The same etcd with every member, to kill one or find the leader. */
+  cluster: BenchEtcd;
   /** When set, the gateway writes a V8 CPU profile here on exit. */
   cpuProfDir?: string;
   log(message: string): void;
@@ -38,18 +47,50 @@ export interface ScenarioContext {
 export interface Scenario {
   name: string;
   title: string;
+  /** etcd members the scenario needs (default 1). */
+  members?: 1 | 3;
   run(ctx: ScenarioContext): Promise<Row[]>;
 }
 
 /** A throughput row compared with a baseline: pass when ours ≥ min × baseline. */
 export function ratioRow(metric: string, ours: number, baseline: number, against: string, unit: string, min?: number): Row {
   const ratio = ours / baseline;
-  return { metric, ours, baseline, against, ratio, unit, target: min === undefined ? undefined : `≥ ${min}×`, pass: min === undefined ? undefined : ratio >= min };
+  return {
+    metric,
+    ours,
+    baseline,
+    against,
+    ratio,
+    unit,
+    target: min === undefined ? undefined : `≥ ${min}×`,
+    pass: min === undefined ? undefined : ratio >= min,
+  };
+}
+
+/** A latency row compared with a baseline: pass when ours ≤ max × baseline. */
+export function latencyRow(metric: string, ours: number, baseline: number, against: string, max?: number): Row {
+  const ratio = ours / baseline;
+  return {
+    metric,
+    ours,
+    baseline,
+    against,
+    ratio,
+    unit: 'ms',
+    target: max === undefined ? undefined : `≤ ${max}×`,
+    pass: max === undefined ? undefined : ratio <= max,
+  };
 }
 
 /** A row with an upper bound: pass when ours < max. */
 export function underRow(metric: string, ours: number, unit: string, max?: number): Row {
-  return { metric, ours, unit, target: max === undefined ? undefined : `< ${max} ${unit}`, pass: max === undefined ? undefined : ours < max };
+  return {
+    metric,
+    ours,
+    unit,
+    target: max === undefined ? undefined : `< ${max} ${unit}`,
+    pass: max === undefined ? undefined : ours < max,
+  };
 }
 
 export function fmt(n: number | undefined): string {
@@ -80,7 +121,11 @@ const HEAD = ['metric', 'ours', 'baseline', 'ratio', 'target', 'result'];
 export function textTable(result: ScenarioResult): string {
   const rows = [HEAD, ...result.rows.map(cells)];
   const widths = HEAD.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const out = [`== ${result.title} (${result.seconds.toFixed(0)} s)`, line(HEAD), widths.map((w) => '-'.repeat(w)).join('  ')];
   for (const r of rows.slice(1)) out.push(line(r));
   if (result.error) out.push(`!! scenario failed: ${result.error}`);
@@ -95,4 +140,13 @@ export function markdownTable(result: ScenarioResult): string {
   if (result.error) out.push('', `**Scenario failed:** ${result.error}`);
   if (result.notes.length) out.push('', ...result.notes.map((n) => `- ${n}`));
   return out.join('\n');
+}
+
+/** Every row with a pass/fail target, over all scenarios: the run's verdict at a glance (shown first). */
+export function targetsSummary(results: ScenarioResult[]): ScenarioResult {
+  const rows = results.flatMap((r) =>
+    r.rows.filter((row) => row.pass !== undefined).map((row) => ({ ...row, metric: `${r.name}: ${row.metric.trim()}` })),
+  );
+  const failed = results.filter((r) => r.error).map((r) => `${r.name} failed (no rows): ${r.error}`);
+  return { name: 'targets', title: 'Targets', rows, seconds: results.reduce((s, r) => s + r.seconds, 0), notes: failed };
 }

@@ -62,7 +62,15 @@ export const fanout: Scenario = {
       const a = Float64Array.from(fromAnswer).sort();
       const r = Float64Array.from(fromRequest).sort();
       const rows: Row[] = [
-        { metric: 'events received / expected', ours: fromAnswer.length, baseline: expected, unit: 'events', ratio: fromAnswer.length / expected, target: '= 1', pass: fromAnswer.length === expected },
+        {
+          metric: 'events received / expected',
+          ours: fromAnswer.length,
+          baseline: expected,
+          unit: 'events',
+          ratio: fromAnswer.length / expected,
+          target: '= 1',
+          pass: fromAnswer.length === expected,
+        },
         { metric: 'answer → receipt p50', ours: percentile(a, 50), unit: 'ms' },
         underRow('answer → receipt p99', percentile(a, 99), 'ms', 100),
         { metric: 'answer → receipt max', ours: a[a.length - 1] ?? NaN, unit: 'ms' },
