@@ -12,7 +12,7 @@ import { Metrics } from './metrics.ts';
 import { TokenSet } from './auth/tokens.ts';
 import auth from './plugins/auth.ts';
 import errors from './plugins/errors.ts';
-import observability, { loggableUrl } from './plugins/observability.ts';
+import observability, { loggableUrl, metricsRoute } from './plugins/observability.ts';
 import openapi from './plugins/openapi.ts';
 import timeouts from './plugins/timeouts.ts';
 import { createStore, RegistryRoot } from './registry/index.ts';
@@ -169,10 +169,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
 
   await app.register(errors);
+  // Both give each route its own hooks as it is added: before any route.
   await app.register(timeouts, { timeoutMs: deps.handlerTimeoutMs ?? HANDLER_TIMEOUT_MS });
+  await app.register(observability, { requestLog: config.requestLog });
   if (tokens) await app.register(auth, { tokens, protectMetrics: config.authMetrics });
   await app.register(openapi);
-  await app.register(observability, { requestLog: config.requestLog });
+  await app.register(metricsRoute);
   if (config.corsOrigins) {
     await app.register(cors, {
       origin: config.corsOrigins === '*' ? '*' : config.corsOrigins,
