@@ -14,6 +14,7 @@ import auth from './plugins/auth.ts';
 import errors from './plugins/errors.ts';
 import observability, { loggableUrl, metricsRoute } from './plugins/observability.ts';
 import openapi from './plugins/openapi.ts';
+import { lazyChildLogger } from './plugins/request-logger.ts';
 import timeouts from './plugins/timeouts.ts';
 import { createStore, RegistryRoot } from './registry/index.ts';
 import type { Store } from './registry/store/store.ts';
@@ -77,6 +78,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     // fastify's own two lines per request are off: plugins/observability.ts writes one (REQUEST_LOG).
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: BODY_LIMIT,
     requestTimeout: REQUEST_RECEIVE_TIMEOUT_MS, // receiving the request only: never cuts a long answer
     // On close only idle keep-alive sockets are cut: requests in flight finish (streams and
