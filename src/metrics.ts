@@ -31,7 +31,26 @@ export class RouteHistogram {
     registry.registerMetric(this as unknown as Metric);
   }
 
-  observe(method: string, route: string, statusCode: number, seconds: number): void {
+  /** A recorder for one route: its series are found by method and status, no key built per call. */
+  route(route: string): (method: string, statusCode: number, seconds: number) => void {
+    const byMethod = new Map<string, Map<number, Series>>();
+    return (method, statusCode, seconds) => {
+      let byStatus = byMethod.get(method);
+      if (!byStatus) byMethod.set(method, (byStatus = new Map()));
+      let s = byStatus.get(statusCode);
+      if (!s) byStatus.set(statusCode, (s = this.seriesOf(method, route, statusCode)));
+      let i = 0;
+      for (const bound of this.buckets) {
+        if (seconds <= bound) break;
+        i++;
+      }
+      s.counts[i] = (s.counts[i] ?? 0) + 1;
+      s.sum += seconds;
+      s.count++;
+    };
+  }
+
+  private seriesOf(method: string, route: string, statusCode: number): Series {
     const key = `${method} ${statusCode} ${route}`;
     let s = this.series.get(key);
     if (!s) {
@@ -43,14 +62,7 @@ export class RouteHistogram {
       };
       this.series.set(key, s);
     }
-    let i = 0;
-    for (const bound of this.buckets) {
-      if (seconds <= bound) break;
-      i++;
-    }
-    s.counts[i] = (s.counts[i] ?? 0) + 1;
-    s.sum += seconds;
-    s.count++;
+    return s;
   }
 
   /** What the registry formats: prom-client's own Histogram's values, in its order. */

@@ -51,6 +51,7 @@ export default fp(async function observability(app: FastifyInstance, opts: { req
 
   /** The hook of one route (or of unmatched requests): its label and stream flag fixed, no per-request route lookup. */
   const onResponse = (route: string, stream: boolean): onResponseHookHandler => {
+    const observe = metrics.httpDuration.route(route);
     const logged = (req: FastifyRequest, reply: FastifyReply) =>
       req.log.info(
         {
@@ -65,7 +66,7 @@ export default fp(async function observability(app: FastifyInstance, opts: { req
     return (req, reply, done) => {
       if (stream && reply.statusCode === 200) return done();
       // A blocking query's time is mostly the wait its client asked for: not latency.
-      if (!req.heldByBlockingQuery) metrics.httpDuration.observe(req.method, route, reply.statusCode, reply.elapsedTime / 1000);
+      if (!req.heldByBlockingQuery) observe(req.method, reply.statusCode, reply.elapsedTime / 1000);
       if (opts.requestLog) logged(req, reply);
       done();
     };
