@@ -12,8 +12,9 @@ import { Metrics } from './metrics.ts';
 import { TokenSet } from './auth/tokens.ts';
 import auth from './plugins/auth.ts';
 import errors from './plugins/errors.ts';
-import observability, { loggableUrl } from './plugins/observability.ts';
+import observability, { loggableUrl, metricsRoute } from './plugins/observability.ts';
 import openapi from './plugins/openapi.ts';
+import { lazyChildLogger } from './plugins/request-logger.ts';
 import timeouts from './plugins/timeouts.ts';
 import { createStore, RegistryRoot } from './registry/index.ts';
 import type { Store } from './registry/store/store.ts';
@@ -88,6 +89,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     // fastify's own two lines per request are off: plugins/observability.ts writes one (REQUEST_LOG).
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: BODY_LIMIT,
     requestTimeout: REQUEST_RECEIVE_TIMEOUT_MS, // receiving the request only: never cuts a long answer
     // On close only idle keep-alive sockets are cut: requests in flight finish (streams and
@@ -195,10 +197,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
 
   await app.register(errors);
+  // Both give each route its own hooks as it is added: before any route.
   await app.register(timeouts, { timeoutMs: deps.handlerTimeoutMs ?? HANDLER_TIMEOUT_MS });
+  await app.register(observability, { requestLog: config.requestLog });
   if (tokens) await app.register(auth, { tokens, protectMetrics: config.authMetrics });
   await app.register(openapi);
-  await app.register(observability, { requestLog: config.requestLog });
+  await app.register(metricsRoute);
   if (config.corsOrigins) {
     await app.register(cors, {
       origin: config.corsOrigins === '*' ? '*' : config.corsOrigins,

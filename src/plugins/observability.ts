@@ -1,6 +1,7 @@
-// Request timing for /metrics, one log line per request, and /metrics itself.
+// Request timing for /metrics and one log line per request (each route gets its own
+// hook as it is added), and the /metrics route.
 // Change streams are left out of both: their "duration" is a connection lifetime.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 
 /**
@@ -46,29 +47,43 @@ const MetricsAnswer = {
 
 export default fp(async function observability(app: FastifyInstance, opts: { requestLog: boolean }) {
   const { metrics } = app.gateway;
-  const route = (req: FastifyRequest) => req.routeOptions.url ?? 'unmatched';
   app.decorateRequest('heldByBlockingQuery', false);
 
-  app.addHook('onResponse', (req, reply, done) => {
-    if (req.routeOptions.config?.stream && reply.statusCode === 200) return done();
-    // A blocking query's time is mostly the wait its client asked for: not latency.
-    if (!req.heldByBlockingQuery)
-      metrics.httpDuration.observe({ method: req.method, route: route(req), status_code: reply.statusCode }, reply.elapsedTime / 1000);
-    if (opts.requestLog) {
+  /** The hook of one route (or of unmatched requests): its label and stream flag fixed, no per-request route lookup. */
+  const onResponse = (route: string, stream: boolean): onResponseHookHandler => {
+    const observe = metrics.httpDuration.route(route);
+    const logged = (req: FastifyRequest, reply: FastifyReply) =>
       req.log.info(
         {
           method: req.method,
           url: loggableUrl(req.url),
-          route: route(req),
+          route,
           statusCode: reply.statusCode,
           durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
         },
         'request',
       );
-    }
-    done();
+    return (req, reply, done) => {
+      if (stream && reply.statusCode === 200) return done();
+      // A blocking query's time is mostly the wait its client asked for: not latency.
+      if (!req.heldByBlockingQuery) observe(req.method, reply.statusCode, reply.elapsedTime / 1000);
+      if (opts.requestLog) logged(req, reply);
+      done();
+    };
+  };
+  // Routes get their own hook (a global one would look the route up on every request);
+  // this plugin is registered before any route. The global hook only sees unmatched requests.
+  app.addHook('onRoute', (route) => {
+    const hook = onResponse(route.url, !!route.config?.stream);
+    route.onResponse = route.onResponse ? [...[route.onResponse].flat(), hook] : hook;
   });
+  const unmatched = onResponse('unmatched', false);
+  app.addHook('onResponse', (req, reply, done) => (req.is404 ? unmatched.call(app, req, reply, done) : done()));
+});
 
+/** GET /metrics: a route of its own, registered after the OpenAPI plugin so that the document lists it. */
+export const metricsRoute = async function metricsRoute(app: FastifyInstance) {
+  const { metrics } = app.gateway;
   const schema = { tags: ['operations'], summary: 'Prometheus metrics (text format)', response: MetricsAnswer };
   app.get('/metrics', { schema }, async (_req, reply) => {
     const held = app.gateway.registry.counts();
@@ -76,4 +91,4 @@ export default fp(async function observability(app: FastifyInstance, opts: { req
     metrics.instances.set(held.instances);
     return reply.type(metrics.prom.contentType).send(await metrics.prom.metrics());
   });
-});
+};

@@ -77,6 +77,32 @@ export interface ReadObserver {
 
 const FRESH: Freshness = { stale: false, age: 0 };
 
+/**
+ * A service read from the cache; its instances are listed only if a body is rendered.
+ * A class, not an object literal with a spread and a getter: V8 builds those slowly,
+ * and this is made on every discovery read.
+ */
+class CachedServiceRead implements ServiceRead {
+  readonly source = 'cache';
+  readonly stale: boolean;
+  readonly age: number;
+
+  constructor(
+    freshness: Freshness,
+    readonly revision: number,
+    private readonly cache: Cache,
+    private readonly service: string,
+    private readonly filter: ServiceFilter | undefined,
+  ) {
+    this.stale = freshness.stale;
+    this.age = freshness.age;
+  }
+
+  get instances(): readonly Listed[] {
+    return this.cache.instances(this.service, this.filter);
+  }
+}
+
 /** The read half of the Registry (registry.ts). */
 export class Reads {
   constructor(
@@ -109,15 +135,7 @@ export class Reads {
     }
     const freshness = this.freshness(this.cache.knows(service));
     this.readObserver.read('hit');
-    const cache = this.cache;
-    return {
-      ...freshness,
-      revision: cache.serviceRevision(service),
-      source: 'cache',
-      get instances() {
-        return cache.instances(service, filter);
-      },
-    };
+    return new CachedServiceRead(freshness, this.cache.serviceRevision(service), this.cache, service, filter);
   }
 
   /**
