@@ -3,8 +3,8 @@
 // domain error (see etcd-errors.ts). Keys are full keys: no etcd3 namespace.
 
 import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
-import { CompareResult, CompareTarget, Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
+import { CompareResult, CompareTarget, Etcd3, GRPCDeadlineExceededError, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleType, handleWhen, noop, retry, wrap, type IBackoff, type IPolicy } from 'cockatiel';
 import { InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from '../errors.ts';
 import { isAuthTokenError, isLeaseNotFound, isRetryable, toStoreError } from './etcd-errors.ts';
 import { KeepAlivePool } from './etcd-keepalive.ts';
@@ -57,6 +57,24 @@ const requireLeader: Interceptor = (options, nextCall) =>
       next(md, listener);
     },
   });
+
+/**
+ * The fault policy of one etcd member. A short breaker on connection errors:
+ * etcd3's default keeps failing for 5 s after etcd is back. With other members to
+ * go to, one missed deadline also takes the member out: a frozen member (or a hung
+ * host) never refuses a call, it lets each one wait out its whole deadline, and
+ * etcd3 picks members at random, so without this every third call would. It is
+ * tried again after a growing pause, by one call that may wait out its deadline.
+ */
+function hostPolicy(hasOthers: boolean): IPolicy {
+  const failing = circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) });
+  if (!hasOthers) return failing;
+  const hung = circuitBreaker(handleType(GRPCDeadlineExceededError), {
+    halfOpenAfter: new ExponentialBackoff({ initialDelay: 2000, maxDelay: 30_000 }),
+    breaker: new ConsecutiveBreaker(1),
+  });
+  return wrap(hung, failing);
+}
 
 /** Keys per range page: keeps each response far below gRPC/etcd message limits. */
 const PAGE = 5000;
@@ -150,8 +168,7 @@ export class EtcdStore implements Store {
       },
       faultHandling: {
         global: noop, // retries are decided per call (this.retry)
-        // Short breaker: etcd3's default keeps failing for 5 s after etcd is back.
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+        host: () => hostPolicy(opts.endpoints.length > 1),
         watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 3000 }) as unknown as IBackoff<unknown>, // typings bug
       },
     });
