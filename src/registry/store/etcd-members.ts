@@ -17,6 +17,8 @@ export interface Member {
 }
 
 export class MemberProbes {
+  /** Settles once every member was asked once (at most one probe deadline): wait for it before the first call. */
+  readonly firstRound: Promise<void>;
   private readonly held = new Map<Member, { dispose(): void }>();
   private readonly timer: NodeJS.Timeout;
   private probing = false;
@@ -30,7 +32,7 @@ export class MemberProbes {
   ) {
     this.timer = setInterval(() => void this.probe(), intervalMs);
     this.timer.unref();
-    void this.probe();
+    this.firstRound = this.probe();
   }
 
   private async probe(): Promise<void> {
@@ -38,8 +40,8 @@ export class MemberProbes {
     this.probing = true;
     try {
       const answered = await Promise.all(this.members.map((m) => this.answers(m.client)));
-      // No member answers: the store is down, not one member; calls find out by themselves.
       if (this.closed) return;
+      // No member answers: the store is down, not one member; calls find out by themselves.
       const someAnswer = answered.includes(true);
       this.members.forEach((m, i) => this.hold(m, someAnswer && !answered[i]));
     } finally {

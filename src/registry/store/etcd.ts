@@ -201,6 +201,7 @@ export class EtcdStore implements Store {
   /** Run one store operation: optional retry, one re-authentication for streams, error mapping. */
   private async run<T>(fn: () => Promise<T>, retryable: boolean): Promise<T> {
     if (this.closed) throw new StoreUnavailableError('the store client is closed');
+    await this.members?.firstRound; // know which members answer before sending calls to any
     let reauthed = false;
     for (;;) {
       try {
@@ -293,6 +294,7 @@ export class EtcdStore implements Store {
 
   async watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch> {
     if (this.closed) throw new StoreUnavailableError('the store client is closed');
+    await this.members?.firstRound;
     const w = new EtcdWatch(
       {
         client: this.client,
