@@ -9,6 +9,12 @@ import type { Watch, WatchEvent, WatchHandlers } from './store.ts';
 
 const num = (s: string | number | undefined): number => Number(s ?? 0);
 
+/**
+ * How long one try of a new watch waits for etcd to confirm it before opening it
+ * again elsewhere: etcd confirms in milliseconds, a frozen member never does.
+ */
+const CONFIRM_MS = 1500;
+
 function toWatchEvent(ev: { type: string; kv: IKeyValue; prev_kv?: IKeyValue | null }): WatchEvent {
   const isPut = ev.type.toLowerCase() === 'put'; // proto enum name: 'PUT' / 'DELETE'
   const out: WatchEvent = {
@@ -64,21 +70,46 @@ export class EtcdWatch implements Watch {
     this.next = fromRevision > 0 ? fromRevision : 0; // 0 = "from now", fixed on the first created response
   }
 
-  /** Resolves once etcd created the watch (or it died at once: then onError is called). */
+  /**
+   * Resolves once etcd created the watch (or it died at once: then onError is called).
+   * etcd3 opens the stream on a random member, and one on a frozen member never
+   * confirms nor fails: a try that is not confirmed within CONFIRM_MS is abandoned
+   * and the watch opened again on a new stream (another random member), until the
+   * call timeout. Nothing was delivered yet, so every try starts at the same revision.
+   */
   async start(): Promise<void> {
+    const deadline = Date.now() + this.deps.timeoutMs;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.settle = undefined;
-        void this.close();
-        reject(new StoreUnavailableError('the store did not answer in time'));
-      }, this.deps.timeoutMs);
+      let timer: NodeJS.Timeout | undefined;
+      const attempt = () => {
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          this.settle = undefined;
+          void this.close();
+          reject(new StoreUnavailableError('the store did not answer in time'));
+          return;
+        }
+        if (this.watcher) this.abandon(this.watcher);
+        this.open();
+        timer = setTimeout(attempt, Math.min(CONFIRM_MS, left));
+      };
       this.settle = () => {
         clearTimeout(timer);
         this.settle = undefined;
         resolve();
       };
-      this.open();
+      attempt();
     });
+  }
+
+  /** Drop a try that never confirmed; its late events are ignored (it is no longer this.watcher). */
+  private abandon(w: Watcher): void {
+    this.watcher = undefined;
+    let timer: NodeJS.Timeout | undefined;
+    // cancel() waits for an answer the frozen member never sends: bounded, in the background.
+    void Promise.race([w.cancel().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, this.deps.timeoutMs)))]).then(() =>
+      clearTimeout(timer),
+    );
   }
 
   private open(): Watcher {

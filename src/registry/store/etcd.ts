@@ -1,13 +1,23 @@
 // The etcd store: the only code that talks to etcd3 (with its private helpers
-// etcd-errors.ts, etcd-watch.ts and etcd-keepalive.ts). Every etcd3 error leaves this module as a
+// etcd-errors.ts, etcd-watch.ts, etcd-keepalive.ts and etcd-members.ts). Every etcd3 error leaves this module as a
 // domain error (see etcd-errors.ts). Keys are full keys: no etcd3 namespace.
 
 import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { CompareResult, CompareTarget, Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
+import {
+  circuitBreaker,
+  ConsecutiveBreaker,
+  ExponentialBackoff,
+  handleWhen,
+  noop,
+  retry,
+  type CircuitBreakerPolicy,
+  type IBackoff,
+} from 'cockatiel';
 import { InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from '../errors.ts';
 import { isAuthTokenError, isLeaseNotFound, isRetryable, toStoreError } from './etcd-errors.ts';
 import { KeepAlivePool } from './etcd-keepalive.ts';
+import { MemberProbes } from './etcd-members.ts';
 import { EtcdWatch } from './etcd-watch.ts';
 import type { Compare, KeyValue, Lease, RangeResult, Store, StoreStatus, TxnOp, TxnResult, Watch, WatchHandlers } from './store.ts';
 
@@ -57,6 +67,10 @@ const requireLeader: Interceptor = (options, nextCall) =>
       next(md, listener);
     },
   });
+
+/** Interval and deadline of the per-member probes (etcd-members.ts): a member is asked alone this often. */
+const MEMBER_PROBE_MS = 1000;
+const MEMBER_TIMEOUT_MS = 1000;
 
 /** Keys per range page: keeps each response far below gRPC/etcd message limits. */
 const PAGE = 5000;
@@ -119,6 +133,7 @@ export class EtcdStore implements Store {
   private readonly hasAuth: boolean;
   private readonly watches = new Set<EtcdWatch>();
   private readonly keepAlives: KeepAlivePool;
+  private readonly members: MemberProbes | undefined;
   private closed = false;
   /**
    * Our retry, applied per call rather than as etcd3's global policy: only reads and
@@ -136,11 +151,15 @@ export class EtcdStore implements Store {
     this.hasAuth = opts.username !== undefined;
     const deadline = () => ({ deadline: Date.now() + this.timeoutMs });
     const { tls } = opts;
-    this.client = new Etcd3({
-      hosts: opts.endpoints,
+    const connection = {
       // rootCertificate may be absent (system roots): grpc's createSsl accepts null there.
       credentials: tls ? { rootCertificate: (tls.ca ?? null) as Buffer, privateKey: tls.key, certChain: tls.cert } : undefined,
       auth: opts.username !== undefined ? { username: opts.username, password: opts.password ?? '', callOptions: deadline } : undefined,
+    };
+    const breakers = new Map<string, CircuitBreakerPolicy>();
+    this.client = new Etcd3({
+      hosts: opts.endpoints,
+      ...connection,
       // A function, so each call gets its own deadline; streams (watch, keepalive) have none.
       defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors: [requireLeader] } : deadline()),
       grpcOptions: {
@@ -151,7 +170,11 @@ export class EtcdStore implements Store {
       faultHandling: {
         global: noop, // retries are decided per call (this.retry)
         // Short breaker: etcd3's default keeps failing for 5 s after etcd is back.
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+        host: (endpoint) => {
+          const breaker = circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) });
+          breakers.set(endpoint, breaker);
+          return breaker;
+        },
         watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 3000 }) as unknown as IBackoff<unknown>, // typings bug
       },
     });
@@ -160,11 +183,25 @@ export class EtcdStore implements Store {
       KEEPALIVE_STREAMS,
       opts.renewTimeoutMs ?? RENEW_TIMEOUT_MS,
     );
+    // With one member there is nowhere else to send calls: nothing to probe.
+    if (opts.endpoints.length > 1) {
+      const members = opts.endpoints.map((endpoint) => ({
+        client: new Etcd3({ hosts: [endpoint], ...connection, faultHandling: { global: noop, host: () => noop } }),
+        breaker: breakers.get(endpoint)!,
+      }));
+      const answers = (client: Etcd3) =>
+        client.maintenance.status({ deadline: Date.now() + MEMBER_TIMEOUT_MS, interceptors: [requireLeader] }).then(
+          () => true,
+          () => false,
+        );
+      this.members = new MemberProbes(members, answers, MEMBER_PROBE_MS);
+    }
   }
 
   /** Run one store operation: optional retry, one re-authentication for streams, error mapping. */
   private async run<T>(fn: () => Promise<T>, retryable: boolean): Promise<T> {
     if (this.closed) throw new StoreUnavailableError('the store client is closed');
+    await this.members?.firstRound; // know which members answer before sending calls to any
     let reauthed = false;
     for (;;) {
       try {
@@ -257,6 +294,7 @@ export class EtcdStore implements Store {
 
   async watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch> {
     if (this.closed) throw new StoreUnavailableError('the store client is closed');
+    await this.members?.firstRound;
     const w = new EtcdWatch(
       {
         client: this.client,
@@ -299,6 +337,7 @@ export class EtcdStore implements Store {
     await Promise.all([...this.watches].map((w) => w.close())); // before the client: cancel needs the stream
     this.closed = true;
     await this.keepAlives.close();
+    this.members?.close();
     this.client.close();
   }
 }
