@@ -4,7 +4,7 @@
 
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import https from 'node:https';
@@ -122,6 +122,25 @@ async function waitHealthy(m: EtcdMember, tls?: EtcdTls): Promise<void> {
 async function exited(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   await once(proc, 'exit');
+}
+
+/**
+ * SIGSTOP, then wait until every thread of the process has stopped: the signal
+ * reaches a Go process's threads a little later, and a call sent in between
+ * would still be answered.
+ */
+function frozen(proc: ChildProcess): void {
+  proc.kill('SIGSTOP');
+  const tasks = `/proc/${proc.pid}/task`;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const deadline = Date.now() + 2000; Date.now() < deadline; Atomics.wait(pause, 0, 0, 5)) {
+    try {
+      const states = readdirSync(tasks).map((t) => /\) (\w)/.exec(readFileSync(`${tasks}/${t}/stat`, 'utf8'))?.[1]);
+      if (states.every((state) => state === 'T' || state === 't')) return;
+    } catch {
+      return; // the process is gone: nothing left to answer
+    }
+  }
 }
 
 /** Given a member's peer URL, the URL the other members should dial instead. */
@@ -245,7 +264,7 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls, route
       return url;
     },
     ctlAt: (urls, args) => ctl(args, urls),
-    stop: (i) => void members[i]!.proc.kill('SIGSTOP'),
+    stop: (i) => frozen(members[i]!.proc),
     cont: (i) => void members[i]!.proc.kill('SIGCONT'),
     async leaderIndex() {
       // Ask each member alone so a dead one does not fail the whole query.
