@@ -21,6 +21,13 @@ const instance = (service: string, id: string, extra: Record<string, unknown> = 
   ...extra,
 });
 
+// Checked by `npm run typecheck`: GET /services and GET /services/{name}/instances/{id} have no
+// consistent read (API.md), so the client must not offer one that the gateway would ignore.
+// @ts-expect-error not an option of services()
+export const _noConsistentList: Parameters<DiscoveryClient['services']>[0] = { consistent: true };
+// @ts-expect-error not an option of instance()
+export const _noConsistentInstance: Parameters<DiscoveryClient['instance']>[2] = { consistent: true };
+
 async function heartbeatsOk(gw: TestGateway): Promise<number> {
   const text = (await gw.request('GET', '/metrics')).text;
   return Number(/^discovery_heartbeats_total\{result="ok"\} (\d+)/m.exec(text)?.[1] ?? 0);

@@ -25,7 +25,7 @@ export interface ClientOptions {
 export interface ReadOptions {
   /** Abandons the read. */
   readonly signal?: AbortSignal;
-  /** Read from the store (linearizable), not from the gateway's cache. */
+  /** Read from the store (linearizable), not from the gateway's cache: discover() only (API.md). */
   readonly consistent?: boolean;
 }
 
@@ -64,13 +64,13 @@ export class DiscoveryClient {
     return this.#read(`services/${encodeURIComponent(service)}`, query, options.signal);
   }
 
-  /** Every service with its instance count. */
-  async services(options: ReadOptions = {}): Promise<ServiceList> {
-    return this.#read('services', options.consistent ? { consistent: 'true' } : {}, options.signal);
+  /** Every service with its instance count (from the gateway's cache: API.md has no consistent read of the list). */
+  async services(options: Pick<ReadOptions, 'signal'> = {}): Promise<ServiceList> {
+    return this.#read('services', {}, options.signal);
   }
 
-  /** One instance, or undefined when the gateway does not have it. */
-  async instance(service: string, id: string, options: ReadOptions = {}): Promise<Instance | undefined> {
+  /** One instance, or undefined when the gateway does not have it (from the cache, like services()). */
+  async instance(service: string, id: string, options: Pick<ReadOptions, 'signal'> = {}): Promise<Instance | undefined> {
     try {
       return await this.#read(instancePath(service, id), {}, options.signal);
     } catch (err) {
