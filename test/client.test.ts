@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiscoveryClient, GatewayRefusedError, Session, type RegistrationEvent, type WatchEvent } from '../src/client/index.ts';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
-import { eventually, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { eventually, metricValue, startGateway, type TestGateway } from './helpers/gateway.ts';
 import { createStore } from '../src/registry/index.ts';
 import { loadConfig } from '../src/config.ts';
 import type { Store, WatchBatch } from '../src/registry/store/store.ts';
@@ -28,10 +28,7 @@ export const _noConsistentList: Parameters<DiscoveryClient['services']>[0] = { c
 // @ts-expect-error not an option of instance()
 export const _noConsistentInstance: Parameters<DiscoveryClient['instance']>[2] = { consistent: true };
 
-async function heartbeatsOk(gw: TestGateway): Promise<number> {
-  const text = (await gw.request('GET', '/metrics')).text;
-  return Number(/^discovery_heartbeats_total\{result="ok"\} (\d+)/m.exec(text)?.[1] ?? 0);
-}
+const heartbeatsOk = (gw: TestGateway) => metricValue(gw, 'discovery_heartbeats_total', '{result="ok"}');
 
 /** Collects a watch's events in the background; `until` waits for a condition on them. */
 function collect(events: AsyncIterable<WatchEvent>) {
