@@ -6,9 +6,17 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DiscoveryClient, GatewayRefusedError, Session, type RegistrationEvent, type WatchEvent } from '../src/client/index.ts';
+import {
+  DiscoveryClient,
+  GatewayRefusedError,
+  GatewayUnreachableError,
+  Session,
+  type RegistrationEvent,
+  type WatchEvent,
+} from '../src/client/index.ts';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { eventually, metricValue, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { freePort } from './helpers/ports.ts';
 import { createStore } from '../src/registry/index.ts';
 import { loadConfig } from '../src/config.ts';
 import type { Store, WatchBatch } from '../src/registry/store/store.ts';
@@ -275,5 +283,18 @@ describe('client with access control and compaction', { timeout: 60_000 }, () =>
       ['new'],
     );
     watch.close();
+  });
+});
+
+describe('client with no gateway answering', { timeout: 30_000 }, () => {
+  it('pick() gives up after the client timeout instead of waiting forever for a first snapshot', async () => {
+    const client = new DiscoveryClient({ gateways: `http://127.0.0.1:${await freePort()}`, timeoutMs: 500 });
+    try {
+      const started = Date.now();
+      await assert.rejects(client.pick('search'), GatewayUnreachableError);
+      assert.ok(Date.now() - started < 10_000, 'the rejection comes near the 0.5 s timeout');
+    } finally {
+      client.close();
+    }
   });
 });

@@ -1,11 +1,11 @@
 // The client: one object per application, holding the gateway URLs, the token and the
 // read-your-writes session. Registrations and watches it creates run on their own; close()
 // ends the watches it made for pick().
-import { GatewayRefusedError } from './errors.ts';
+import { GatewayRefusedError, GatewayUnreachableError } from './errors.ts';
 import { filterQuery } from './filters.ts';
 import { Registration, instancePath, type RegistrationOptions } from './registration.ts';
 import { Session } from './session.ts';
-import { Transport } from './transport.ts';
+import { Transport, withTimeout } from './transport.ts';
 import type { DiscoveryFilters, Instance, InstanceRegistration, ServiceList, ServiceView } from './types.ts';
 import { Watch, type WatchOptions } from './watch.ts';
 
@@ -86,7 +86,8 @@ export class DiscoveryClient {
 
   /**
    * One instance chosen as GET /services/{name}/pick would, answered locally from a watch of the
-   * service that the first call starts (and waits for) and close() ends: no request per call.
+   * service that the first call starts (and waits for, up to the client's timeout: then
+   * GatewayUnreachableError) and close() ends: no request per call.
    */
   async pick(
     service: string,
@@ -98,7 +99,17 @@ export class DiscoveryClient {
       watch = this.watch(service);
       this.#pickWatches.set(service, watch);
     }
-    await abortable(watch.ready(), options.signal);
+    // Like every call, the first one has the client's deadline; the watch keeps trying for later calls.
+    const deadline = withTimeout(options.signal, this.#timeoutMs);
+    try {
+      await abortable(watch.ready(), deadline.signal);
+    } catch (err) {
+      if (deadline.timedOut())
+        throw new GatewayUnreachableError(`no view of ${service} within ${this.#timeoutMs / 1000} s`, { cause: err });
+      throw err;
+    } finally {
+      deadline.dispose();
+    }
     return watch.pick(service, filters);
   }
 
