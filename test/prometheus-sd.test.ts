@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { eventually, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { freePort } from './helpers/ports.ts';
 
 let etcd: EtcdCluster;
 before(async () => void (etcd = await startEtcd()));
@@ -148,13 +148,7 @@ describe('Prometheus service discovery', () => {
 
   test('a real Prometheus discovers every registered instance as a target', { skip }, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'prom-'));
-    const port = await new Promise<number>((ok, ko) => {
-      const s = net.createServer().once('error', ko);
-      s.listen(0, '127.0.0.1', () => {
-        const p = (s.address() as AddressInfo).port;
-        s.close(() => ok(p));
-      });
-    });
+    const port = await freePort();
     const proc = spawn(
       'prometheus',
       [

@@ -4,8 +4,8 @@
 import type { Etcd3 } from 'etcd3';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KeyLayout } from '../../src/registry/keys.ts';
-import { encodeRecord } from '../../src/registry/records.ts';
-import type { Instance, InstanceInput } from '../../src/registry/types.ts';
+import { encodeRecord, newRecord } from '../../src/registry/records.ts';
+import type { InstanceInput } from '../../src/registry/types.ts';
 import { pool } from './load.ts';
 
 export const PREFIX = '/services';
@@ -75,7 +75,7 @@ export async function loadDirect(etcd: Etcd3, fromService: number, services: num
       const id = instanceId(i);
       puts.push({
         key: keys.instance(service, id),
-        value: encodeRecord(toRecord(service, id, instanceInput(s * perService + i, 0), registeredAt)),
+        value: encodeRecord(newRecord(service, id, instanceInput(s * perService + i, 0), 0, registeredAt)),
       });
     }
   }
@@ -88,23 +88,6 @@ export async function loadDirect(etcd: Etcd3, fromService: number, services: num
       failure: [],
     }),
   );
-}
-
-/** The record the gateway would store for this registration. */
-export function toRecord(service: string, id: string, input: InstanceInput, registeredAt = new Date().toISOString()): Instance {
-  return {
-    service,
-    id,
-    address: input.address,
-    port: input.port,
-    tags: input.tags ?? [],
-    metadata: input.metadata ?? {},
-    weight: input.weight ?? 100,
-    status: input.status ?? 'up',
-    ttl: input.ttl ?? 0,
-    registeredAt,
-    revision: 0,
-  };
 }
 
 export const serviceName = (s: number) => `svc-${String(s).padStart(5, '0')}`;

@@ -4,8 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { CompareResult, CompareTarget, Etcd3 } from 'etcd3';
 import { deregisteredMarker } from '../../src/registry/changes.ts';
-import { encodeRecord } from '../../src/registry/records.ts';
-import { instanceInput, keys, toRecord } from './fixtures.ts';
+import { encodeRecord, newRecord } from '../../src/registry/records.ts';
+import { instanceInput, keys } from './fixtures.ts';
 
 export class RawEtcd {
   readonly client: Etcd3;
@@ -19,7 +19,7 @@ export class RawEtcd {
   async register(service: string, id: string, ttl: number): Promise<void> {
     const lease = await this.client.leaseClient.leaseGrant({ TTL: ttl });
     const key = Buffer.from(keys.instance(service, id));
-    const record = toRecord(service, id, instanceInput(0, ttl));
+    const record = newRecord(service, id, instanceInput(0, ttl), 0);
     const res = await this.client.kv.txn({
       compare: [{ key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
       success: [{ request_put: { key, value: Buffer.from(encodeRecord(record)), lease: lease.ID } }],

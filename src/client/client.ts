@@ -1,11 +1,11 @@
 // The client: one object per application, holding the gateway URLs, the token and the
 // read-your-writes session. Registrations and watches it creates run on their own; close()
 // ends the watches it made for pick().
-import { GatewayRefusedError } from './errors.ts';
+import { GatewayRefusedError, GatewayUnreachableError } from './errors.ts';
 import { filterQuery } from './filters.ts';
 import { Registration, instancePath, type RegistrationOptions } from './registration.ts';
 import { Session } from './session.ts';
-import { Transport } from './transport.ts';
+import { Transport, withTimeout } from './transport.ts';
 import type { DiscoveryFilters, Instance, InstanceRegistration, ServiceList, ServiceView } from './types.ts';
 import { Watch, type WatchOptions } from './watch.ts';
 
@@ -25,7 +25,7 @@ export interface ClientOptions {
 export interface ReadOptions {
   /** Abandons the read. */
   readonly signal?: AbortSignal;
-  /** Read from the store (linearizable), not from the gateway's cache. */
+  /** Read from the store (linearizable), not from the gateway's cache: discover() only (API.md). */
   readonly consistent?: boolean;
 }
 
@@ -64,13 +64,13 @@ export class DiscoveryClient {
     return this.#read(`services/${encodeURIComponent(service)}`, query, options.signal);
   }
 
-  /** Every service with its instance count. */
-  async services(options: ReadOptions = {}): Promise<ServiceList> {
-    return this.#read('services', options.consistent ? { consistent: 'true' } : {}, options.signal);
+  /** Every service with its instance count (from the gateway's cache: API.md has no consistent read of the list). */
+  async services(options: Pick<ReadOptions, 'signal'> = {}): Promise<ServiceList> {
+    return this.#read('services', {}, options.signal);
   }
 
-  /** One instance, or undefined when the gateway does not have it. */
-  async instance(service: string, id: string, options: ReadOptions = {}): Promise<Instance | undefined> {
+  /** One instance, or undefined when the gateway does not have it (from the cache, like services()). */
+  async instance(service: string, id: string, options: Pick<ReadOptions, 'signal'> = {}): Promise<Instance | undefined> {
     try {
       return await this.#read(instancePath(service, id), {}, options.signal);
     } catch (err) {
@@ -86,7 +86,8 @@ export class DiscoveryClient {
 
   /**
    * One instance chosen as GET /services/{name}/pick would, answered locally from a watch of the
-   * service that the first call starts (and waits for) and close() ends: no request per call.
+   * service that the first call starts (and waits for, up to the client's timeout: then
+   * GatewayUnreachableError) and close() ends: no request per call.
    */
   async pick(
     service: string,
@@ -98,7 +99,17 @@ export class DiscoveryClient {
       watch = this.watch(service);
       this.#pickWatches.set(service, watch);
     }
-    await abortable(watch.ready(), options.signal);
+    // Like every call, the first one has the client's deadline; the watch keeps trying for later calls.
+    const deadline = withTimeout(options.signal, this.#timeoutMs);
+    try {
+      await abortable(watch.ready(), deadline.signal);
+    } catch (err) {
+      if (deadline.timedOut())
+        throw new GatewayUnreachableError(`no view of ${service} within ${this.#timeoutMs / 1000} s`, { cause: err });
+      throw err;
+    } finally {
+      deadline.dispose();
+    }
     return watch.pick(service, filters);
   }
 

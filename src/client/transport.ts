@@ -146,7 +146,8 @@ export function withTimeout(signal: AbortSignal | undefined, ms: number): { sign
   };
 }
 
-function parseJson(text: string): unknown {
+/** The JSON in `text`, or undefined for an empty or unreadable body. */
+export function parseJson(text: string): unknown {
   if (text === '') return undefined;
   try {
     return JSON.parse(text) as unknown;

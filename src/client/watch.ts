@@ -9,7 +9,7 @@ import { GatewayRefusedError } from './errors.ts';
 import { pickWeighted, matches } from './filters.ts';
 import { openStream, readEvents } from './stream.ts';
 import { Backoff, sleep } from './timers.ts';
-import type { Transport } from './transport.ts';
+import { parseJson, type Transport } from './transport.ts';
 import type { DiscoveryFilters, Instance } from './types.ts';
 
 /** What the watch saw, in order. */
@@ -249,13 +249,5 @@ class EventQueue implements AsyncIterator<WatchEvent> {
     const waiting = this.#waiting!;
     this.#waiting = undefined;
     return waiting;
-  }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
   }
 }

@@ -1,8 +1,31 @@
 // Instance records <-> stored values. The stored value is the record as JSON
 // without its revision (that is the key's mod_revision, known only to the store).
-import type { Instance, InstanceStatus } from './types.ts';
+import type { Instance, InstanceInput, InstanceStatus } from './types.ts';
 
 const STATUSES = new Set<InstanceStatus>(['up', 'draining', 'down']);
+
+/** The record a registration stores: the input with the contract's defaults filled in. */
+export function newRecord(
+  service: string,
+  id: string,
+  input: InstanceInput,
+  defaultTtl: number,
+  registeredAt = new Date().toISOString(),
+): Instance {
+  return {
+    service,
+    id,
+    address: input.address,
+    port: input.port,
+    tags: input.tags ?? [],
+    metadata: input.metadata ?? {},
+    weight: input.weight ?? 100,
+    status: input.status ?? 'up',
+    ttl: input.ttl ?? defaultTtl,
+    registeredAt,
+    revision: 0,
+  };
+}
 
 export function encodeRecord(x: Instance): string {
   const { revision: _revision, ...stored } = x;

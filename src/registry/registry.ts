@@ -9,7 +9,7 @@ import { deregisteredMarker } from './changes.ts';
 import { InstanceNotFoundError, InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
 import { Reads, type ReadObserver } from './reads.ts';
-import { decodeRecord, encodeRecord } from './records.ts';
+import { decodeRecord, encodeRecord, newRecord } from './records.ts';
 import type { MonitoredStore } from './store/monitored.ts';
 import type { Compare, TxnOp } from './store/store.ts';
 import type { WatchSync } from './sync.ts';
@@ -276,19 +276,7 @@ export class Registry extends Reads {
   }
 
   private newRecord(service: string, id: string, input: InstanceInput, current: Current | undefined): Instance {
-    return {
-      service,
-      id,
-      address: input.address,
-      port: input.port,
-      tags: input.tags ?? [],
-      metadata: input.metadata ?? {},
-      weight: input.weight ?? 100,
-      status: input.status ?? 'up',
-      ttl: input.ttl ?? this.defaultTtl,
-      registeredAt: current?.registeredAt ?? new Date().toISOString(),
-      revision: 0,
-    };
+    return newRecord(service, id, input, this.defaultTtl, current?.registeredAt);
   }
 
   private fromCache(service: string, id: string): Current | undefined {
