@@ -79,7 +79,7 @@ export interface Config {
   shutdownGraceSeconds: number;
   /**
    * How long requests in flight may take to finish after SIGTERM before their
-   * connections are cut: one store call (its deadline), then the write's wait for the
+   * connections are cut: its store calls (two deadlines: lease grant and txn), then the write's wait for the
    * watch to bring it back, plus a margin, so an applied write is always answered.
    */
   drainMs: number;
@@ -92,6 +92,8 @@ export interface Config {
 
 /** Time past the slowest write left for the answer to leave (see Config.drainMs). */
 const DRAIN_MARGIN_MS = 1000;
+/** Store calls the slowest write makes one after the other (a registration: lease grant, txn). */
+const STORE_CALLS_PER_WRITE = 2;
 /** The store call deadline of the embedded store, which answers at once. */
 const MEMORY_STORE_DEADLINE_MS = 0;
 /** proxy-addr's names for address ranges (fastify's trustProxy accepts them in a list). */
@@ -160,11 +162,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       `TRUST_PROXY: ${JSON.stringify(e.TRUST_PROXY)} is not true, false, a hop count (0 to 99) or a comma-separated list of addresses and CIDRs`,
     );
   const storeDeadlineMs = e.ETCD_ENDPOINTS ? int(e.ETCD_TIMEOUT_MS, DEFAULT_ETCD_TIMEOUT_MS) : MEMORY_STORE_DEADLINE_MS;
-  const drainMs = storeDeadlineMs + WRITE_VISIBLE_TIMEOUT_MS + DRAIN_MARGIN_MS;
+  // A registration makes two store calls (lease grant, then the guarded txn).
+  const drainMs = STORE_CALLS_PER_WRITE * storeDeadlineMs + WRITE_VISIBLE_TIMEOUT_MS + DRAIN_MARGIN_MS;
   const grace = int(e.SHUTDOWN_GRACE_SECONDS, DEFAULT_SHUTDOWN_GRACE_SECONDS);
   if (grace * 1000 <= drainMs)
     problems.push(
-      `SHUTDOWN_GRACE_SECONDS: ${grace} is not above the drain of ${drainMs / 1000} s (ETCD_TIMEOUT_MS plus ${(WRITE_VISIBLE_TIMEOUT_MS + DRAIN_MARGIN_MS) / 1000} s)`,
+      `SHUTDOWN_GRACE_SECONDS: ${grace} is not above the drain of ${drainMs / 1000} s (${STORE_CALLS_PER_WRITE} × ETCD_TIMEOUT_MS plus ${(WRITE_VISIBLE_TIMEOUT_MS + DRAIN_MARGIN_MS) / 1000} s)`,
     );
   if (problems.length) throw new ConfigError(`invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`);
 

@@ -86,14 +86,14 @@ test('a write in flight when SIGTERM arrives is answered, and the gateway exits 
   assert.match(stored, /\/drain\/late/);
 });
 
-test('the drain covers a store call and the wait for the watch, and SHUTDOWN_GRACE_SECONDS must outlast it', () => {
+test("the drain covers a registration's two store calls and the wait for the watch, and SHUTDOWN_GRACE_SECONDS must outlast it", () => {
   const etcdEnv = { ETCD_ENDPOINTS: 'http://127.0.0.1:2379' };
-  assert.equal(loadConfig(etcdEnv).drainMs, 9000);
-  assert.equal(loadConfig({ ...etcdEnv, ETCD_TIMEOUT_MS: '8000' }).drainMs, 12_000);
+  assert.equal(loadConfig(etcdEnv).drainMs, 14_000);
+  assert.equal(loadConfig({ ...etcdEnv, ETCD_TIMEOUT_MS: '4000' }).drainMs, 12_000);
   assert.equal(loadConfig(etcdEnv).shutdownGraceSeconds, 15);
-  assert.equal(loadConfig({ ...etcdEnv, SHUTDOWN_GRACE_SECONDS: '10' }).shutdownGraceSeconds, 10);
+  assert.equal(loadConfig({ ...etcdEnv, SHUTDOWN_GRACE_SECONDS: '20' }).shutdownGraceSeconds, 20);
   for (const env of [
-    { ...etcdEnv, SHUTDOWN_GRACE_SECONDS: '9' },
+    { ...etcdEnv, SHUTDOWN_GRACE_SECONDS: '14' },
     { ...etcdEnv, ETCD_TIMEOUT_MS: '20000' },
   ]) {
     assert.throws(
