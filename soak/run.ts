@@ -124,7 +124,6 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       LOG_LEVEL: 'warn',
       REQUEST_LOG: 'false',
       SSE_KEEPALIVE_SECONDS: '5',
-      SHUTDOWN_GRACE_SECONDS: '5',
     };
     for (let i = 0; i < opts.replicas; i++) gateways.push(await Gateway.create(i, env, logDir));
     await Promise.all(gateways.map((g) => g.start()));
