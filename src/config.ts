@@ -4,7 +4,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { WRITE_VISIBLE_TIMEOUT_MS } from './registry/registry.ts';
+import { WRITE_VISIBLE_TIMEOUT_MS } from './rules.ts';
 import type { EtcdStoreOptions } from './registry/store/etcd.ts';
 
 const Int = (min: number, max: number) => Type.String({ pattern: '^[0-9]+$', description: `an integer from ${min} to ${max}`, min, max });

@@ -29,6 +29,9 @@ export const MAX_BATCH_OPS = 128;
 /** A blocking query holds its answer this long at the most (and by default). */
 export const MAX_WAIT_MS = 5 * 60_000;
 
+/** How long a write waits for the gateway's watch to bring it back before answering anyway (the drain covers it: config.ts). */
+export const WRITE_VISIBLE_TIMEOUT_MS = 3000;
+
 export function isServiceName(name: string): boolean {
   return SERVICE_NAME.test(name);
 }

@@ -14,10 +14,8 @@ import type { MonitoredStore } from './store/monitored.ts';
 import type { Compare, TxnOp } from './store/store.ts';
 import type { WatchSync } from './sync.ts';
 import type { Instance, InstanceInput, InstanceStatus } from './types.ts';
-import { MAX_BATCH_OPS } from '../rules.ts';
+import { MAX_BATCH_OPS, WRITE_VISIBLE_TIMEOUT_MS } from '../rules.ts';
 
-/** How long a write waits for the watch to bring it back before answering anyway (the drain covers it: config.ts). */
-export const WRITE_VISIBLE_TIMEOUT_MS = 3000;
 const CONFLICT_RETRIES = 5;
 
 export interface RegistryObserver extends ReadObserver {
