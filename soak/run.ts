@@ -193,6 +193,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       compactions,
       compressed: opts.profile === 'smoke',
       burstTtl: p.burstTtl,
+      // TTL 30 s, heartbeats about every 10 s: a stale leader's view of a kept lease runs out 20 s into a freeze.
+      leaderFreezeMaxSeconds: Math.max(10, p.workload.ttl - p.workload.ttl / 3 - 5),
     });
     injector.start(plan);
     say(`${plan.length} faults planned: ${plan.map((f) => `${(f.at / 1000).toFixed(0)}s ${f.kind}`).join(', ')}`);
