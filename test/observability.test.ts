@@ -19,6 +19,7 @@ import { openSse } from './helpers/sse.ts';
 import { freePort } from './helpers/ports.ts';
 import { Histogram, Registry as PromRegistry } from 'prom-client';
 import { RouteHistogram } from '../src/metrics.ts';
+import { knownLeaseBug } from '../src/registry/store/etcd-versions.ts';
 
 const ROOT = new URL('../', import.meta.url);
 const inst = (svc: string, id: string) => `/services/${svc}/instances/${id}`;
@@ -105,6 +106,16 @@ describe('observability on etcd', () => {
     if (promDir) await rm(promDir, { recursive: true, force: true });
     await gw?.close();
     await etcd?.close();
+  });
+
+  it("warns once at start when etcd's version revokes live leases after a leader stall (etcd-io/etcd#15247)", async () => {
+    const version = (JSON.parse(await etcd.ctl(['endpoint', 'status', '-w', 'json'])) as { Status: { version: string } }[])[0]!.Status
+      .version;
+    const affected = knownLeaseBug(version) !== undefined;
+    await eventually(async () => !affected || logs.lines.some((l) => String(l.msg).includes('etcd-io/etcd#15247')), 5000, 'the warning');
+    const warnings = logs.lines.filter((l) => String(l.msg).includes('etcd-io/etcd#15247'));
+    assert.equal(warnings.length, affected ? 1 : 0, `etcd ${version}`);
+    if (affected) assert.equal(warnings[0]!.level, 40, 'at level warn');
   });
 
   it('counts registrations, deregistrations, heartbeats by result, store ops by op and watch events by type', async () => {
@@ -602,5 +613,13 @@ describe('the OpenAPI document and Swagger UI', () => {
     assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
     const html = await res.text();
     assert.match(html, /swagger-ui/i);
+  });
+});
+
+describe('etcd versions with known lease revocations', () => {
+  it('names every release before the fix of etcd-io/etcd#15247 and none after it', () => {
+    for (const v of ['3.4.23', '3.4.29', '3.5.0', '3.5.12', '3.3.27', '2.3.8']) assert.match(knownLeaseBug(v) ?? '', /15247/, v);
+    for (const v of ['3.4.30', '3.4.41', '3.5.13', '3.5.21', '3.6.0', '3.6.5-rc.0', 'not a version'])
+      assert.equal(knownLeaseBug(v), undefined, v);
   });
 });

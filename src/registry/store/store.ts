@@ -92,6 +92,8 @@ export interface StoreStatus {
   revision: number;
   /** Free-form details for /health (leader, version, members…). */
   details?: Record<string, unknown>;
+  /** Known defects of this store's version that operators should hear about once (logged at start). */
+  warnings?: string[];
 }
 
 export interface Store {
