@@ -5,7 +5,7 @@
  * etcd-io/etcd#15247: a leader that stalls (SIGSTOP, a long fsync or GC pause, CPU
  * starvation) longer than a lease's TTL minus its renewal interval loses leadership;
  * when it wakes it revokes leases that the new leader went on renewing. Fixed in
- * 3.4.30 (backport etcd-io/etcd#17465) and 3.5.13 (etcd-io/etcd#17425);
+ * 3.4.31 (backport etcd-io/etcd#17465) and 3.5.13 (etcd-io/etcd#17425);
  * soak/stale-leader.ts shows it on a local cluster.
  */
 export function knownLeaseBug(version: string): string | undefined {
@@ -18,6 +18,6 @@ export function knownLeaseBug(version: string): string | undefined {
   return (
     `etcd ${version} has etcd-io/etcd#15247: a leader that stalls longer than an instance's TTL ` +
     'minus its heartbeat interval revokes live leases when it wakes, so instances can expire although ' +
-    'their heartbeats were answered. Upgrade etcd to 3.4.30, 3.5.13 or later.'
+    'their heartbeats were answered. Upgrade etcd to 3.4.31, 3.5.13 or later.'
   );
 }
