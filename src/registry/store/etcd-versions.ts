@@ -12,7 +12,7 @@ export function knownLeaseBug(version: string): string | undefined {
   const m = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
   if (!m) return undefined;
   const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  const fixedIn = major === 3 && minor === 4 ? 30 : major === 3 && minor === 5 ? 13 : undefined;
+  const fixedIn = major === 3 && minor === 4 ? 31 : major === 3 && minor === 5 ? 13 : undefined;
   const affected = major < 3 || (major === 3 && (minor < 4 || (fixedIn !== undefined && patch < fixedIn)));
   if (!affected) return undefined;
   return (
