@@ -21,8 +21,6 @@ import type { Change } from './types.ts';
 
 /** How long start-up keeps trying to read the store before giving up. */
 const STARTUP_TIMEOUT_MS = 20_000;
-/** Deadline of the one status call that reads the store's version at start. */
-const STATUS_TIMEOUT_MS = 2000;
 
 export interface RegistryOptions {
   /** Key prefix, without a trailing slash. */
@@ -117,13 +115,6 @@ export class RegistryRoot {
     }
     this.hub.reset(); // the ring starts at the first load
     this.health.start(this.opts.probeIntervalMs);
-    void this.warnAboutStoreVersion();
-  }
-
-  /** Once, at start: a store version with a known defect is worth a line in the log. */
-  private async warnAboutStoreVersion(): Promise<void> {
-    const status = await this.store.status(STATUS_TIMEOUT_MS).catch(() => undefined);
-    for (const warning of status?.warnings ?? []) this.observe.warn(warning);
   }
 
   /**

@@ -92,7 +92,7 @@ export interface StoreStatus {
   revision: number;
   /** Free-form details for /health (leader, version, members…). */
   details?: Record<string, unknown>;
-  /** Known defects of this store's version that operators should hear about once (logged at start). */
+  /** Known defects of the answering member's version: logged once each, shown in /health. */
   warnings?: string[];
 }
 
