@@ -120,9 +120,7 @@ export class FaultInjector {
           .leaderIndex()
           .then((l) => (l === i ? 'leader' : 'follower'))
           .catch(() => 'role unknown');
-        // etcd before the fix of etcd-io/etcd#15247 (Debian's 3.4.23 included): a leader frozen longer than a
-        // lease's TTL minus its renewal interval revokes that lease when it thaws, although the new leader
-        // renewed it (soak/stale-leader.ts shows it without the gateway). Leaders freeze shorter than that.
+        // See longestLeaderFreeze (run.ts): an etcd with etcd-io/etcd#15247 revokes live leases after a long leader freeze.
         const longest = role === 'follower' ? 30 : this.t.leaderFreezeMaxSeconds;
         const seconds = this.t.compressed ? 10 : r.between(10, longest);
         cluster.stop(i);

@@ -156,6 +156,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
         if (up) app.log.info({ store: config.store.kind }, 'store reachable');
         else app.log.warn({ store: config.store.kind, ...log(err) }, 'store unreachable');
       },
+      warning: (message) => app.log.warn({ store: config.store.kind }, message),
       read: (result) => metrics.cacheRequests.inc({ result }),
       registered: (n) => metrics.registrations.inc(n),
       deregistered: (n) => metrics.deregistrations.inc(n),

@@ -19,6 +19,7 @@ import { openSse } from './helpers/sse.ts';
 import { freePort } from './helpers/ports.ts';
 import { Histogram, Registry as PromRegistry } from 'prom-client';
 import { RouteHistogram } from '../src/metrics.ts';
+import { knownLeaseBug } from '../src/registry/store/etcd-versions.ts';
 
 const ROOT = new URL('../', import.meta.url);
 const inst = (svc: string, id: string) => `/services/${svc}/instances/${id}`;
@@ -105,6 +106,21 @@ describe('observability on etcd', () => {
     if (promDir) await rm(promDir, { recursive: true, force: true });
     await gw?.close();
     await etcd?.close();
+  });
+
+  it("warns once, and in /health, when etcd's version revokes live leases after a leader stall (etcd-io/etcd#15247)", async () => {
+    const version = (JSON.parse(await etcd.ctl(['endpoint', 'status', '-w', 'json'])) as { Status: { version: string } }[])[0]!.Status
+      .version;
+    const affected = knownLeaseBug(version) !== undefined;
+    const warnings = () => logs.lines.filter((l) => String(l.msg).includes('etcd-io/etcd#15247'));
+    // Each /health asks etcd for its status (with the version) before it answers.
+    for (let i = 0; i < 3; i++) {
+      const health = (await gw.request('GET', '/health')).json as { store: { details?: { warnings?: string[] } } };
+      assert.equal(health.store.details?.warnings?.length ?? 0, affected ? 1 : 0, `etcd ${version}: /health`);
+      await sleep(300); // past the reuse window of readiness checks, so each one is a status call of its own
+    }
+    assert.equal(warnings().length, affected ? 1 : 0, `etcd ${version}: logged once`);
+    if (affected) assert.equal(warnings()[0]!.level, 40, 'at level warn');
   });
 
   it('counts registrations, deregistrations, heartbeats by result, store ops by op and watch events by type', async () => {
@@ -602,5 +618,13 @@ describe('the OpenAPI document and Swagger UI', () => {
     assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
     const html = await res.text();
     assert.match(html, /swagger-ui/i);
+  });
+});
+
+describe('etcd versions with known lease revocations', () => {
+  it('names every release before the fix of etcd-io/etcd#15247 and none after it', () => {
+    for (const v of ['3.4.23', '3.4.30', '3.5.0', '3.5.12', '3.3.27', '2.3.8']) assert.match(knownLeaseBug(v) ?? '', /15247/, v);
+    for (const v of ['3.4.31', '3.4.41', '3.5.13', '3.5.21', '3.6.0', '3.6.5-rc.0', 'not a version'])
+      assert.equal(knownLeaseBug(v), undefined, v);
   });
 });

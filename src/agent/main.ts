@@ -1,5 +1,5 @@
 // discovery-agent entry: the only file of the agent that reads process.argv, process.env and
-// installs signal handlers. Exits with the code API.md fixes (see EXIT STATUS in cli.ts's HELP).
+// installs signal handlers. Exits with the code API.md fixes (see EXIT STATUS in help.ts).
 import { readFileSync } from 'node:fs';
 import { Agent } from './agent.ts';
 import { parseInvocation, UsageError, type Invocation } from './cli.ts';

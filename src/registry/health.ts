@@ -83,7 +83,7 @@ export class Health {
         revision: status.revision,
         latencyMs: Math.round(latencyMs * 1000) / 1000,
         inSync: sync.inSync,
-        details: status.details,
+        details: status.warnings?.length ? { ...status.details, warnings: status.warnings } : status.details,
       };
     } catch {
       return {

@@ -17,6 +17,7 @@ import {
 import { InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from '../errors.ts';
 import { isAuthTokenError, isLeaseNotFound, isRetryable, toStoreError } from './etcd-errors.ts';
 import { KeepAlivePool } from './etcd-keepalive.ts';
+import { knownLeaseBug } from './etcd-versions.ts';
 import { MemberProbes } from './etcd-members.ts';
 import { EtcdWatch } from './etcd-watch.ts';
 import type { Compare, KeyValue, Lease, RangeResult, Store, StoreStatus, TxnOp, TxnResult, Watch, WatchHandlers } from './store.ts';
@@ -329,6 +330,7 @@ export class EtcdStore implements Store {
         raftTerm: num(res.raftTerm),
         dbSize: num(res.dbSize),
       },
+      warnings: [knownLeaseBug(res.version)].filter((w) => w !== undefined),
     };
   }
 

@@ -1,6 +1,7 @@
 // A Store wrapper that times every call and keeps track of whether the store
 // answers: the one place that knows "is the store reachable, since when".
-// Reachability changes are logged once per change, not once per request.
+// Reachability changes are logged once per change, not once per request, and
+// warnings about the store's version once each.
 import { StoreUnavailableError } from '../errors.ts';
 import type { Compare, Store, StoreStatus, TxnOp, Watch, WatchHandlers } from './store.ts';
 
@@ -9,6 +10,8 @@ export interface StoreObserver {
   request(op: string, seconds: number): void;
   /** The store became reachable (true) or unreachable (false). */
   reachability(up: boolean, err?: unknown): void;
+  /** A known defect of the store's version (StoreStatus.warnings): called once per distinct message. */
+  warning(message: string): void;
 }
 
 export class MonitoredStore implements Store {
@@ -17,6 +20,7 @@ export class MonitoredStore implements Store {
   private up = false;
   private lastContactMs = 0;
   private closed = false;
+  private readonly warned = new Set<string>();
 
   constructor(
     private readonly inner: Store,
@@ -89,8 +93,15 @@ export class MonitoredStore implements Store {
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch> {
     return this.timed('watch', () => this.inner.watch(prefix, fromRevision, handlers));
   }
-  status(timeoutMs: number): Promise<StoreStatus> {
-    return this.timed('status', () => this.inner.status(timeoutMs));
+  async status(timeoutMs: number): Promise<StoreStatus> {
+    const status = await this.timed('status', () => this.inner.status(timeoutMs));
+    // Each status call may reach another member: a member left on an old version is named when it answers.
+    for (const message of status.warnings ?? []) {
+      if (this.warned.has(message)) continue;
+      this.warned.add(message);
+      this.observer.warning(message);
+    }
+    return status;
   }
   close() {
     this.closed = true;
