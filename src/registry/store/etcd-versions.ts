@@ -17,7 +17,7 @@ export function knownLeaseBug(version: string): string | undefined {
   if (!affected) return undefined;
   return (
     `etcd ${version} has etcd-io/etcd#15247: a leader that stalls longer than an instance's TTL ` +
-    'minus its heartbeat interval revokes live leases when it wakes, so instances can expire although ' +
+    'minus its heartbeat interval can revoke live leases when it wakes: instances may expire although ' +
     'their heartbeats were answered. Upgrade etcd to 3.4.31, 3.5.13 or later.'
   );
 }
