@@ -11,6 +11,7 @@ export type Property =
   | 'event-content'
   | 'ack-in-history'
   | 'no-early-expiry'
+  | 'heartbeat-404'
   | 'agent-kept'
   | 'abandoned-expired'
   | 'read-own-write'
@@ -25,6 +26,7 @@ export const PROPERTIES: Record<Property, string> = {
   'event-content': 'each event has the type and reason the history implies',
   'ack-in-history': 'every acknowledged write is in the history at its answered revision',
   'no-early-expiry': 'no instance expired while its last answered renewal was within its TTL',
+  'heartbeat-404': 'a heartbeat was answered 404 only if etcd lacked the instance at some moment while it was in flight',
   'agent-kept': 'no instance kept by a discovery-agent expired',
   'abandoned-expired': 'every instance left to expire did expire',
   'read-own-write': 'a minRevision read never answered with a view older than its write',
@@ -110,6 +112,7 @@ export function check(log: RunLog): CheckResult {
   }
   stats.writesChecked = checkAckedWrites(log, out);
   stats.renewalsChecked = checkExpiries(log, changes, out);
+  checkNotFound(log, changes, out);
   const reads = checkReads(log, out, stateChecks);
   stats.readsChecked = reads.checked;
   stats.blockingBelowIndexAtWaitEnd = reads.lagging;
@@ -416,6 +419,38 @@ function checkExpiries(log: RunLog, changes: Change[], out: Collector): number {
       );
   }
   return log.renewals.length;
+}
+
+/**
+ * The driver's acknowledged writes are etcd's clock: while a heartbeat was in
+ * flight, etcd's revision was at least that of every write answered before it
+ * was sent, and below that of every write sent after it was answered. A 404 is
+ * wrong only if the instance was there at every revision in that range.
+ */
+function checkNotFound(log: RunLog, changes: Change[], out: Collector): void {
+  const byKey = new Map<string, Change[]>();
+  for (const c of changes) (byKey.get(c.key) ?? byKey.set(c.key, []).get(c.key)!).push(c);
+  const answered = [...log.writes].sort((a, b) => a.answeredAt - b.answeredAt);
+  const sent = [...log.writes].sort((a, b) => a.sentAt - b.sentAt);
+  for (const nf of log.notFound) {
+    let lo = log.history.startRevision;
+    for (const w of answered) {
+      if (w.answeredAt >= nf.sentAt) break;
+      lo = Math.max(lo, w.revision);
+    }
+    let hi = Infinity;
+    for (let i = sent.length - 1; i >= 0 && sent[i]!.sentAt > nf.answeredAt; i--) hi = Math.min(hi, sent[i]!.revision - 1);
+    const list = byKey.get(nf.key) ?? [];
+    const atLo = list.filter((c) => c.revision <= lo).at(-1);
+    const heldAtLo = atLo !== undefined && atLo.type !== 'deregister';
+    const goneBetween = list.some((c) => c.type === 'deregister' && c.revision > lo && c.revision <= hi);
+    if (heldAtLo && !goneBetween)
+      out.add(
+        'heartbeat-404',
+        `${nf.key}: heartbeat to replica ${nf.replica} sent at t=${(nf.sentAt / 1000).toFixed(1)} s answered 404, but etcd held it from revision ${lo} to ${hi === Infinity ? 'the end' : hi}`,
+        nf.key,
+      );
+  }
 }
 
 function checkReads(log: RunLog, out: Collector, stateChecks: StateCheck[]): { checked: number; lagging: number } {

@@ -77,6 +77,14 @@ export interface Renewal {
   registration: boolean;
 }
 
+/** A heartbeat answered 404 instance-not-found. */
+export interface NotFoundAnswer {
+  key: string;
+  replica: number;
+  sentAt: number;
+  answeredAt: number;
+}
+
 /** A read of a service's instances: a minRevision read after a write, or a blocking query. */
 export interface ServiceRead {
   kind: 'minRevision' | 'blocking';
@@ -108,11 +116,18 @@ export interface FaultRecord {
 export type FaultKind = 'leader-kill' | 'member-freeze' | 'gateway-kill' | 'gateway-term' | 'compaction' | 'burst';
 export const FAULT_KINDS: readonly FaultKind[] = ['leader-kill', 'member-freeze', 'gateway-kill', 'gateway-term', 'compaction', 'burst'];
 
+/** A gateway's memory at one moment: RSS from /proc, the rest from its /metrics (absent when the scrape failed). */
 export interface RssSample {
   replica: number;
   pid: number;
   at: number;
   mb: number;
+  /** V8 heap in use, garbage included (nodejs_heap_size_used_bytes). */
+  heapUsedMb?: number;
+  /** V8 heap reserved (nodejs_heap_size_total_bytes). */
+  heapTotalMb?: number;
+  /** Memory of JS objects held outside the V8 heap, Buffers included (nodejs_external_memory_bytes). */
+  externalMb?: number;
 }
 
 /** Heartbeat answers in one time bucket (a heartbeat a second per instance is too many to keep one by one). */
@@ -139,6 +154,8 @@ export interface RunLog {
   subscribers: SubscriberLog[];
   writes: AckedWrite[];
   renewals: Renewal[];
+  /** Heartbeats answered 404: each must have met an instance etcd did not hold. */
+  notFound: NotFoundAnswer[];
   /** Instances left to expire on purpose ("svc/id"); their expiries are expected. */
   abandoned: { key: string; registeredAt: number; ttl: number }[];
   /** Instances kept by discovery-agent processes ("svc/id"): they must never expire. */

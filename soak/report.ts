@@ -1,6 +1,6 @@
 // The run's report: report.json (numbers), report.md (for people) and
 // timeline.svg (faults as bands; write latency p99, delivery lag p99,
-// heartbeat failures and RSS per replica over time).
+// heartbeat failures, RSS and V8 heap per replica over time).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROPERTIES, type CheckResult, type Property } from './checker.ts';
@@ -22,6 +22,7 @@ interface Series {
   loopDelayP99: (number | null)[];
   heartbeatFailures: number[];
   rss: (number | null)[][];
+  heapUsedFloor: (number | null)[][];
 }
 
 export interface Summary {
@@ -37,7 +38,7 @@ export interface Summary {
   violations: CheckResult['violations'];
   latencyMs: { write: Percentiles; deliveryLag: Percentiles };
   heartbeats: { ok: number; notFound: number; failed: number };
-  rss: { replica: number; slopeMbPerHour: number | null; fittedMinutes: number; lastMb: number | null }[];
+  rss: MemoryTrend[];
   stats: CheckResult['stats'];
 }
 
@@ -53,8 +54,25 @@ function percentiles(values: number[]): Percentiles {
   return { p50: percentile(s, 50), p99: percentile(s, 99), max: s.at(-1) ?? null, count: s.length };
 }
 
-/** Least-squares slope of RSS (MB per hour) over the longest-lived process of a replica, after `warmupMs` of it. */
-export function rssSlope(samples: RunLog['rss'], warmupMs: number): { slopeMbPerHour: number | null; fittedMinutes: number } {
+type Point = { at: number; v: number };
+
+/** Least-squares slope of `points` in units per hour. */
+function slopePerHour(points: Point[]): number | null {
+  const n = points.length;
+  if (n < 3) return null;
+  const mx = points.reduce((a, p) => a + p.at, 0) / n;
+  const my = points.reduce((a, p) => a + p.v, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const p of points) {
+    num += (p.at - mx) * (p.v - my);
+    den += (p.at - mx) ** 2;
+  }
+  return den ? (num / den) * 3_600_000 : null;
+}
+
+/** The samples of a replica's longest-lived process, after `warmupMs` of it (restarts begin a new warm-up). */
+function longestLived(samples: RunLog['rss'], warmupMs: number): RunLog['rss'] {
   const byPid = new Map<number, RunLog['rss']>();
   for (const s of samples) (byPid.get(s.pid) ?? byPid.set(s.pid, []).get(s.pid)!).push(s);
   let best: RunLog['rss'] = [];
@@ -62,17 +80,52 @@ export function rssSlope(samples: RunLog['rss'], warmupMs: number): { slopeMbPer
     const kept = list.filter((s) => s.at >= list[0]!.at + warmupMs);
     if (kept.length > best.length) best = kept;
   }
-  if (best.length < 3) return { slopeMbPerHour: null, fittedMinutes: 0 };
-  const n = best.length;
-  const mx = best.reduce((a, s) => a + s.at, 0) / n;
-  const my = best.reduce((a, s) => a + s.mb, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const s of best) {
-    num += (s.at - mx) * (s.mb - my);
-    den += (s.at - mx) ** 2;
+  return best;
+}
+
+/** The lowest value in each window: for a heap that rises between collections, what survives them. */
+function floors(points: Point[], windowMs: number): Point[] {
+  const byWindow = new Map<number, Point>();
+  for (const p of points) {
+    const w = Math.floor(p.at / windowMs);
+    const low = byWindow.get(w);
+    if (!low || p.v < low.v) byWindow.set(w, p);
   }
-  return { slopeMbPerHour: den ? (num / den) * 3_600_000 : null, fittedMinutes: (best.at(-1)!.at - best[0]!.at) / 60_000 };
+  return [...byWindow.values()];
+}
+
+const FLOOR_WINDOW_MS = 120_000;
+
+export interface MemoryTrend {
+  replica: number;
+  fittedMinutes: number;
+  /** RSS, least squares over every sample. */
+  slopeMbPerHour: number | null;
+  lastMb: number | null;
+  /** V8 heap reserved, least squares over every sample. */
+  heapTotalSlope: number | null;
+  /** V8 heap used and external memory: the slope of their 2-minute floors. */
+  heapUsedFloorSlope: number | null;
+  externalFloorSlope: number | null;
+  last: { heapUsedMb: number | null; heapTotalMb: number | null; externalMb: number | null };
+}
+
+/** How a replica's memory moved after warm-up (longest-lived process), in MB per hour. */
+export function memoryTrend(replica: number, samples: RunLog['rss'], warmupMs: number): MemoryTrend {
+  const kept = longestLived(samples, warmupMs);
+  const points = (field: 'mb' | 'heapUsedMb' | 'heapTotalMb' | 'externalMb'): Point[] =>
+    kept.flatMap((s) => (s[field] === undefined ? [] : [{ at: s.at, v: s[field] }]));
+  const lastOf = (field: 'heapUsedMb' | 'heapTotalMb' | 'externalMb') => points(field).at(-1)?.v ?? null;
+  return {
+    replica,
+    fittedMinutes: kept.length ? (kept.at(-1)!.at - kept[0]!.at) / 60_000 : 0,
+    slopeMbPerHour: slopePerHour(points('mb')),
+    lastMb: samples.at(-1)?.mb ?? null,
+    heapTotalSlope: slopePerHour(points('heapTotalMb')),
+    heapUsedFloorSlope: slopePerHour(floors(points('heapUsedMb'), FLOOR_WINDOW_MS)),
+    externalFloorSlope: slopePerHour(floors(points('externalMb'), FLOOR_WINDOW_MS)),
+    last: { heapUsedMb: lastOf('heapUsedMb'), heapTotalMb: lastOf('heapTotalMb'), externalMb: lastOf('externalMb') },
+  };
 }
 
 export function summarize(
@@ -106,10 +159,13 @@ export function summarize(
       deliveryLag: percentiles(result.lags.map(([, l]) => l)),
     },
     heartbeats: hb,
-    rss: Array.from({ length: log.replicas }, (_, replica) => {
-      const samples = log.rss.filter((s) => s.replica === replica);
-      return { replica, ...rssSlope(samples, rssWarmupMs), lastMb: samples.at(-1)?.mb ?? null };
-    }),
+    rss: Array.from({ length: log.replicas }, (_, replica) =>
+      memoryTrend(
+        replica,
+        log.rss.filter((s) => s.replica === replica),
+        rssWarmupMs,
+      ),
+    ),
     stats: result.stats,
   };
 }
@@ -126,7 +182,11 @@ function series(log: RunLog, result: CheckResult, bucketMs: number): Series {
   const hb = new Array<number>(n).fill(0);
   for (const b of log.heartbeats) hb[idx(b.at)]! += b.failed + b.notFound;
   const rss = Array.from({ length: log.replicas }, () => Array.from({ length: n }, () => [] as number[]));
-  for (const s of log.rss) rss[s.replica]?.[idx(s.at)]?.push(s.mb);
+  const heap = Array.from({ length: log.replicas }, () => Array.from({ length: n }, () => [] as number[]));
+  for (const s of log.rss) {
+    rss[s.replica]?.[idx(s.at)]?.push(s.mb);
+    if (s.heapUsedMb !== undefined) heap[s.replica]?.[idx(s.at)]?.push(s.heapUsedMb);
+  }
   const p99 = (v: number[]) =>
     percentile(
       v.sort((a, b) => a - b),
@@ -139,6 +199,7 @@ function series(log: RunLog, result: CheckResult, bucketMs: number): Series {
     loopDelayP99: loop.map((v) => (v.length ? Math.max(...v) : null)),
     heartbeatFailures: hb,
     rss: rss.map((r) => r.map((v) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : null))),
+    heapUsedFloor: heap.map((r) => r.map((v) => (v.length ? Math.min(...v) : null))),
   };
 }
 
@@ -172,6 +233,11 @@ export function timelineSvg(log: RunLog, s: Series, bucketMs: number): string {
     },
     { title: `heartbeat failures + 404s per ${bucketMs / 1000} s`, unit: '', lines: [{ name: 'failures', values: s.heartbeatFailures }] },
     { title: 'gateway RSS', unit: 'MB', lines: s.rss.map((values, i) => ({ name: `g${i}`, values })) },
+    {
+      title: 'gateway V8 heap used, lowest in each bucket',
+      unit: 'MB',
+      lines: s.heapUsedFloor.map((values, i) => ({ name: `g${i}`, values })),
+    },
   ];
   const H = top + panels.length * (panelH + gap) + 20;
   const span = Math.max(log.durationMs, 1);
@@ -279,9 +345,15 @@ export function markdown(s: Summary): string {
     '',
     '## Gateway memory',
     '',
-    '| replica | RSS slope (MB/hour, least squares after warm-up) | fitted over (min) | last RSS (MB) |',
-    '| --- | ---: | ---: | ---: |',
-    ...s.rss.map((r) => `| g${r.replica} | ${fmt(r.slopeMbPerHour, 1)} | ${r.fittedMinutes.toFixed(1)} | ${fmt(r.lastMb, 0)} |`),
+    'Slopes in MB/hour after warm-up, over the longest-lived process of each replica: RSS and V8 heap reserved by least squares over every sample;',
+    'V8 heap used and external memory (Buffers) by least squares over their lowest value in each 2-minute window, what survives garbage collection.',
+    '',
+    '| replica | fitted over (min) | RSS slope | heap reserved slope | heap used floor slope | external floor slope | last RSS / heap reserved / heap used / external (MB) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...s.rss.map(
+      (r) =>
+        `| g${r.replica} | ${r.fittedMinutes.toFixed(1)} | ${fmt(r.slopeMbPerHour, 1)} | ${fmt(r.heapTotalSlope, 1)} | ${fmt(r.heapUsedFloorSlope, 1)} | ${fmt(r.externalFloorSlope, 1)} | ${[r.lastMb, r.last.heapTotalMb, r.last.heapUsedMb, r.last.externalMb].map((v) => fmt(v, 0)).join(' / ')} |`,
+    ),
     '',
     '## Faults',
     '',

@@ -21,7 +21,7 @@ import type { Compaction, RssSample, RunLog, Scope } from './observations.ts';
 import { Random } from './random.ts';
 import { writeReport, type Machine, type Summary } from './report.ts';
 import { Subscriber } from './subscriber.ts';
-import { compactionWatcher, Gateway, loopDelaySampler, rssSampler, startCluster } from './system.ts';
+import { compactionWatcher, Gateway, loopDelaySampler, memorySampler, startCluster } from './system.ts';
 import { Workload, type WorkloadOptions } from './workload.ts';
 
 export interface SoakOptions {
@@ -114,7 +114,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
   const agents: ChildProcess[] = [];
   const subscribers: Subscriber[] = [];
   const loopDelay: RunLog['loopDelay'] = [];
-  const samplers = [compactionWatcher(cluster, now, compactions), rssSampler(gateways, now, rss), loopDelaySampler(now, loopDelay)];
+  const samplers = [compactionWatcher(cluster, now, compactions), memorySampler(gateways, now, rss), loopDelaySampler(now, loopDelay)];
   let injector: FaultInjector | undefined;
   try {
     await recorder.start();
@@ -131,9 +131,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
 
     restartClock();
     samplers.forEach((s) => s.start());
-    const log: Pick<RunLog, 'writes' | 'renewals' | 'abandoned' | 'reads' | 'heartbeats'> = {
+    const log: Pick<RunLog, 'writes' | 'renewals' | 'notFound' | 'abandoned' | 'reads' | 'heartbeats'> = {
       writes: [],
       renewals: [],
+      notFound: [],
       abandoned: [],
       reads: [],
       heartbeats: [],

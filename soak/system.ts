@@ -1,7 +1,7 @@
 // The system under test: a 3-member etcd cluster with periodic auto-compaction
 // and N gateway replicas as real processes (`node --import tsx src/main.ts`),
 // each a black box over HTTP. Also what the run samples from outside: etcd's
-// compaction revision (its metrics) and each gateway's RSS (/proc).
+// compaction revision (its metrics) and each gateway's memory (/proc and its /metrics).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -158,16 +158,35 @@ export function compactionWatcher(cluster: EtcdCluster, now: () => number, into:
   });
 }
 
-export function rssSampler(gateways: Gateway[], now: () => number, into: RssSample[]): Sampler {
-  return new Sampler(5000, () => {
-    for (const g of gateways) {
-      const pid = g.pid;
-      if (!pid) continue;
-      try {
-        const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-        if (m) into.push({ replica: g.index, pid, at: now(), mb: Number(m[1]) / 1024 });
-      } catch {}
-    }
+/** Each gateway's RSS (/proc) and, from its /metrics, where the memory is: V8 heap used and reserved, external. */
+export function memorySampler(gateways: Gateway[], now: () => number, into: RssSample[]): Sampler {
+  return new Sampler(5000, async () => {
+    await Promise.all(
+      gateways.map(async (g) => {
+        const pid = g.pid;
+        if (!pid) return;
+        let rss: RegExpExecArray | null;
+        try {
+          rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+        } catch {
+          return;
+        }
+        if (!rss) return;
+        const sample: RssSample = { replica: g.index, pid, at: now(), mb: Number(rss[1]) / 1024 };
+        try {
+          const res = await fetch(`${g.url}/metrics`, { signal: AbortSignal.timeout(2000) });
+          const text = await res.text();
+          const mb = (name: string) => {
+            const m = new RegExp(`^${name} (\\S+)`, 'm').exec(text);
+            return m ? Number(m[1]) / 2 ** 20 : undefined;
+          };
+          sample.heapUsedMb = mb('nodejs_heap_size_used_bytes');
+          sample.heapTotalMb = mb('nodejs_heap_size_total_bytes');
+          sample.externalMb = mb('nodejs_external_memory_bytes');
+        } catch {}
+        into.push(sample);
+      }),
+    );
   });
 }
 

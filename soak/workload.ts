@@ -35,7 +35,7 @@ interface Member {
   gone: boolean;
 }
 
-type Log = Pick<RunLog, 'writes' | 'renewals' | 'abandoned' | 'reads' | 'heartbeats'>;
+type Log = Pick<RunLog, 'writes' | 'renewals' | 'notFound' | 'abandoned' | 'reads' | 'heartbeats'>;
 
 const HEARTBEAT_BUCKET_MS = 5000;
 const STATUSES: Status[] = ['up', 'draining', 'down'];
@@ -180,6 +180,7 @@ export class Workload {
     if (status) m.uncertain = true;
     if (reply.status === 404) {
       this.countHeartbeat('notFound');
+      this.log.notFound.push({ key: m.key, replica, sentAt, answeredAt: now() });
       await this.register(m, this.opts.ttl);
       this.schedule(m, (this.opts.ttl / 3) * 1000);
       return;

@@ -89,6 +89,7 @@ function cleanRun(): RunLog {
       { op: 'deregister', replica: 1, revision: 5, sentAt: 450, answeredAt: 490, changes: [{ key: 'a/2', kind: 'delete' }] },
     ],
     renewals: [{ key: 'a/1', sentAt: 150, ttl: 0.4, registration: true }],
+    notFound: [],
     abandoned: [],
     agentKeys: [],
     reads: [
@@ -228,6 +229,18 @@ describe('soak checker', () => {
     const log = cleanRun();
     log.renewals.push({ key: 'a/1', sentAt: 500, ttl: 30, registration: false });
     assert.deepEqual(violated(log), { 'no-early-expiry': 1 });
+  });
+
+  it('reports a heartbeat answered 404 while etcd held the instance, and accepts one that met its expiry', () => {
+    const log = cleanRun();
+    // a/1 existed from revision 2 to 7; acknowledged writes put etcd between revisions 2 and 3 for this heartbeat.
+    log.notFound.push({ key: 'a/1', replica: 0, sentAt: 200, answeredAt: 240 });
+    // a/1 was deleted at revision 7: a 404 sent when etcd was at revision 5 or later, answered before any later write, is right.
+    log.notFound.push({ key: 'a/1', replica: 1, sentAt: 500, answeredAt: 700 });
+    // a/2 was deregistered at 5 and never came back.
+    log.notFound.push({ key: 'a/2', replica: 1, sentAt: 500, answeredAt: 520 });
+    assert.deepEqual(violated(log), { 'heartbeat-404': 1 });
+    assert.match(check(log).violations[0]!.detail, /a\/1: heartbeat to replica 0 .* etcd held it from revision 2 to 3/);
   });
 
   it('reports an agent instance that expired and an abandoned one that did not', () => {

@@ -109,17 +109,9 @@ export class Registry extends Reads {
   }
 
   private async renew(service: string, id: string, status?: InstanceStatus): Promise<HeartbeatResult> {
-    let current = this.fromCache(service, id) ?? (await this.fromStore(service, id));
-    if (!current) throw new InstanceNotFoundError(service, id);
-    if (current.lease !== '0' && (await this.store.keepAlive(current.lease)) <= 0) {
-      // This gateway's copy may be behind a re-registration on another replica (a new
-      // lease): only the store can say the instance is gone.
-      const fresh = await this.fromStore(service, id);
-      if (!fresh || fresh.lease === current.lease || (fresh.lease !== '0' && (await this.store.keepAlive(fresh.lease)) <= 0)) {
-        throw new InstanceNotFoundError(service, id);
-      }
-      current = fresh;
-    }
+    const known = this.fromCache(service, id) ?? (await this.fromStore(service, id));
+    if (!known) throw new InstanceNotFoundError(service, id);
+    let current: Current | undefined = await this.renewLease(service, id, known);
     const key = this.keys.instance(service, id);
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
       if (!current) throw new InstanceNotFoundError(service, id);
@@ -280,6 +272,24 @@ export class Registry extends Reads {
   private fromCache(service: string, id: string): Current | undefined {
     const x = this.cache.instance(service, id);
     return x && { revision: x.record.revision, registeredAt: x.record.registeredAt, lease: x.lease, record: x.record };
+  }
+
+  /**
+   * Renew the instance's lease; resolves the record it renewed. A lease the store
+   * calls gone is checked against the store's own record: this gateway's copy may
+   * be behind a re-registration on another replica (a new lease), and the answer
+   * may come from a member behind the others.
+   */
+  private async renewLease(service: string, id: string, known: Current): Promise<Current> {
+    if (known.lease === '0' || (await this.store.keepAlive(known.lease)) > 0) return known;
+    const fresh = await this.fromStore(service, id);
+    if (!fresh) throw new InstanceNotFoundError(service, id);
+    if (fresh.lease === '0' || (await this.store.keepAlive(fresh.lease)) > 0) return fresh;
+    // etcd deletes a lease's keys in the revision that revokes it, and the read above
+    // still found the instance under this lease: the "gone" came from a member behind
+    // the others (an etcd leader waking from a stall knows no lease granted while it
+    // slept: soak/stale-leader.ts), or the lease ran out just now. A retry tells which.
+    throw new StoreUnavailableError('a store member that is behind the others could not renew the lease; try again');
   }
 
   private async fromStore(service: string, id: string): Promise<Current | undefined> {
