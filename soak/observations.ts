@@ -116,6 +116,9 @@ export interface FaultRecord {
 export type FaultKind = 'leader-kill' | 'member-freeze' | 'gateway-kill' | 'gateway-term' | 'compaction' | 'burst';
 export const FAULT_KINDS: readonly FaultKind[] = ['leader-kill', 'member-freeze', 'gateway-kill', 'gateway-term', 'compaction', 'burst'];
 
+/** The gateways' event ring (EVENT_HISTORY): a process's memory is warm once this many changes have passed through it. */
+export const EVENT_RING = 10_000;
+
 /** A gateway's memory at one moment: RSS from /proc, the rest from its /metrics (absent when the scrape failed). */
 export interface RssSample {
   replica: number;

@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROPERTIES, type CheckResult, type Property } from './checker.ts';
-import type { FaultKind, RunLog } from './observations.ts';
+import { EVENT_RING, type FaultKind, type RunLog } from './observations.ts';
 
 export interface Machine {
   cpu: string;
@@ -71,27 +71,53 @@ function slopePerHour(points: Point[]): number | null {
   return den ? (num / den) * 3_600_000 : null;
 }
 
-/** The samples of a replica's longest-lived process, after `warmupMs` of it (restarts begin a new warm-up). */
-function longestLived(samples: RunLog['rss'], warmupMs: number): RunLog['rss'] {
+/** When the changes a process started at `startAt` has seen fill its event ring (Infinity if they never do). */
+function ringFullAt(log: RunLog, startAt: number): number {
+  let n = 0;
+  for (const e of log.history.events) {
+    if (e.at < startAt || e.key.startsWith('_/')) continue;
+    if (++n >= EVENT_RING) return e.at;
+  }
+  return Infinity;
+}
+
+/**
+ * The samples of a replica's longest-lived process once it is warm: `warmupMs`
+ * after its start and its event ring full (a cache that grows until then by
+ * design). Restarts begin a new warm-up.
+ */
+function longestLived(log: RunLog, samples: RunLog['rss'], warmupMs: number): RunLog['rss'] {
   const byPid = new Map<number, RunLog['rss']>();
   for (const s of samples) (byPid.get(s.pid) ?? byPid.set(s.pid, []).get(s.pid)!).push(s);
   let best: RunLog['rss'] = [];
   for (const list of byPid.values()) {
-    const kept = list.filter((s) => s.at >= list[0]!.at + warmupMs);
+    const warmFrom = Math.max(list[0]!.at + warmupMs, ringFullAt(log, list[0]!.at));
+    const kept = list.filter((s) => s.at >= warmFrom);
     if (kept.length > best.length) best = kept;
   }
   return best;
 }
 
-/** The lowest value in each window: for a heap that rises between collections, what survives them. */
+/**
+ * The lowest value in each whole window from the first point on: for a heap that
+ * rises between collections, what survives them. A window with fewer than half
+ * the points of the fullest one (the ragged end, a scrape gap) is left out.
+ */
 function floors(points: Point[], windowMs: number): Point[] {
-  const byWindow = new Map<number, Point>();
+  if (!points.length) return [];
+  const start = points[0]!.at;
+  const windows = new Map<number, { low: Point; n: number }>();
   for (const p of points) {
-    const w = Math.floor(p.at / windowMs);
-    const low = byWindow.get(w);
-    if (!low || p.v < low.v) byWindow.set(w, p);
+    const w = Math.floor((p.at - start) / windowMs);
+    const entry = windows.get(w);
+    if (!entry) windows.set(w, { low: p, n: 1 });
+    else {
+      entry.n++;
+      if (p.v < entry.low.v) entry.low = p;
+    }
   }
-  return [...byWindow.values()];
+  const fullest = Math.max(...[...windows.values()].map((e) => e.n));
+  return [...windows.values()].filter((e) => e.n * 2 >= fullest).map((e) => e.low);
 }
 
 const FLOOR_WINDOW_MS = 120_000;
@@ -110,9 +136,13 @@ export interface MemoryTrend {
   last: { heapUsedMb: number | null; heapTotalMb: number | null; externalMb: number | null };
 }
 
-/** How a replica's memory moved after warm-up (longest-lived process), in MB per hour. */
-export function memoryTrend(replica: number, samples: RunLog['rss'], warmupMs: number): MemoryTrend {
-  const kept = longestLived(samples, warmupMs);
+/** How a replica's memory moved after warm-up (its longest-lived process), in MB per hour; "last" values are that process's. */
+function memoryTrend(log: RunLog, replica: number, warmupMs: number): MemoryTrend {
+  const kept = longestLived(
+    log,
+    log.rss.filter((s) => s.replica === replica),
+    warmupMs,
+  );
   const points = (field: 'mb' | 'heapUsedMb' | 'heapTotalMb' | 'externalMb'): Point[] =>
     kept.flatMap((s) => (s[field] === undefined ? [] : [{ at: s.at, v: s[field] }]));
   const lastOf = (field: 'heapUsedMb' | 'heapTotalMb' | 'externalMb') => points(field).at(-1)?.v ?? null;
@@ -120,7 +150,7 @@ export function memoryTrend(replica: number, samples: RunLog['rss'], warmupMs: n
     replica,
     fittedMinutes: kept.length ? (kept.at(-1)!.at - kept[0]!.at) / 60_000 : 0,
     slopeMbPerHour: slopePerHour(points('mb')),
-    lastMb: samples.at(-1)?.mb ?? null,
+    lastMb: kept.at(-1)?.mb ?? null,
     heapTotalSlope: slopePerHour(points('heapTotalMb')),
     heapUsedFloorSlope: slopePerHour(floors(points('heapUsedMb'), FLOOR_WINDOW_MS)),
     externalFloorSlope: slopePerHour(floors(points('externalMb'), FLOOR_WINDOW_MS)),
@@ -159,13 +189,7 @@ export function summarize(
       deliveryLag: percentiles(result.lags.map(([, l]) => l)),
     },
     heartbeats: hb,
-    rss: Array.from({ length: log.replicas }, (_, replica) =>
-      memoryTrend(
-        replica,
-        log.rss.filter((s) => s.replica === replica),
-        rssWarmupMs,
-      ),
-    ),
+    rss: Array.from({ length: log.replicas }, (_, replica) => memoryTrend(log, replica, rssWarmupMs)),
     stats: result.stats,
   };
 }
@@ -345,7 +369,7 @@ export function markdown(s: Summary): string {
     '',
     '## Gateway memory',
     '',
-    'Slopes in MB/hour after warm-up, over the longest-lived process of each replica: RSS and V8 heap reserved by least squares over every sample;',
+    `Slopes in MB/hour over the longest-lived process of each replica once warm (${EVENT_RING} changes through its event ring, a cache that grows until full): RSS and V8 heap reserved by least squares over every sample;`,
     'V8 heap used and external memory (Buffers) by least squares over their lowest value in each 2-minute window, what survives garbage collection.',
     '',
     '| replica | fitted over (min) | RSS slope | heap reserved slope | heap used floor slope | external floor slope | last RSS / heap reserved / heap used / external (MB) |',

@@ -17,7 +17,7 @@ import { check, type CheckResult } from './checker.ts';
 import { FaultInjector, planFaults } from './faults.ts';
 import { HistoryRecorder } from './history.ts';
 import { closeClients, now, restartClock } from './http.ts';
-import type { Compaction, RssSample, RunLog, Scope } from './observations.ts';
+import { EVENT_RING, type Compaction, type RssSample, type RunLog, type Scope } from './observations.ts';
 import { Random } from './random.ts';
 import { writeReport, type Machine, type Summary } from './report.ts';
 import { Subscriber } from './subscriber.ts';
@@ -30,6 +30,8 @@ export interface SoakOptions {
   replicas: number;
   out: string;
   profile: 'full' | 'smoke';
+  /** The gateways' V8 old-space limit in MB (`--max-old-space-size`), as Node sets it inside a container of twice that memory; default: Node's own for this host. */
+  gatewayHeapMb?: number;
   /** Progress lines go here (stderr for the CLI). */
   say?: (line: string) => void;
   /** Aborting it ends the run early: faults heal, the quiet phase and the checks run as usual. */
@@ -124,6 +126,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       LOG_LEVEL: 'warn',
       REQUEST_LOG: 'false',
       SSE_KEEPALIVE_SECONDS: '5',
+      EVENT_HISTORY: String(EVENT_RING),
+      ...(opts.gatewayHeapMb
+        ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=${opts.gatewayHeapMb}`.trim() }
+        : {}),
     };
     for (let i = 0; i < opts.replicas; i++) gateways.push(await Gateway.create(i, env, logDir));
     await Promise.all(gateways.map((g) => g.start()));
@@ -244,6 +250,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
     const workloadSummary = {
       ...workloadSummaryOf(p, services, subscribers.length, runLog, compactions.length),
       'longest leader freeze (s)': leaderFreezeMaxSeconds,
+      ...(opts.gatewayHeapMb ? { 'gateway V8 old-space limit (MB)': opts.gatewayHeapMb } : {}),
     };
     saveRunLog(opts.out, runLog, machine, workloadSummary, p.rssWarmupMs);
     const result = check(runLog);
@@ -369,6 +376,7 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       profile: { type: 'string', default: 'full' },
       recheck: { type: 'string' },
+      'gateway-heap-mb': { type: 'string' },
     },
   });
   if (values.recheck) {
@@ -380,8 +388,17 @@ async function main(): Promise<void> {
   const minutes = Number(values.minutes);
   const seed = Number(values.seed);
   const replicas = Number(values.replicas);
-  if (!(minutes > 0) || !Number.isInteger(seed) || !(replicas >= 2) || !['full', 'smoke'].includes(values.profile!)) {
-    process.stderr.write('usage: npm run soak -- [--minutes N] [--seed S] [--replicas N>=2] [--out DIR] [--profile full|smoke]\n');
+  const gatewayHeapMb = values['gateway-heap-mb'] === undefined ? undefined : Number(values['gateway-heap-mb']);
+  if (
+    !(minutes > 0) ||
+    !Number.isInteger(seed) ||
+    !(replicas >= 2) ||
+    !['full', 'smoke'].includes(values.profile!) ||
+    (gatewayHeapMb !== undefined && !(Number.isInteger(gatewayHeapMb) && gatewayHeapMb >= 64))
+  ) {
+    process.stderr.write(
+      'usage: npm run soak -- [--minutes N] [--seed S] [--replicas N>=2] [--out DIR] [--profile full|smoke] [--gateway-heap-mb N>=64]\n',
+    );
     process.exit(2);
   }
   const out = resolve(values.out ?? join('soak', 'results', new Date().toISOString().replace(/[:.]/g, '-')));
@@ -401,6 +418,7 @@ async function main(): Promise<void> {
     replicas,
     out,
     profile: values.profile as SoakOptions['profile'],
+    gatewayHeapMb,
     say: (l) => process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${l}\n`),
   });
   const total = Object.values(outcome.result.counts).reduce((a, b) => a + b, 0);

@@ -176,8 +176,9 @@ export function memorySampler(gateways: Gateway[], now: () => number, into: RssS
         try {
           const res = await fetch(`${g.url}/metrics`, { signal: AbortSignal.timeout(2000) });
           const text = await res.text();
+          if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
           const mb = (name: string) => {
-            const m = new RegExp(`^${name} (\\S+)`, 'm').exec(text);
+            const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text);
             return m ? Number(m[1]) / 2 ** 20 : undefined;
           };
           sample.heapUsedMb = mb('nodejs_heap_size_used_bytes');

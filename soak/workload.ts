@@ -31,6 +31,8 @@ interface Member {
   status: Status;
   /** A write of this member went unanswered: its stored status is unknown until it registers again. */
   uncertain: boolean;
+  /** A churn write of this member is in flight: a second one would race it, and which status etcd ends with would be unknown. */
+  busy: boolean;
   timer?: NodeJS.Timeout;
   gone: boolean;
 }
@@ -93,7 +95,7 @@ export class Workload {
 
   private newMember(service = this.random.pick(this.opts.services)): Member {
     const id = `i-${++this.serial}`;
-    return { service, id, key: `${service}/${id}`, status: 'up', uncertain: false, gone: false };
+    return { service, id, key: `${service}/${id}`, status: 'up', uncertain: false, busy: false, gone: false };
   }
 
   private replica(except?: number): number {
@@ -127,8 +129,9 @@ export class Workload {
   private async register(m: Member, ttl: number, op: 'register' | 'replace' = 'register'): Promise<number | undefined> {
     const replica = this.replica();
     const sentAt = now();
+    const status = m.status; // what the body says, whatever answers arrive meanwhile
     const reply = await request(this.replicas()[replica]!, 'PUT', `/services/${m.service}/instances/${m.id}`, this.body(m, ttl));
-    const revision = this.ack(op, replica, reply, sentAt, [{ key: m.key, kind: 'put', status: m.status }]);
+    const revision = this.ack(op, replica, reply, sentAt, [{ key: m.key, kind: 'put', status }]);
     if (revision === undefined) {
       m.uncertain = true;
       return undefined;
@@ -195,6 +198,15 @@ export class Workload {
     return [...this.fleet.values()];
   }
 
+  private async busyWith<T>(m: Member, write: () => Promise<T>): Promise<T> {
+    m.busy = true;
+    try {
+      return await write();
+    } finally {
+      m.busy = false;
+    }
+  }
+
   private async churn(): Promise<void> {
     if (!this.churning) return;
     const roll = this.random.next();
@@ -206,14 +218,15 @@ export class Workload {
       if (r !== undefined) await this.pair(m.service, r);
     } else if (roll < 0.4) {
       const m = this.random.pick(list);
-      if (m.uncertain) return;
-      const r = await this.register(m, this.opts.ttl, 'replace');
+      if (m.uncertain || m.busy) return;
+      const r = await this.busyWith(m, () => this.register(m, this.opts.ttl, 'replace'));
       if (r !== undefined) await this.pair(m.service, r);
     } else if (roll < 0.6) {
       const m = this.random.pick(list);
       const status = this.random.pick(STATUSES.filter((s) => s !== m.status));
+      if (m.busy) return;
       clearTimeout(m.timer);
-      await this.heartbeat(m, status);
+      await this.busyWith(m, () => this.heartbeat(m, status));
     } else if (roll < 0.75) {
       const m = this.random.pick(list);
       this.leave(m);

@@ -239,6 +239,18 @@ describe('soak checker', () => {
     log.notFound.push({ key: 'a/1', replica: 1, sentAt: 500, answeredAt: 700 });
     // a/2 was deregistered at 5 and never came back.
     log.notFound.push({ key: 'a/2', replica: 1, sentAt: 500, answeredAt: 520 });
+    // Boundaries: a/2 deleted at exactly the highest revision etcd can have been at (a write at 6 was sent after
+    // the answer), and an instance etcd never had.
+    log.writes.push({
+      op: 'register',
+      replica: 0,
+      revision: 6,
+      sentAt: 600,
+      answeredAt: 610,
+      changes: [{ key: 'b/1', kind: 'put', status: 'up' }],
+    });
+    log.notFound.push({ key: 'a/2', replica: 0, sentAt: 480, answeredAt: 590 });
+    log.notFound.push({ key: 'a/9', replica: 0, sentAt: 200, answeredAt: 240 });
     assert.deepEqual(violated(log), { 'heartbeat-404': 1 });
     assert.match(check(log).violations[0]!.detail, /a\/1: heartbeat to replica 0 .* etcd held it from revision 2 to 3/);
   });

@@ -288,8 +288,8 @@ export class Registry extends Reads {
     // etcd deletes a lease's keys in the revision that revokes it, and the read above
     // still found the instance under this lease: the "gone" came from a member behind
     // the others (an etcd leader waking from a stall knows no lease granted while it
-    // slept: soak/stale-leader.ts), or the lease ran out just now. A retry tells which.
-    throw new StoreUnavailableError('a store member that is behind the others could not renew the lease; try again');
+    // slept: soak/stale-renewal.ts), or the lease ran out just now. A retry tells which.
+    throw new StoreUnavailableError('the store called the lease gone while it still holds the instance under it; try again');
   }
 
   private async fromStore(service: string, id: string): Promise<Current | undefined> {
