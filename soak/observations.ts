@@ -133,6 +133,17 @@ export interface RssSample {
   externalMb?: number;
 }
 
+/** A full garbage collection in a gateway (logged by V8's --trace-gc). */
+export interface MajorGc {
+  replica: number;
+  pid: number;
+  /** Run time, placed from the process's start (within the spawn's few hundred ms). */
+  at: number;
+  /** The V8 heap right after the collection: the live objects. */
+  liveMb: number;
+  reservedMb: number;
+}
+
 /** Heartbeat answers in one time bucket (a heartbeat a second per instance is too many to keep one by one). */
 export interface HeartbeatBucket {
   /** Start of the bucket. */
@@ -167,6 +178,10 @@ export interface RunLog {
   heartbeats: HeartbeatBucket[];
   faults: FaultRecord[];
   rss: RssSample[];
+  /** Present when the gateways ran with --trace-gc (--gateway-node-options). */
+  majorGcs?: MajorGc[];
+  /** Options the gateways' node ran with, if any. */
+  gatewayNodeOptions?: string;
   /** The driver's own event-loop delay (p99 per sample): delivery lag includes it. */
   loopDelay: { at: number; p99: number }[];
 }

@@ -40,6 +40,7 @@ export interface Summary {
   heartbeats: { ok: number; notFound: number; failed: number };
   rss: MemoryTrend[];
   stats: CheckResult['stats'];
+  gatewayNodeOptions: string | undefined;
 }
 
 type Percentiles = { p50: number | null; p99: number | null; max: number | null; count: number };
@@ -133,6 +134,8 @@ export interface MemoryTrend {
   /** V8 heap used and external memory: the slope of their 2-minute floors. */
   heapUsedFloorSlope: number | null;
   externalFloorSlope: number | null;
+  /** The heap right after each full collection (V8's --trace-gc), when the gateways logged them. */
+  liveAfterGc: { slope: number | null; count: number; firstMb: number | null; lastMb: number | null };
   last: { heapUsedMb: number | null; heapTotalMb: number | null; externalMb: number | null };
 }
 
@@ -154,7 +157,20 @@ function memoryTrend(log: RunLog, replica: number, warmupMs: number): MemoryTren
     heapTotalSlope: slopePerHour(points('heapTotalMb')),
     heapUsedFloorSlope: slopePerHour(floors(points('heapUsedMb'), FLOOR_WINDOW_MS)),
     externalFloorSlope: slopePerHour(floors(points('externalMb'), FLOOR_WINDOW_MS)),
+    liveAfterGc: liveAfterGc(log, kept),
     last: { heapUsedMb: lastOf('heapUsedMb'), heapTotalMb: lastOf('heapTotalMb'), externalMb: lastOf('externalMb') },
+  };
+}
+
+/** The live heap after each full collection of the same process, over the same warm stretch. */
+function liveAfterGc(log: RunLog, kept: RunLog['rss']): MemoryTrend['liveAfterGc'] {
+  const first = kept[0];
+  const gcs = first ? (log.majorGcs ?? []).filter((g) => g.pid === first.pid && g.at >= first.at) : [];
+  return {
+    slope: slopePerHour(gcs.map((g) => ({ at: g.at, v: g.liveMb }))),
+    count: gcs.length,
+    firstMb: gcs[0]?.liveMb ?? null,
+    lastMb: gcs.at(-1)?.liveMb ?? null,
   };
 }
 
@@ -191,6 +207,7 @@ export function summarize(
     heartbeats: hb,
     rss: Array.from({ length: log.replicas }, (_, replica) => memoryTrend(log, replica, rssWarmupMs)),
     stats: result.stats,
+    gatewayNodeOptions: log.gatewayNodeOptions,
   };
 }
 
@@ -326,7 +343,7 @@ export function markdown(s: Summary): string {
     `# Soak run, seed ${s.seed}`,
     '',
     `Started ${s.startedAt}; ran ${s.actualMinutes.toFixed(1)} of ${s.minutes} planned minutes with ${s.replicas} gateway replicas over a 3-member etcd cluster.`,
-    `Machine: ${s.machine.cpu}, ${s.machine.cores} cores, ${s.machine.memoryGb} GB; Node ${s.machine.node}; etcd ${s.machine.etcd}; load at start ${s.machine.load}.`,
+    `Machine: ${s.machine.cpu}, ${s.machine.cores} cores, ${s.machine.memoryGb} GB; Node ${s.machine.node}; etcd ${s.machine.etcd}; load at start ${s.machine.load}.${s.gatewayNodeOptions ? ` Gateways ran as \`node ${s.gatewayNodeOptions} --import tsx src/main.ts\`.` : ''}`,
     '',
     `**${total === 0 ? 'No violations' : `${total} violations`}.** ${s.faults.injected} faults injected (${Object.entries(s.faults.byKind)
       .map(([k, n]) => `${k} ${n}`)
@@ -372,11 +389,13 @@ export function markdown(s: Summary): string {
     `Slopes in MB/hour over the longest-lived process of each replica once warm (${EVENT_RING} changes through its event ring, a cache that grows until full): RSS and V8 heap reserved by least squares over every sample;`,
     'V8 heap used and external memory (Buffers) by least squares over their lowest value in each 2-minute window, what survives garbage collection.',
     '',
-    '| replica | fitted over (min) | RSS slope | heap reserved slope | heap used floor slope | external floor slope | last RSS / heap reserved / heap used / external (MB) |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    'Live heap after full GCs: the V8 heap right after each mark-compact (when the gateways ran with --trace-gc), least squares, with how many and the first and last size.',
+    '',
+    '| replica | fitted over (min) | RSS slope | heap reserved slope | heap used floor slope | external floor slope | live heap after full GCs | last RSS / heap reserved / heap used / external (MB) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...s.rss.map(
       (r) =>
-        `| g${r.replica} | ${r.fittedMinutes.toFixed(1)} | ${fmt(r.slopeMbPerHour, 1)} | ${fmt(r.heapTotalSlope, 1)} | ${fmt(r.heapUsedFloorSlope, 1)} | ${fmt(r.externalFloorSlope, 1)} | ${[r.lastMb, r.last.heapTotalMb, r.last.heapUsedMb, r.last.externalMb].map((v) => fmt(v, 0)).join(' / ')} |`,
+        `| g${r.replica} | ${r.fittedMinutes.toFixed(1)} | ${fmt(r.slopeMbPerHour, 1)} | ${fmt(r.heapTotalSlope, 1)} | ${fmt(r.heapUsedFloorSlope, 1)} | ${fmt(r.externalFloorSlope, 1)} | ${r.liveAfterGc.count ? `${fmt(r.liveAfterGc.slope, 1)} (${r.liveAfterGc.count}, ${fmt(r.liveAfterGc.firstMb, 1)} → ${fmt(r.liveAfterGc.lastMb, 1)})` : 'n/a'} | ${[r.lastMb, r.last.heapTotalMb, r.last.heapUsedMb, r.last.externalMb].map((v) => fmt(v, 0)).join(' / ')} |`,
     ),
     '',
     '## Faults',

@@ -30,8 +30,8 @@ export interface SoakOptions {
   replicas: number;
   out: string;
   profile: 'full' | 'smoke';
-  /** The gateways' V8 old-space limit in MB (`--max-old-space-size`), as Node sets it inside a container of twice that memory; default: Node's own for this host. */
-  gatewayHeapMb?: number;
+  /** Options for the gateways' node, space-separated (a heap limit, --trace-gc). */
+  gatewayNodeOptions?: string;
   /** Progress lines go here (stderr for the CLI). */
   say?: (line: string) => void;
   /** Aborting it ends the run early: faults heal, the quiet phase and the checks run as usual. */
@@ -127,11 +127,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       REQUEST_LOG: 'false',
       SSE_KEEPALIVE_SECONDS: '5',
       EVENT_HISTORY: String(EVENT_RING),
-      ...(opts.gatewayHeapMb
-        ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=${opts.gatewayHeapMb}`.trim() }
-        : {}),
     };
-    for (let i = 0; i < opts.replicas; i++) gateways.push(await Gateway.create(i, env, logDir));
+    for (let i = 0; i < opts.replicas; i++)
+      gateways.push(await Gateway.create(i, env, logDir, opts.gatewayNodeOptions?.split(/\s+/).filter(Boolean)));
     await Promise.all(gateways.map((g) => g.start()));
     const bases = () => gateways.map((g) => g.url);
 
@@ -244,13 +242,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       agentKeys,
       faults: injector.records.sort((a, b) => a.start - b.start),
       rss,
+      majorGcs: gateways.flatMap((g) => g.majorGcs()),
+      gatewayNodeOptions: opts.gatewayNodeOptions,
       loopDelay,
     };
     // The raw log (kept out of git: large) lets the checker be run again: npm run soak -- --recheck DIR.
     const workloadSummary = {
       ...workloadSummaryOf(p, services, subscribers.length, runLog, compactions.length),
       'longest leader freeze (s)': leaderFreezeMaxSeconds,
-      ...(opts.gatewayHeapMb ? { 'gateway V8 old-space limit (MB)': opts.gatewayHeapMb } : {}),
     };
     saveRunLog(opts.out, runLog, machine, workloadSummary, p.rssWarmupMs);
     const result = check(runLog);
@@ -376,7 +375,7 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       profile: { type: 'string', default: 'full' },
       recheck: { type: 'string' },
-      'gateway-heap-mb': { type: 'string' },
+      'gateway-node-options': { type: 'string' },
     },
   });
   if (values.recheck) {
@@ -388,16 +387,9 @@ async function main(): Promise<void> {
   const minutes = Number(values.minutes);
   const seed = Number(values.seed);
   const replicas = Number(values.replicas);
-  const gatewayHeapMb = values['gateway-heap-mb'] === undefined ? undefined : Number(values['gateway-heap-mb']);
-  if (
-    !(minutes > 0) ||
-    !Number.isInteger(seed) ||
-    !(replicas >= 2) ||
-    !['full', 'smoke'].includes(values.profile!) ||
-    (gatewayHeapMb !== undefined && !(Number.isInteger(gatewayHeapMb) && gatewayHeapMb >= 64))
-  ) {
+  if (!(minutes > 0) || !Number.isInteger(seed) || !(replicas >= 2) || !['full', 'smoke'].includes(values.profile!)) {
     process.stderr.write(
-      'usage: npm run soak -- [--minutes N] [--seed S] [--replicas N>=2] [--out DIR] [--profile full|smoke] [--gateway-heap-mb N>=64]\n',
+      'usage: npm run soak -- [--minutes N] [--seed S] [--replicas N>=2] [--out DIR] [--profile full|smoke] [--gateway-node-options OPTIONS]\n',
     );
     process.exit(2);
   }
@@ -418,7 +410,7 @@ async function main(): Promise<void> {
     replicas,
     out,
     profile: values.profile as SoakOptions['profile'],
-    gatewayHeapMb,
+    gatewayNodeOptions: values['gateway-node-options'],
     say: (l) => process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${l}\n`),
   });
   const total = Object.values(outcome.result.counts).reduce((a, b) => a + b, 0);

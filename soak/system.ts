@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEtcd, type EtcdCluster } from '../test/helpers/etcd.ts';
-import type { Compaction, RssSample, RunLog } from './observations.ts';
+import { now } from './http.ts';
+import type { Compaction, MajorGc, RssSample, RunLog } from './observations.ts';
 
 export async function startCluster(compactionRetention: string): Promise<EtcdCluster> {
   return startEtcd({ size: 3, extraArgs: ['--auto-compaction-mode', 'periodic', '--auto-compaction-retention', compactionRetention] });
@@ -28,18 +29,20 @@ const freePort = () =>
 /** One gateway replica: a fixed port and log file across restarts. */
 export class Gateway {
   proc: ChildProcess | undefined;
-  /** Restarts so far (the log file names each start). */
-  starts = 0;
+  /** Each process started: its pid and when (epoch ms: the run's clock restarts after the first start), so its log's timings can be placed. */
+  private readonly launches: { pid: number; epochMs: number }[] = [];
 
   private constructor(
     readonly index: number,
     readonly port: number,
     private readonly env: Record<string, string>,
     private readonly logFile: string,
+    /** Options for node itself (a heap limit, --trace-gc), before the script. */
+    private readonly nodeArgs: string[],
   ) {}
 
-  static async create(index: number, env: Record<string, string>, logDir: string): Promise<Gateway> {
-    return new Gateway(index, await freePort(), env, join(logDir, `gateway-${index}.log`));
+  static async create(index: number, env: Record<string, string>, logDir: string, nodeArgs: string[] = []): Promise<Gateway> {
+    return new Gateway(index, await freePort(), env, join(logDir, `gateway-${index}.log`), nodeArgs);
   }
 
   get url(): string {
@@ -57,12 +60,12 @@ export class Gateway {
   /** Spawns the process and waits until /health/ready answers 200. */
   async start(timeoutMs = 60_000): Promise<void> {
     const fd = openSync(this.logFile, 'a');
-    this.starts++;
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    const proc = spawn(process.execPath, [...this.nodeArgs, '--import', 'tsx', 'src/main.ts'], {
       env: { ...process.env, ...this.env, PORT: String(this.port), HOST: '127.0.0.1' },
       stdio: ['ignore', fd, fd],
     });
     closeSync(fd);
+    if (proc.pid) this.launches.push({ pid: proc.pid, epochMs: Date.now() });
     proc.on('error', () => {});
     live.add(proc);
     proc.once('exit', () => live.delete(proc));
@@ -90,6 +93,28 @@ export class Gateway {
     await exited;
     clearTimeout(killer);
     return proc.exitCode;
+  }
+
+  /**
+   * The full (mark-compact) collections V8 logged when the gateway ran with
+   * `--trace-gc`: what the heap held right after each, the live size.
+   */
+  majorGcs(): MajorGc[] {
+    let text: string;
+    try {
+      text = readFileSync(this.logFile, 'utf8');
+    } catch {
+      return [];
+    }
+    const out: MajorGc[] = [];
+    for (const m of text.matchAll(/^\[(\d+):0x[0-9a-f]+\]\s+(\d+) ms: Mark-Compact [\d.]+ \([\d.]+\) -> ([\d.]+) \(([\d.]+)\) MB/gm)) {
+      const pid = Number(m[1]);
+      const launch = this.launches.find((l) => l.pid === pid);
+      if (!launch) continue;
+      const at = now() - (Date.now() - launch.epochMs - Number(m[2]));
+      out.push({ replica: this.index, pid, at, liveMb: Number(m[3]), reservedMb: Number(m[4]) });
+    }
+    return out;
   }
 
   tail(lines = 20): string {
