@@ -85,6 +85,15 @@ export interface NotFoundAnswer {
   answeredAt: number;
 }
 
+/** A heartbeat that failed: no answer (status 0), a 503, or another status. */
+export interface FailedHeartbeat {
+  key: string;
+  replica: number;
+  status: number;
+  sentAt: number;
+  answeredAt: number;
+}
+
 /** A read of a service's instances: a minRevision read after a write, or a blocking query. */
 export interface ServiceRead {
   kind: 'minRevision' | 'blocking';
@@ -170,6 +179,8 @@ export interface RunLog {
   renewals: Renewal[];
   /** Heartbeats answered 404: each must have met an instance etcd did not hold. */
   notFound: NotFoundAnswer[];
+  /** Heartbeats that failed, one by one (absent in logs of runs before they were recorded). */
+  failedHeartbeats?: FailedHeartbeat[];
   /** Instances left to expire on purpose ("svc/id"); their expiries are expected. */
   abandoned: { key: string; registeredAt: number; ttl: number }[];
   /** Instances kept by discovery-agent processes ("svc/id"): they must never expire. */

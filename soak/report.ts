@@ -38,6 +38,8 @@ export interface Summary {
   violations: CheckResult['violations'];
   latencyMs: { write: Percentiles; deliveryLag: Percentiles };
   heartbeats: { ok: number; notFound: number; failed: number };
+  /** Failed heartbeats by answer (0: none came) and how many waited longer than the driver's 5 s socket timeout (queued in its pool). */
+  failedHeartbeats: { byStatus: Record<string, number>; waitedOver5s: number } | undefined;
   rss: MemoryTrend[];
   stats: CheckResult['stats'];
   gatewayNodeOptions: string | undefined;
@@ -135,7 +137,15 @@ export interface MemoryTrend {
   heapUsedFloorSlope: number | null;
   externalFloorSlope: number | null;
   /** The heap right after each full collection (V8's --trace-gc), when the gateways logged them. */
-  liveAfterGc: { slope: number | null; count: number; firstMb: number | null; lastMb: number | null };
+  liveAfterGc: {
+    slope: number | null;
+    count: number;
+    firstMb: number | null;
+    lastMb: number | null;
+    /** live = a + perInstance × instances + residual × time: the cache's cost per instance (KB) and the trend left once the registry's size is accounted for (MB/hour). */
+    perInstanceKb: number | null;
+    residualSlope: number | null;
+  };
   last: { heapUsedMb: number | null; heapTotalMb: number | null; externalMb: number | null };
 }
 
@@ -162,16 +172,68 @@ function memoryTrend(log: RunLog, replica: number, warmupMs: number): MemoryTren
   };
 }
 
+function countBy(values: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
+}
+
 /** The live heap after each full collection of the same process, over the same warm stretch. */
 function liveAfterGc(log: RunLog, kept: RunLog['rss']): MemoryTrend['liveAfterGc'] {
   const first = kept[0];
   const gcs = first ? (log.majorGcs ?? []).filter((g) => g.pid === first.pid && g.at >= first.at) : [];
+  const sizes = instancesAt(
+    log,
+    gcs.map((g) => g.at),
+  );
+  const fit = fitTwo(gcs.map((g, i) => [sizes[i]!, g.at / 3_600_000, g.liveMb]));
   return {
     slope: slopePerHour(gcs.map((g) => ({ at: g.at, v: g.liveMb }))),
     count: gcs.length,
     firstMb: gcs[0]?.liveMb ?? null,
     lastMb: gcs.at(-1)?.liveMb ?? null,
+    perInstanceKb: fit && fit[0] * 1024,
+    residualSlope: fit && fit[1],
   };
+}
+
+/** How many instances etcd held at each of `times` (ascending), from the history. */
+function instancesAt(log: RunLog, times: number[]): number[] {
+  const live = new Set<string>();
+  const out: number[] = [];
+  let i = 0;
+  for (const at of times) {
+    for (; i < log.history.events.length && log.history.events[i]!.at <= at; i++) {
+      const e = log.history.events[i]!;
+      if (e.key.startsWith('_/')) continue;
+      if (e.type === 'put') live.add(e.key);
+      else live.delete(e.key);
+    }
+    out.push(live.size);
+  }
+  return out;
+}
+
+/** Least squares of z = a + b·x + c·y over [x, y, z] rows: [b, c], or null when the rows cannot tell them apart. */
+function fitTwo(rows: [number, number, number][]): [number, number] | null {
+  if (rows.length < 5) return null;
+  const mean = (k: 0 | 1 | 2) => rows.reduce((a, r) => a + r[k], 0) / rows.length;
+  const [mx, my, mz] = [mean(0), mean(1), mean(2)];
+  let sxx = 0;
+  let syy = 0;
+  let sxy = 0;
+  let sxz = 0;
+  let syz = 0;
+  for (const [x, y, z] of rows) {
+    sxx += (x - mx) ** 2;
+    syy += (y - my) ** 2;
+    sxy += (x - mx) * (y - my);
+    sxz += (x - mx) * (z - mz);
+    syz += (y - my) * (z - mz);
+  }
+  const det = sxx * syy - sxy * sxy;
+  if (det <= 1e-9 * sxx * syy) return null; // x and y move together: no telling them apart
+  return [(sxz * syy - syz * sxy) / det, (syz * sxx - sxz * sxy) / det];
 }
 
 export function summarize(
@@ -205,6 +267,10 @@ export function summarize(
       deliveryLag: percentiles(result.lags.map(([, l]) => l)),
     },
     heartbeats: hb,
+    failedHeartbeats: log.failedHeartbeats && {
+      byStatus: countBy(log.failedHeartbeats.map((f) => String(f.status))),
+      waitedOver5s: log.failedHeartbeats.filter((f) => f.answeredAt - f.sentAt > 5000).length,
+    },
     rss: Array.from({ length: log.replicas }, (_, replica) => memoryTrend(log, replica, rssWarmupMs)),
     stats: result.stats,
     gatewayNodeOptions: log.gatewayNodeOptions,
@@ -376,6 +442,14 @@ export function markdown(s: Summary): string {
     `| renewals (registrations + heartbeats answered) | ${s.stats.renewalsChecked} |`,
     `| blocking queries a lagging replica answered at the end of wait below their index (allowed by API.md) | ${s.stats.blockingBelowIndexAtWaitEnd} |`,
     `| heartbeats ok / 404 / failed | ${s.heartbeats.ok} / ${s.heartbeats.notFound} / ${s.heartbeats.failed} |`,
+    ...(s.failedHeartbeats
+      ? [
+          `| failed heartbeats by answer | ${Object.entries(s.failedHeartbeats.byStatus)
+            .map(([status, n]) => `${status === '0' ? 'none' : status} ${n}`)
+            .join(', ')} |`,
+          `| failed heartbeats answered (or given up) after more than 5 s | ${s.failedHeartbeats.waitedOver5s} |`,
+        ]
+      : []),
     '',
     '## Latency',
     '',
@@ -389,13 +463,14 @@ export function markdown(s: Summary): string {
     `Slopes in MB/hour over the longest-lived process of each replica once warm (${EVENT_RING} changes through its event ring, a cache that grows until full): RSS and V8 heap reserved by least squares over every sample;`,
     'V8 heap used and external memory (Buffers) by least squares over their lowest value in each 2-minute window, what survives garbage collection.',
     '',
-    'Live heap after full GCs: the V8 heap right after each mark-compact (when the gateways ran with --trace-gc), least squares, with how many and the first and last size.',
+    'Live heap after full GCs: the V8 heap right after each mark-compact (when the gateways ran with --trace-gc), least squares, with how many and the first and last size;',
+    "then fitted against the number of instances etcd held and time together: the cost per instance, and the trend beside the registry's size (MB/hour).",
     '',
     '| replica | fitted over (min) | RSS slope | heap reserved slope | heap used floor slope | external floor slope | live heap after full GCs | last RSS / heap reserved / heap used / external (MB) |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...s.rss.map(
       (r) =>
-        `| g${r.replica} | ${r.fittedMinutes.toFixed(1)} | ${fmt(r.slopeMbPerHour, 1)} | ${fmt(r.heapTotalSlope, 1)} | ${fmt(r.heapUsedFloorSlope, 1)} | ${fmt(r.externalFloorSlope, 1)} | ${r.liveAfterGc.count ? `${fmt(r.liveAfterGc.slope, 1)} (${r.liveAfterGc.count}, ${fmt(r.liveAfterGc.firstMb, 1)} → ${fmt(r.liveAfterGc.lastMb, 1)})` : 'n/a'} | ${[r.lastMb, r.last.heapTotalMb, r.last.heapUsedMb, r.last.externalMb].map((v) => fmt(v, 0)).join(' / ')} |`,
+        `| g${r.replica} | ${r.fittedMinutes.toFixed(1)} | ${fmt(r.slopeMbPerHour, 1)} | ${fmt(r.heapTotalSlope, 1)} | ${fmt(r.heapUsedFloorSlope, 1)} | ${fmt(r.externalFloorSlope, 1)} | ${r.liveAfterGc.count ? `${fmt(r.liveAfterGc.slope, 1)} (${r.liveAfterGc.count}, ${fmt(r.liveAfterGc.firstMb, 1)} → ${fmt(r.liveAfterGc.lastMb, 1)}); ${fmt(r.liveAfterGc.perInstanceKb, 1)} KB per instance, ${fmt(r.liveAfterGc.residualSlope, 1)} beside` : 'n/a'} | ${[r.lastMb, r.last.heapTotalMb, r.last.heapUsedMb, r.last.externalMb].map((v) => fmt(v, 0)).join(' / ')} |`,
     ),
     '',
     '## Faults',

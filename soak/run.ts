@@ -135,10 +135,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
 
     restartClock();
     samplers.forEach((s) => s.start());
-    const log: Pick<RunLog, 'writes' | 'renewals' | 'notFound' | 'abandoned' | 'reads' | 'heartbeats'> = {
+    const log: Pick<RunLog, 'writes' | 'renewals' | 'notFound' | 'failedHeartbeats' | 'abandoned' | 'reads' | 'heartbeats'> = {
       writes: [],
       renewals: [],
       notFound: [],
+      failedHeartbeats: [],
       abandoned: [],
       reads: [],
       heartbeats: [],

@@ -37,7 +37,7 @@ interface Member {
   gone: boolean;
 }
 
-type Log = Pick<RunLog, 'writes' | 'renewals' | 'notFound' | 'abandoned' | 'reads' | 'heartbeats'>;
+type Log = Pick<RunLog, 'writes' | 'renewals' | 'notFound' | 'failedHeartbeats' | 'abandoned' | 'reads' | 'heartbeats'>;
 
 const HEARTBEAT_BUCKET_MS = 5000;
 const STATUSES: Status[] = ['up', 'draining', 'down'];
@@ -189,6 +189,7 @@ export class Workload {
       return;
     }
     this.countHeartbeat('failed');
+    this.log.failedHeartbeats?.push({ key: m.key, replica, status: reply.status, sentAt, answeredAt: now() });
     this.schedule(m, 1000); // another replica, soon: well within the TTL
   }
 
@@ -236,10 +237,15 @@ export class Workload {
       const r = this.ack('deregister', replica, reply, sentAt, [{ key: m.key, kind: 'delete' }]);
       if (r !== undefined) await this.pair(m.service, r);
     } else if (roll < 0.85) {
-      const leaving = this.random.chance(0.5) ? [this.random.pick(list)] : [];
-      for (const m of leaving) this.leave(m);
       const joining = Array.from({ length: this.random.int(1, 6) }, () => this.newMember());
-      await this.batch(joining, leaving, this.opts.ttl, false);
+      // Batches also take the fleet back to its size: new single registrations outnumber
+      // deregistrations, and a registry that keeps growing would hide any trend in memory.
+      const excess = this.fleet.size + joining.length - this.opts.instances;
+      const want = Math.min(list.length, Math.max(excess, this.random.chance(0.5) ? 1 : 0));
+      const leaving = new Set<Member>();
+      while (leaving.size < want) leaving.add(this.random.pick(list));
+      for (const m of leaving) this.leave(m);
+      await this.batch(joining, [...leaving], this.opts.ttl, false);
     } else {
       await this.abandon([this.newMember()], this.opts.abandonedTtl);
     }
