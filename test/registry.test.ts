@@ -316,6 +316,15 @@ describe('heartbeats answered by an etcd member behind the others', () => {
     return lease;
   };
   const heartbeat = (id: string) => gw.request('PUT', `${inst('behind', id)}/heartbeat`);
+  /** A heartbeat whose renewals `answer` sees first; later renewals go to the store again. */
+  const heartbeatWith = async (id: string, answer: RenewalHook['answer']) => {
+    hook.answer = answer;
+    try {
+      return await heartbeat(id);
+    } finally {
+      hook.answer = undefined;
+    }
+  };
 
   before(async () => {
     etcd = await startEtcd();
@@ -331,18 +340,14 @@ describe('heartbeats answered by an etcd member behind the others', () => {
 
   it('a renewal called gone while etcd still holds the instance under that lease is asked again: 200, not 404', async () => {
     const lease = await register('b-1');
-    hook.answer = calledGone(1);
-    const r = await heartbeat('b-1');
-    hook.answer = undefined;
+    const r = await heartbeatWith('b-1', calledGone(1));
     assert.equal(r.status, 200, r.text);
     assert.equal(await leaseOf('b-1'), lease, 'the instance keeps its lease: nothing was registered again');
   });
 
   it('while the member stays behind the heartbeat is 503 (retry), the instance untouched; then 200 again', async () => {
     const lease = await register('b-2');
-    hook.answer = calledGone(2);
-    const r = await heartbeat('b-2');
-    hook.answer = undefined;
+    const r = await heartbeatWith('b-2', calledGone(2));
     assert.equal(r.status, 503, r.text);
     assert.equal(r.json.code, 'store-unavailable', r.text);
     assert.equal(await leaseOf('b-2'), lease);
@@ -352,12 +357,10 @@ describe('heartbeats answered by an etcd member behind the others', () => {
   it('a lease revoked while this gateway still has the instance answers 404 (the re-read finds nothing)', async () => {
     await register('b-3');
     // The revoke happens inside the renewal: the gateway's copy still holds the instance when it asks.
-    hook.answer = async (store, lease) => {
+    const r = await heartbeatWith('b-3', async (store, lease) => {
       await store.revokeLease(lease);
       return undefined;
-    };
-    const r = await heartbeat('b-3');
-    hook.answer = undefined;
+    });
     assert.equal(r.status, 404, r.text);
     assert.equal(r.json.code, 'instance-not-found', r.text);
     assert.equal(await leaseOf('b-3'), undefined);
