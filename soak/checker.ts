@@ -1,7 +1,7 @@
 // The soak's checker: compares what clients saw with etcd's history under the
 // prefix. It knows the API's promises (API.md) and etcd's semantics, and none
 // of the gateway's code. Each property is a function of the run log alone.
-import { digestOf, type HistoryEvent, type RunLog, type Scope, type StreamItem } from './observations.ts';
+import { digestOf, type FailedHeartbeat, type HistoryEvent, type RunLog, type Scope, type StreamItem } from './observations.ts';
 
 export type Property =
   | 'history-complete'
@@ -46,6 +46,8 @@ export interface CheckResult {
   counts: Record<Property, number>;
   /** Delivery lag of every change a subscriber got: [received at, lag ms]. */
   lags: [number, number][];
+  /** Why the instances that expired did (undefined for logs before unanswered deregistrations were recorded). */
+  expiries: ExpiryAccount | undefined;
   stats: {
     revisions: number;
     changes: number;
@@ -60,6 +62,21 @@ export interface CheckResult {
     writesChecked: number;
     renewalsChecked: number;
   };
+}
+
+/**
+ * Every expiry, by why it happened. Only `kept` ones are worth a look: fleet instances the driver
+ * was still heartbeating. They are not violations when no answered renewal was within its TTL
+ * (no-early-expiry checks that), but each means a client could not reach a renewal for a whole TTL.
+ */
+export interface ExpiryAccount {
+  total: number;
+  /** Left to expire on purpose. */
+  abandoned: number;
+  /** Left the fleet with a DELETE or /batch that got no answer (and did not land). */
+  afterUnansweredDeregistration: number;
+  /** Kept by heartbeats until they expired: the key, when, the last answered renewal, the heartbeats that failed after it. */
+  kept: { key: string; at: number; lastRenewalSentAt: number | undefined; failedHeartbeats: FailedHeartbeat[] }[];
 }
 
 /** A change the history implies, as the API names it. */
@@ -112,12 +129,13 @@ export function check(log: RunLog): CheckResult {
   }
   stats.writesChecked = checkAckedWrites(log, out);
   stats.renewalsChecked = checkExpiries(log, changes, out);
+  const expiries = accountForExpiries(log, changes);
   checkNotFound(log, changes, out);
   const reads = checkReads(log, out, stateChecks);
   stats.readsChecked = reads.checked;
   stats.blockingBelowIndexAtWaitEnd = reads.lagging;
   stats.snapshotsChecked = checkStates(log.history.events, stateChecks, out);
-  return { violations: out.violations, counts: out.counts, lags, stats };
+  return { violations: out.violations, counts: out.counts, lags, expiries, stats };
 }
 
 class Collector {
@@ -383,12 +401,7 @@ function checkAckedWrites(log: RunLog, out: Collector): number {
 }
 
 function checkExpiries(log: RunLog, changes: Change[], out: Collector): number {
-  const renewals = new Map<string, RunLog['renewals']>();
-  for (const r of log.renewals) {
-    const list = renewals.get(r.key);
-    if (list) list.push(r);
-    else renewals.set(r.key, [r]);
-  }
+  const renewals = groupByKey(log.renewals);
   for (const list of renewals.values()) list.sort((a, b) => a.sentAt - b.sentAt);
   const agents = new Set(log.agentKeys);
   const expiredAfter = new Map<string, number[]>();
@@ -421,6 +434,39 @@ function checkExpiries(log: RunLog, changes: Change[], out: Collector): number {
   return log.renewals.length;
 }
 
+function accountForExpiries(log: RunLog, changes: Change[]): ExpiryAccount | undefined {
+  if (!log.unansweredDeregistrations) return undefined;
+  const abandoned = new Set(log.abandoned.map((a) => a.key));
+  const agents = new Set(log.agentKeys); // their expiries are agent-kept violations
+  const unanswered = groupByKey(log.unansweredDeregistrations);
+  const renewals = groupByKey(log.renewals);
+  const failed = groupByKey(log.failedHeartbeats ?? []);
+  const account: ExpiryAccount = { total: 0, abandoned: 0, afterUnansweredDeregistration: 0, kept: [] };
+  for (const c of changes) {
+    if (c.reason !== 'expired' || agents.has(c.key)) continue;
+    account.total++;
+    if (abandoned.has(c.key)) account.abandoned++;
+    else if (unanswered.get(c.key)?.some((d) => d.sentAt < c.at)) account.afterUnansweredDeregistration++;
+    else {
+      const before = (renewals.get(c.key) ?? []).filter((r) => r.sentAt < c.at);
+      const lastRenewalSentAt = before.length ? Math.max(...before.map((r) => r.sentAt)) : undefined;
+      const failedHeartbeats = (failed.get(c.key) ?? []).filter((f) => f.sentAt >= (lastRenewalSentAt ?? 0) && f.sentAt < c.at);
+      account.kept.push({ key: c.key, at: c.at, lastRenewalSentAt, failedHeartbeats });
+    }
+  }
+  return account;
+}
+
+function groupByKey<T extends { key: string }>(items: T[]): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const list = groups.get(item.key);
+    if (list) list.push(item);
+    else groups.set(item.key, [item]);
+  }
+  return groups;
+}
+
 /**
  * The driver's acknowledged writes are etcd's clock: while a heartbeat was in
  * flight, etcd's revision was at least that of every write answered before it
@@ -428,8 +474,7 @@ function checkExpiries(log: RunLog, changes: Change[], out: Collector): number {
  * wrong only if the instance was there at every revision in that range.
  */
 function checkNotFound(log: RunLog, changes: Change[], out: Collector): void {
-  const byKey = new Map<string, Change[]>();
-  for (const c of changes) (byKey.get(c.key) ?? byKey.set(c.key, []).get(c.key)!).push(c);
+  const byKey = groupByKey(changes);
   const answered = [...log.writes].sort((a, b) => a.answeredAt - b.answeredAt);
   const sent = [...log.writes].sort((a, b) => a.sentAt - b.sentAt);
   for (const nf of log.notFound) {

@@ -181,6 +181,11 @@ export interface RunLog {
   notFound: NotFoundAnswer[];
   /** Heartbeats that failed, one by one (absent in logs of runs before they were recorded). */
   failedHeartbeats?: FailedHeartbeat[];
+  /**
+   * Instances the driver stopped heartbeating whose DELETE (or /batch) got no answer: if it did not
+   * land, the TTL ends them, and their expiry is expected (absent in logs of runs before they were recorded).
+   */
+  unansweredDeregistrations?: { key: string; sentAt: number }[];
   /** Instances left to expire on purpose ("svc/id"); their expiries are expected. */
   abandoned: { key: string; registeredAt: number; ttl: number }[];
   /** Instances kept by discovery-agent processes ("svc/id"): they must never expire. */

@@ -41,6 +41,7 @@ export interface Summary {
   /** Failed heartbeats by answer (0: none came) and how many waited longer than the driver's 5 s socket timeout (queued in its pool). */
   failedHeartbeats: { byStatus: Record<string, number>; waitedOver5s: number } | undefined;
   rss: MemoryTrend[];
+  expiries: CheckResult['expiries'];
   stats: CheckResult['stats'];
   gatewayNodeOptions: string | undefined;
 }
@@ -272,6 +273,7 @@ export function summarize(
       waitedOver5s: log.failedHeartbeats.filter((f) => f.answeredAt - f.sentAt > 5000).length,
     },
     rss: Array.from({ length: log.replicas }, (_, replica) => memoryTrend(log, replica, rssWarmupMs)),
+    expiries: result.expiries,
     stats: result.stats,
     gatewayNodeOptions: log.gatewayNodeOptions,
   };
@@ -450,7 +452,13 @@ export function markdown(s: Summary): string {
           `| failed heartbeats answered (or given up) after more than 5 s | ${s.failedHeartbeats.waitedOver5s} |`,
         ]
       : []),
+    ...(s.expiries
+      ? [
+          `| expiries: left to expire / after a deregistration that got no answer / kept by heartbeats | ${s.expiries.abandoned} / ${s.expiries.afterUnansweredDeregistration} / ${s.expiries.kept.length} |`,
+        ]
+      : []),
     '',
+    ...keptExpiries(s.expiries),
     '## Latency',
     '',
     '| | p50 ms | p99 ms | max ms | count |',
@@ -483,6 +491,28 @@ export function markdown(s: Summary): string {
     '',
   );
   return lines.join('\n');
+}
+
+/** Fleet instances that expired while the driver still heartbeated them, with what their heartbeats got. */
+function keptExpiries(expiries: Summary['expiries']): string[] {
+  if (!expiries?.kept.length) return [];
+  const t = (ms: number | undefined) => (ms === undefined ? 'none' : (ms / 1000).toFixed(1));
+  return [
+    '### Instances kept by heartbeats that expired',
+    '',
+    'Not violations (no answered renewal was within its TTL), but for a whole TTL every heartbeat failed. Each failed heartbeat: replica, answer (0: none), sent at (s), waited (s).',
+    '',
+    '| instance | expired at (s) | last answered renewal sent at (s) | failed heartbeats after it |',
+    '| --- | ---: | ---: | --- |',
+    ...expiries.kept
+      .slice(0, 40)
+      .map(
+        (k) =>
+          `| ${k.key} | ${t(k.at)} | ${t(k.lastRenewalSentAt)} | ${k.failedHeartbeats.map((f) => `g${f.replica} ${f.status} @${t(f.sentAt)} ${t(f.answeredAt - f.sentAt)}`).join('; ')} |`,
+      ),
+    ...(expiries.kept.length > 40 ? ['', `(${expiries.kept.length - 40} more in report.json)`] : []),
+    '',
+  ];
 }
 
 export function writeReport(

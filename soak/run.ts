@@ -22,7 +22,7 @@ import { Random } from './random.ts';
 import { writeReport, type Machine, type Summary } from './report.ts';
 import { Subscriber } from './subscriber.ts';
 import { compactionWatcher, Gateway, loopDelaySampler, memorySampler, startCluster } from './system.ts';
-import { Workload, type WorkloadOptions } from './workload.ts';
+import { Workload, type WorkloadLog, type WorkloadOptions } from './workload.ts';
 
 export interface SoakOptions {
   minutes: number;
@@ -135,11 +135,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
 
     restartClock();
     samplers.forEach((s) => s.start());
-    const log: Pick<RunLog, 'writes' | 'renewals' | 'notFound' | 'failedHeartbeats' | 'abandoned' | 'reads' | 'heartbeats'> = {
+    const log: WorkloadLog = {
       writes: [],
       renewals: [],
       notFound: [],
       failedHeartbeats: [],
+      unansweredDeregistrations: [],
       abandoned: [],
       reads: [],
       heartbeats: [],

@@ -37,7 +37,11 @@ interface Member {
   gone: boolean;
 }
 
-type Log = Pick<RunLog, 'writes' | 'renewals' | 'notFound' | 'failedHeartbeats' | 'abandoned' | 'reads' | 'heartbeats'>;
+/** The part of the run log the driver writes. */
+export type WorkloadLog = Pick<
+  RunLog,
+  'writes' | 'renewals' | 'notFound' | 'failedHeartbeats' | 'unansweredDeregistrations' | 'abandoned' | 'reads' | 'heartbeats'
+>;
 
 const HEARTBEAT_BUCKET_MS = 5000;
 const STATUSES: Status[] = ['up', 'draining', 'down'];
@@ -55,7 +59,7 @@ export class Workload {
     private readonly opts: WorkloadOptions,
     private readonly replicas: () => string[],
     private readonly random: Random,
-    private readonly log: Log,
+    private readonly log: WorkloadLog,
   ) {}
 
   /** Registers the fleet (through /batch, 100 at a time) and starts heartbeats, churn and pollers. */
@@ -235,7 +239,8 @@ export class Workload {
       const sentAt = now();
       const reply = await request(this.replicas()[replica]!, 'DELETE', `/services/${m.service}/instances/${m.id}`);
       const r = this.ack('deregister', replica, reply, sentAt, [{ key: m.key, kind: 'delete' }]);
-      if (r !== undefined) await this.pair(m.service, r);
+      if (r === undefined) this.log.unansweredDeregistrations?.push({ key: m.key, sentAt });
+      else await this.pair(m.service, r);
     } else if (roll < 0.85) {
       const joining = Array.from({ length: this.random.int(1, 6) }, () => this.newMember());
       // Batches also take the fleet back to its size: new single registrations outnumber
@@ -271,6 +276,7 @@ export class Workload {
       ...deregister.map((m) => ({ key: m.key, kind: 'delete' as const })),
     ];
     const revision = this.ack('batch', replica, reply, sentAt, changes);
+    if (revision === undefined) for (const m of deregister) this.log.unansweredDeregistrations?.push({ key: m.key, sentAt });
     for (const m of register) {
       if (revision !== undefined) {
         this.log.renewals.push({ key: m.key, sentAt, ttl, registration: true });
