@@ -33,6 +33,8 @@ interface Member {
   uncertain: boolean;
   /** A churn write of this member is in flight: a second one would race it, and which status etcd ends with would be unknown. */
   busy: boolean;
+  /** The replica whose heartbeat just failed: the retry goes to another one. */
+  avoid?: number;
   timer?: NodeJS.Timeout;
   gone: boolean;
 }
@@ -166,7 +168,8 @@ export class Workload {
 
   private async heartbeat(m: Member, status?: Status): Promise<void> {
     if (m.gone) return;
-    const replica = this.replica();
+    const replica = this.replica(m.avoid);
+    m.avoid = undefined;
     const sentAt = now();
     const reply = await request(
       this.replicas()[replica]!,
@@ -194,6 +197,7 @@ export class Workload {
     }
     this.countHeartbeat('failed');
     this.log.failedHeartbeats?.push({ key: m.key, replica, status: reply.status, sentAt, answeredAt: now() });
+    m.avoid = replica;
     this.schedule(m, 1000); // another replica, soon: well within the TTL
   }
 
