@@ -73,9 +73,11 @@ export interface ExpiryAccount {
   total: number;
   /** Left to expire on purpose. */
   abandoned: number;
-  /** Left the fleet with a DELETE or /batch that got no answer (and did not land). */
+  /** Left the fleet with a DELETE or /batch that got no answer or a 5xx (and did not land). */
   afterUnansweredDeregistration: number;
-  /** Kept by heartbeats until they expired: the key, when, the last answered renewal, the heartbeats that failed after it. */
+  /** No registration or heartbeat of it was ever answered (an unanswered registration that landed anyway). */
+  neverAcknowledged: number;
+  /** Kept by heartbeats until they expired: the key, when, the last answered renewal, the heartbeats that failed since it was sent. */
   kept: { key: string; at: number; lastRenewalSentAt: number | undefined; failedHeartbeats: FailedHeartbeat[] }[];
 }
 
@@ -441,12 +443,13 @@ function accountForExpiries(log: RunLog, changes: Change[]): ExpiryAccount | und
   const unanswered = groupByKey(log.unansweredDeregistrations);
   const renewals = groupByKey(log.renewals);
   const failed = groupByKey(log.failedHeartbeats ?? []);
-  const account: ExpiryAccount = { total: 0, abandoned: 0, afterUnansweredDeregistration: 0, kept: [] };
+  const account: ExpiryAccount = { total: 0, abandoned: 0, afterUnansweredDeregistration: 0, neverAcknowledged: 0, kept: [] };
   for (const c of changes) {
     if (c.reason !== 'expired' || agents.has(c.key)) continue;
     account.total++;
     if (abandoned.has(c.key)) account.abandoned++;
     else if (unanswered.get(c.key)?.some((d) => d.sentAt < c.at)) account.afterUnansweredDeregistration++;
+    else if (!renewals.has(c.key)) account.neverAcknowledged++;
     else {
       const before = (renewals.get(c.key) ?? []).filter((r) => r.sentAt < c.at);
       const lastRenewalSentAt = before.length ? Math.max(...before.map((r) => r.sentAt)) : undefined;

@@ -182,7 +182,7 @@ export interface RunLog {
   /** Heartbeats that failed, one by one (absent in logs of runs before they were recorded). */
   failedHeartbeats?: FailedHeartbeat[];
   /**
-   * Instances the driver stopped heartbeating whose DELETE (or /batch) got no answer: if it did not
+   * Instances the driver stopped heartbeating whose DELETE (or /batch) got no answer or a 5xx: if it did not
    * land, the TTL ends them, and their expiry is expected (absent in logs of runs before they were recorded).
    */
   unansweredDeregistrations?: { key: string; sentAt: number }[];

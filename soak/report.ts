@@ -454,7 +454,7 @@ export function markdown(s: Summary): string {
       : []),
     ...(s.expiries
       ? [
-          `| expiries: left to expire / after a deregistration that got no answer / kept by heartbeats | ${s.expiries.abandoned} / ${s.expiries.afterUnansweredDeregistration} / ${s.expiries.kept.length} |`,
+          `| expiries (agents' aside): left to expire / after a deregistration that got no answer or a 5xx / never acknowledged / kept by heartbeats | ${s.expiries.abandoned} / ${s.expiries.afterUnansweredDeregistration} / ${s.expiries.neverAcknowledged} / ${s.expiries.kept.length} (of ${s.expiries.total}) |`,
         ]
       : []),
     '',
@@ -500,7 +500,7 @@ function keptExpiries(expiries: Summary['expiries']): string[] {
   return [
     '### Instances kept by heartbeats that expired',
     '',
-    'Not violations (no answered renewal was within its TTL), but for a whole TTL every heartbeat failed. Each failed heartbeat: replica, answer (0: none), sent at (s), waited (s).',
+    'Not violations (no answered renewal was within its TTL), but for a whole TTL every heartbeat failed. Each heartbeat that failed since the last answered renewal was sent: replica, answer (0: none), sent at (s), waited (s).',
     '',
     '| instance | expired at (s) | last answered renewal sent at (s) | failed heartbeats after it |',
     '| --- | ---: | ---: | --- |',

@@ -46,6 +46,9 @@ export type WorkloadLog = Pick<
 >;
 
 const HEARTBEAT_BUCKET_MS = 5000;
+
+/** No answer, or a 5xx: the write may or may not have happened (a 404 says the instance was already gone). */
+const mayHaveLanded = (reply: Reply): boolean => reply.status === 0 || reply.status >= 500;
 const STATUSES: Status[] = ['up', 'draining', 'down'];
 
 export class Workload {
@@ -243,8 +246,8 @@ export class Workload {
       const sentAt = now();
       const reply = await request(this.replicas()[replica]!, 'DELETE', `/services/${m.service}/instances/${m.id}`);
       const r = this.ack('deregister', replica, reply, sentAt, [{ key: m.key, kind: 'delete' }]);
-      if (r === undefined) this.log.unansweredDeregistrations?.push({ key: m.key, sentAt });
-      else await this.pair(m.service, r);
+      if (r !== undefined) await this.pair(m.service, r);
+      else if (mayHaveLanded(reply)) this.log.unansweredDeregistrations?.push({ key: m.key, sentAt });
     } else if (roll < 0.85) {
       const joining = Array.from({ length: this.random.int(1, 6) }, () => this.newMember());
       // Batches also take the fleet back to its size: new single registrations outnumber
@@ -280,7 +283,8 @@ export class Workload {
       ...deregister.map((m) => ({ key: m.key, kind: 'delete' as const })),
     ];
     const revision = this.ack('batch', replica, reply, sentAt, changes);
-    if (revision === undefined) for (const m of deregister) this.log.unansweredDeregistrations?.push({ key: m.key, sentAt });
+    if (revision === undefined && mayHaveLanded(reply))
+      for (const m of deregister) this.log.unansweredDeregistrations?.push({ key: m.key, sentAt });
     for (const m of register) {
       if (revision !== undefined) {
         this.log.renewals.push({ key: m.key, sentAt, ttl, registration: true });

@@ -266,18 +266,24 @@ describe('soak checker', () => {
   it('accounts for every expiry: left to expire, after a deregistration that got no answer, or kept by heartbeats that failed', () => {
     const log = cleanRun();
     assert.equal(check(log).expiries, undefined, 'runs from before unanswered deregistrations were logged say nothing');
-    log.history.events.push(put(8, 'b/2', 8), del(9, 'b/2'), put(10, 'b/3', 10), del(11, 'b/3'));
-    log.history.endRevision = 11;
+    log.history.events.push(put(8, 'b/2', 8), del(9, 'b/2'), put(10, 'b/3', 10), del(11, 'b/3'), put(12, 'b/4', 12), del(13, 'b/4'));
+    log.history.endRevision = 13;
     log.abandoned.push({ key: 'b/2', registeredAt: 790, ttl: 0.1 });
-    log.unansweredDeregistrations = [{ key: 'b/3', sentAt: 1050 }];
+    // a/1's DELETE went out after it expired: it still counts as kept; b/4 never had an answered registration.
+    log.unansweredDeregistrations = [
+      { key: 'b/3', sentAt: 1050 },
+      { key: 'a/1', sentAt: 750 },
+      { key: 'b/2', sentAt: 850 },
+    ];
     const failed = (sentAt: number) => ({ key: 'a/1', replica: 1, status: 503, sentAt, answeredAt: sentAt + 40 });
     log.failedHeartbeats = [failed(100), failed(300), failed(800)]; // before the last renewal, in its TTL, after the expiry
     const result = check(log);
     assert.deepEqual(result.counts, check(cleanRun()).counts, 'no violation');
     assert.deepEqual(result.expiries, {
-      total: 3,
+      total: 4,
       abandoned: 1,
       afterUnansweredDeregistration: 1,
+      neverAcknowledged: 1,
       kept: [{ key: 'a/1', at: 700, lastRenewalSentAt: 150, failedHeartbeats: [failed(300)] }],
     });
   });
