@@ -1750,8 +1750,25 @@ export interface components {
       title: string;
       status: number;
       detail: string;
-      /** @description Stable error code, e.g. invalid-request, instance-not-found */
-      code: string;
+      /**
+       * @description Stable error code (docs/errors.md)
+       * @enum {string}
+       */
+      code:
+        | 'invalid-request'
+        | 'unauthorized'
+        | 'forbidden'
+        | 'instance-not-found'
+        | 'no-instance-available'
+        | 'not-found'
+        | 'payload-too-large'
+        | 'unsupported-media-type'
+        | 'too-many-requests'
+        | 'internal'
+        | 'store-unavailable'
+        | 'too-many-streams'
+        | 'revision-not-reached'
+        | 'store-full';
     };
   };
   responses: never;

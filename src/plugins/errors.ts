@@ -1,26 +1,10 @@
-// Every error answer is RFC 9457 problem+json with a stable code. One table maps
-// our codes to statuses (the compiler proves each code is mapped); fastify's own
-// errors are mapped by their codes. Anything else is a logged 500 that says nothing
-// about the inside.
+// Every error answer is RFC 9457 problem+json with a stable code, its status and title
+// from the one table (../errors.ts); fastify's own errors are mapped by their codes.
+// Anything else is a logged 500 that says nothing about the inside.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { RegistryError, type ErrorCode } from '../registry/errors.ts';
-
-const TABLE = {
-  'invalid-request': [400, 'Invalid request'],
-  unauthorized: [401, 'Unauthorized'],
-  forbidden: [403, 'Forbidden'],
-  'instance-not-found': [404, 'Instance not found'],
-  'no-instance-available': [404, 'No instance available'],
-  'not-found': [404, 'Not found'],
-  'payload-too-large': [413, 'Payload too large'],
-  'unsupported-media-type': [415, 'Unsupported media type'],
-  'too-many-requests': [429, 'Too many requests'],
-  internal: [500, 'Internal error'],
-  'store-unavailable': [503, 'Store unavailable'],
-  'too-many-streams': [503, 'Too many streams'],
-  'revision-not-reached': [504, 'Revision not reached'],
-} as const satisfies Record<ErrorCode, readonly [number, string]>;
+import { PROBLEMS, type ErrorCode } from '../errors.ts';
+import { RegistryError } from '../registry/errors.ts';
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'payload-too-large',
@@ -42,7 +26,7 @@ export class HttpProblem extends Error {
 }
 
 function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, headers: Record<string, string> = {}): FastifyReply {
-  const [status, title] = TABLE[code];
+  const { status, title } = PROBLEMS[code];
   // The store is expected to reach the revision soon: say when to ask again.
   if (code === 'revision-not-reached') headers = { 'retry-after': '1', ...headers };
   return reply

@@ -1,20 +1,6 @@
-// Domain errors. They know no HTTP: plugins/errors.ts maps each code to a status.
-// The codes are API.md's stable problem+json codes.
-
-export type ErrorCode =
-  | 'invalid-request'
-  | 'instance-not-found'
-  | 'no-instance-available'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'payload-too-large'
-  | 'unsupported-media-type'
-  | 'store-unavailable'
-  | 'revision-not-reached'
-  | 'too-many-requests'
-  | 'too-many-streams'
-  | 'not-found'
-  | 'internal';
+// Domain errors. Each carries a stable problem code; which HTTP status a code is
+// answered with is the business of the one table in ../errors.ts, not of these classes.
+import type { ErrorCode } from '../errors.ts';
 
 export class RegistryError extends Error {
   constructor(

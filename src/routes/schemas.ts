@@ -1,6 +1,7 @@
 // TypeBox schemas shared by the routes: validation, serialization and the
 // OpenAPI document at once. Rules are API.md's "Names and records".
 import { Type } from '@sinclair/typebox';
+import { ERROR_CODES, type ErrorCode } from '../errors.ts';
 import * as rules from '../rules.ts';
 
 export const ServiceName = Type.String({
@@ -173,7 +174,7 @@ export const Problem = Type.Object(
     title: Type.String(),
     status: Type.Integer(),
     detail: Type.String(),
-    code: Type.String({ description: 'Stable error code, e.g. invalid-request, instance-not-found' }),
+    code: Type.Unsafe<ErrorCode>({ type: 'string', enum: ERROR_CODES, description: 'Stable error code (docs/errors.md)' }),
   },
   {
     $id: 'Problem',
