@@ -4,7 +4,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { WRITE_VISIBLE_TIMEOUT_MS } from './rules.ts';
+import { DEFAULT_TTL_SECONDS, MAX_PORT, MAX_TTL_SECONDS, WRITE_VISIBLE_TIMEOUT_MS } from './rules.ts';
 import type { EtcdStoreOptions } from './registry/store/etcd.ts';
 
 const Int = (min: number, max: number) => Type.String({ pattern: '^[0-9]+$', description: `an integer from ${min} to ${max}`, min, max });
@@ -15,7 +15,7 @@ const Path = Type.String({ minLength: 1, description: 'a file path' });
 
 /** Every setting, as the environment spells it (all optional strings). */
 const EnvSchema = Type.Object({
-  PORT: Type.Optional(Int(0, 65535)),
+  PORT: Type.Optional(Int(0, MAX_PORT)),
   HOST: Type.Optional(Type.String({ minLength: 1 })),
   ETCD_ENDPOINTS: Type.Optional(
     Type.String({ pattern: '^\\s*https?://[^,\\s]+(\\s*,\\s*https?://[^,\\s]+)*\\s*$', description: 'comma-separated http(s):// URLs' }),
@@ -46,7 +46,7 @@ const EnvSchema = Type.Object({
   SSE_BUFFER_BYTES: Type.Optional(Int(1024, 1 << 30)),
   EVENT_HISTORY: Type.Optional(Int(100, 10_000_000)),
   CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
-  DEFAULT_TTL_SECONDS: Type.Optional(Int(0, 86400)),
+  DEFAULT_TTL_SECONDS: Type.Optional(Int(0, MAX_TTL_SECONDS)),
   CACHE_MAX_BYTES: Type.Optional(Int(65_536, 2 ** 40)),
   SHUTDOWN_GRACE_SECONDS: Type.Optional(Int(1, 3600)),
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
@@ -208,7 +208,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
               .split(',')
               .map((s) => s.trim())
               .filter(Boolean),
-    defaultTtlSeconds: int(e.DEFAULT_TTL_SECONDS, 30),
+    defaultTtlSeconds: int(e.DEFAULT_TTL_SECONDS, DEFAULT_TTL_SECONDS),
     cacheMaxBytes: int(e.CACHE_MAX_BYTES, 64 * 1024 * 1024),
     shutdownGraceSeconds: grace,
     drainMs,

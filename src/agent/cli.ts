@@ -4,11 +4,18 @@
 import { parseArgs } from 'node:util';
 import { HELP } from './help.ts';
 import {
+  ADDRESS_RULE,
+  INSTANCE_ID_RULE,
   MAX_METADATA,
   MAX_METADATA_KEY_LENGTH,
+  MAX_METADATA_VALUE_LENGTH,
+  MAX_PORT,
+  MAX_TAG_LENGTH,
   MAX_TAGS,
   MAX_TTL_SECONDS as MAX_TTL,
   MAX_WEIGHT,
+  MIN_PORT,
+  SERVICE_NAME_RULE,
   isAddress,
   isInstanceId,
   isServiceName,
@@ -106,22 +113,20 @@ export function parseInvocation(argv: readonly string[], env: Readonly<Record<st
 
   const service = required(values.service, '--service NAME');
   if (!isServiceName(service)) {
-    throw new UsageError(
-      `--service: '${service}' is not a service name (1-64 of a-z 0-9 . _ -, starting and ending with a letter or digit)`,
-    );
+    throw new UsageError(`--service: '${service}' is not a service name (${SERVICE_NAME_RULE})`);
   }
 
   const address = required(values.address, '--address ADDR');
   if (!isAddress(address)) {
-    throw new UsageError(`--address: '${address}' is not an IPv4 or IPv6 address (no brackets) or DNS host name`);
+    throw new UsageError(`--address: '${address}' is not an address (${ADDRESS_RULE})`);
   }
 
-  const port = integer(required(values.port, '--port PORT'), '--port', 1, 65_535);
+  const port = integer(required(values.port, '--port PORT'), '--port', MIN_PORT, MAX_PORT);
 
   const id = values.id ?? `${address}:${port}`;
   if (!isInstanceId(id)) {
     throw new UsageError(
-      `${values.id !== undefined ? '--id' : '--id (default {address}:{port})'}: '${id}' is not an instance id (1-128 of A-Z a-z 0-9 . _ : -, not . or ..)`,
+      `${values.id !== undefined ? '--id' : '--id (default {address}:{port})'}: '${id}' is not an instance id (${INSTANCE_ID_RULE})`,
     );
   }
 
@@ -130,7 +135,7 @@ export function parseInvocation(argv: readonly string[], env: Readonly<Record<st
   const tags = values.tag ?? [];
   if (tags.length > MAX_TAGS) throw new UsageError(`--tag: at most ${MAX_TAGS} tags`);
   for (const tag of tags) {
-    if (tag.length < 1 || tag.length > 64) throw new UsageError(`--tag: '${tag}' must be 1-64 characters`);
+    if (tag.length < 1 || tag.length > MAX_TAG_LENGTH) throw new UsageError(`--tag: '${tag}' must be 1-${MAX_TAG_LENGTH} characters`);
   }
 
   const metadata: Record<string, string> = {};
@@ -141,7 +146,8 @@ export function parseInvocation(argv: readonly string[], env: Readonly<Record<st
     const value = pair.slice(eq + 1);
     if (key.length < 1 || key.length > MAX_METADATA_KEY_LENGTH)
       throw new UsageError(`--meta: the key in '${pair}' must be 1-${MAX_METADATA_KEY_LENGTH} characters`);
-    if (value.length > 512) throw new UsageError(`--meta: the value of '${key}' is longer than 512 characters`);
+    if (value.length > MAX_METADATA_VALUE_LENGTH)
+      throw new UsageError(`--meta: the value of '${key}' is longer than ${MAX_METADATA_VALUE_LENGTH} characters`);
     metadata[key] = value; // a repeated key: the last one wins, as with environment layering
   }
   if (Object.keys(metadata).length > MAX_METADATA) throw new UsageError(`--meta: at most ${MAX_METADATA} keys`);

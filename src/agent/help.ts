@@ -1,4 +1,16 @@
 // discovery-agent --help: the manual page (flags, environment, signals, exit status).
+import {
+  DEFAULT_WEIGHT,
+  MAX_INSTANCE_ID_LENGTH,
+  MAX_METADATA,
+  MAX_PORT,
+  MAX_SERVICE_NAME_LENGTH,
+  MAX_TAG_LENGTH,
+  MAX_TAGS,
+  MAX_TTL_SECONDS,
+  MAX_WEIGHT,
+  MIN_PORT,
+} from '../rules.ts';
 
 export const HELP = `NAME
     discovery-agent - register any process with the discovery gateway, keep it
@@ -61,19 +73,19 @@ DESCRIPTION
 OPTIONS
     --gateway URL    the gateway's base URL, e.g. http://gateway:8080
                      (default: $DISCOVERY_GATEWAY)
-    --service NAME   service name: 1-64 of a-z 0-9 . _ -, starting and
+    --service NAME   service name: 1-${MAX_SERVICE_NAME_LENGTH} of a-z 0-9 . _ -, starting and
                      ending with a letter or digit
     --address ADDR   the address clients should connect to: IPv4, IPv6
                      (without brackets) or DNS host name
-    --port PORT      the port clients should connect to, 1-65535
-    --id ID          instance id, 1-128 of A-Z a-z 0-9 . _ : -
+    --port PORT      the port clients should connect to, ${MIN_PORT}-${MAX_PORT}
+    --id ID          instance id, 1-${MAX_INSTANCE_ID_LENGTH} of A-Z a-z 0-9 . _ : -
                      (default: ADDR:PORT)
     --ttl S          seconds the gateway keeps the instance without a
-                     heartbeat, 0-86400; 0 = until deleted, and heartbeats
+                     heartbeat, 0-${MAX_TTL_SECONDS}; 0 = until deleted, and heartbeats
                      are sent only to change the status (default: 10)
-    --tag T          a tag, 1-64 characters; repeat for more (at most 32)
-    --meta K=V       a metadata entry; repeat for more (at most 64)
-    --weight W       weight for load balancing, 0-10000 (gateway default 100)
+    --tag T          a tag, 1-${MAX_TAG_LENGTH} characters; repeat for more (at most ${MAX_TAGS})
+    --meta K=V       a metadata entry; repeat for more (at most ${MAX_METADATA})
+    --weight W       weight for load balancing, 0-${MAX_WEIGHT} (gateway default ${DEFAULT_WEIGHT})
     --check URL      HTTP health check of CMD: register only once it answers
                      2xx; polled every second
     --grace S        seconds CMD has to exit after the signal before it gets

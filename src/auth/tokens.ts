@@ -10,7 +10,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.ts';
-import { SERVICE_PATTERN_PATTERN } from '../rules.ts';
+import { SERVICE_SCOPE_PATTERN } from '../rules.ts';
 
 export interface AccessToken {
   readonly name: string;
@@ -22,7 +22,7 @@ export interface AccessToken {
 /** A bad AUTH_TOKENS_FILE is a bad setting: the start stops with a message naming it. */
 class TokenFileError extends ConfigError {}
 
-const PATTERN = new RegExp(SERVICE_PATTERN_PATTERN);
+const PATTERN = new RegExp(SERVICE_SCOPE_PATTERN);
 const HEX_DIGEST = /^[0-9a-f]{64}$/;
 const FIELDS = new Set(['name', 'token', 'sha256', 'read', 'write', 'admin', 'description']);
 

@@ -47,7 +47,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
-          /** @description Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3 s */
+          /** @description Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3s */
           minRevision?: number;
         };
         header?: never;
@@ -211,7 +211,7 @@ export interface paths {
             weight?: number;
             /** @description up | draining | down */
             status?: 'up' | 'draining' | 'down';
-            /** @description Seconds without a heartbeat before the instance expires; 0 = never. Default 30 */
+            /** @description Seconds without a heartbeat before the instance expires; 0 = never. Default: the DEFAULT_TTL_SECONDS setting (30 unless set) */
             ttl?: number;
           };
         };
@@ -428,7 +428,7 @@ export interface paths {
             weight?: number;
             /** @description up | draining | down */
             status?: 'up' | 'draining' | 'down';
-            /** @description Seconds without a heartbeat before the instance expires; 0 = never. Default 30 */
+            /** @description Seconds without a heartbeat before the instance expires; 0 = never. Default: the DEFAULT_TTL_SECONDS setting (30 unless set) */
             ttl?: number;
           };
         };
@@ -650,7 +650,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
-          /** @description Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3 s */
+          /** @description Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3s */
           minRevision?: number;
         };
         header?: never;
@@ -763,11 +763,11 @@ export interface paths {
           status?: 'up' | 'draining' | 'down';
           /** @description Blocking query: hold the answer until the service revision is above this */
           index?: number;
-          /** @description Blocking query: longest hold, e.g. 10s, 500ms, 2m (default 5m, at most 5m) */
+          /** @description Blocking query: longest hold, e.g. 10s, 500ms, 2m (default and at most 5m) */
           wait?: string;
           /** @description Read from the store (linearizable), not from the cache */
           consistent?: boolean;
-          /** @description Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3 s */
+          /** @description Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3s */
           minRevision?: number;
         };
         header?: never;
@@ -1167,7 +1167,7 @@ export interface paths {
               weight?: number;
               /** @description up | draining | down */
               status?: 'up' | 'draining' | 'down';
-              /** @description Seconds without a heartbeat before the instance expires; 0 = never. Default 30 */
+              /** @description Seconds without a heartbeat before the instance expires; 0 = never. Default: the DEFAULT_TTL_SECONDS setting (30 unless set) */
               ttl?: number;
             }[];
             deregister?: {

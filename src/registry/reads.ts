@@ -2,7 +2,7 @@
 // minRevision, blocking waits, consistent reads and the store fallback, and
 // freshness (stale, age) while the store is unreachable. Routes only turn a
 // read into status, headers and a body.
-import { MAX_WAIT_MS } from '../rules.ts';
+import { MAX_WAIT_MS, MIN_REVISION_WAIT_MS } from '../rules.ts';
 import type { Cache, CachedInstance } from './cache.ts';
 import { InstanceNotFoundError, RevisionNotReachedError, StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
@@ -11,9 +11,6 @@ import type { MonitoredStore } from './store/monitored.ts';
 import type { WatchSync } from './sync.ts';
 import { matches as matchesFilter } from './filter.ts';
 import type { Instance, ServiceFilter } from './types.ts';
-
-/** How long a minRevision read waits for the watch (and so the store) to reach it before reading the store. */
-const MIN_REVISION_WAIT_MS = 3000;
 
 /** A record with its JSON, serialized once. */
 export type Listed = Pick<CachedInstance, 'record' | 'json'>;
@@ -223,7 +220,7 @@ export class Reads {
   }
 
   /**
-   * minRevision: true once the cache has applied it (waiting up to 3 s for the
+   * minRevision: true once the cache has applied it (waiting up to MIN_REVISION_WAIT_MS for the
    * watch); false when it has not, and the store must be read.
    */
   private caughtUp({ minRevision, signal }: CatchUp): boolean | Promise<boolean> {

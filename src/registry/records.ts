@@ -1,8 +1,7 @@
 // Instance records <-> stored values. The stored value is the record as JSON
 // without its revision (that is the key's mod_revision, known only to the store).
-import type { Instance, InstanceInput, InstanceStatus } from './types.ts';
-
-const STATUSES = new Set<InstanceStatus>(['up', 'draining', 'down']);
+import { DEFAULT_STATUS, DEFAULT_WEIGHT, isStatus } from '../rules.ts';
+import type { Instance, InstanceInput } from './types.ts';
 
 /** The record a registration stores: the input with the contract's defaults filled in. */
 export function newRecord(
@@ -19,8 +18,8 @@ export function newRecord(
     port: input.port,
     tags: input.tags ?? [],
     metadata: input.metadata ?? {},
-    weight: input.weight ?? 100,
-    status: input.status ?? 'up',
+    weight: input.weight ?? DEFAULT_WEIGHT,
+    status: input.status ?? DEFAULT_STATUS,
     ttl: input.ttl ?? defaultTtl,
     registeredAt,
     revision: 0,
@@ -57,8 +56,8 @@ export function decodeRecord(service: string, id: string, value: string, revisio
     port: v.port as number,
     tags,
     metadata,
-    weight: Number.isInteger(v.weight) ? (v.weight as number) : 100,
-    status: STATUSES.has(v.status as InstanceStatus) ? (v.status as InstanceStatus) : 'up',
+    weight: Number.isInteger(v.weight) ? (v.weight as number) : DEFAULT_WEIGHT,
+    status: isStatus(v.status) ? v.status : DEFAULT_STATUS,
     ttl: Number.isInteger(v.ttl) ? (v.ttl as number) : 0,
     registeredAt: typeof v.registeredAt === 'string' ? v.registeredAt : new Date(0).toISOString(),
     revision,

@@ -1,6 +1,7 @@
 // Records as the API shows them, and the changes the watch turns into events.
+import type { InstanceStatus } from '../rules.ts';
 
-export type InstanceStatus = 'up' | 'draining' | 'down';
+export type { InstanceStatus };
 
 export interface Instance {
   service: string;

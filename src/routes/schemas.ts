@@ -6,29 +6,28 @@ import * as rules from '../rules.ts';
 
 export const ServiceName = Type.String({
   pattern: rules.SERVICE_NAME_PATTERN,
-  description: 'Service name: 1–64 of a-z 0-9 . _ -, starting and ending with a letter or digit',
+  description: `Service name: ${rules.SERVICE_NAME_RULE}`,
   examples: ['payments'],
 });
 const InstanceId = Type.String({
   pattern: rules.INSTANCE_ID_PATTERN,
-  description: 'Instance id: 1–128 of A-Z a-z 0-9 . _ : -, not "." or ".."',
+  description: `Instance id: ${rules.INSTANCE_ID_RULE}`,
   examples: ['10.0.0.7:8080'],
 });
-export const Status = Type.Union([Type.Literal('up'), Type.Literal('draining'), Type.Literal('down')], {
-  description: 'up | draining | down',
-});
+export const Status = Type.Union(
+  rules.STATUSES.map((s) => Type.Literal(s)),
+  { description: rules.STATUSES.join(' | ') },
+);
 const Address = Type.String({
   minLength: 1,
-  maxLength: 253,
-  // IPv4, IPv6 without brackets, or a DNS host name
-  pattern:
-    '^(?:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?)$',
+  maxLength: rules.MAX_ADDRESS_LENGTH,
+  pattern: rules.ADDRESS_PATTERN,
   // the pattern admits the shape; the `host` format (rules.isHost) checks an IP address really parses
   format: 'host',
-  description: 'IPv4, IPv6 (no brackets) or DNS host name',
+  description: rules.ADDRESS_RULE,
   examples: ['10.0.0.7'],
 });
-const Port = Type.Integer({ minimum: 1, maximum: 65535, examples: [8080] });
+const Port = Type.Integer({ minimum: rules.MIN_PORT, maximum: rules.MAX_PORT, examples: [8080] });
 const Tags = Type.Array(Type.String({ minLength: 1, maxLength: rules.MAX_TAG_LENGTH }), {
   maxItems: rules.MAX_TAGS,
   description: `Up to ${rules.MAX_TAGS} tags of 1–${rules.MAX_TAG_LENGTH} characters`,
@@ -41,11 +40,15 @@ const Metadata = Type.Record(Type.String(), Type.String({ maxLength: rules.MAX_M
   description: `Up to ${rules.MAX_METADATA} string keys (1–${rules.MAX_METADATA_KEY_LENGTH} characters) with string values (up to ${rules.MAX_METADATA_VALUE_LENGTH} characters)`,
   examples: [{ zone: 'eu-1', version: '2.3.1' }],
 });
-const Weight = Type.Integer({ minimum: 0, maximum: rules.MAX_WEIGHT, description: 'Relative weight for load balancing, default 100' });
+const Weight = Type.Integer({
+  minimum: 0,
+  maximum: rules.MAX_WEIGHT,
+  description: `Relative weight for load balancing, default ${rules.DEFAULT_WEIGHT}`,
+});
 const Ttl = Type.Integer({
   minimum: 0,
   maximum: rules.MAX_TTL_SECONDS,
-  description: 'Seconds without a heartbeat before the instance expires; 0 = never. Default 30',
+  description: `Seconds without a heartbeat before the instance expires; 0 = never. Default: the DEFAULT_TTL_SECONDS setting (${rules.DEFAULT_TTL_SECONDS} unless set)`,
 });
 
 const instanceFields = {
@@ -119,11 +122,13 @@ export const BatchBody = Type.Object(
   {
     register: Type.Optional(
       Type.Array(Type.Object({ service: ServiceName, id: InstanceId, ...instanceFields }, { additionalProperties: false }), {
-        maxItems: 1000,
+        maxItems: rules.MAX_BATCH_OPS,
       }),
     ),
     deregister: Type.Optional(
-      Type.Array(Type.Object({ service: ServiceName, id: InstanceId }, { additionalProperties: false }), { maxItems: 1000 }),
+      Type.Array(Type.Object({ service: ServiceName, id: InstanceId }, { additionalProperties: false }), {
+        maxItems: rules.MAX_BATCH_OPS - 1,
+      }),
     ),
   },
   {
@@ -205,7 +210,6 @@ export function problems(...codes: number[]): Record<number, unknown> {
 export const MinRevision = Type.Optional(
   Type.Integer({
     minimum: 0,
-    description:
-      'Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within 3 s',
+    description: `Answer with a view that includes every change up to this store revision; 504 revision-not-reached (Retry-After: 1) when the store has not reached it within ${rules.durationText(rules.MIN_REVISION_WAIT_MS)}`,
   }),
 );

@@ -4,7 +4,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { InvalidRequestError } from '../registry/errors.ts';
-import { MAX_WAIT_MS } from '../rules.ts';
+import { durationText, MAX_WAIT_MS } from '../rules.ts';
 import { clientGone, sendRead } from './answers.ts';
 import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
 import { MinRevision, NameParams, ServiceBody, ServicesBody, Status, problems } from './schemas.ts';
@@ -27,7 +27,7 @@ const ServiceQuery = Type.Object(
     wait: Type.Optional(
       Type.String({
         pattern: '^\\d{1,9}(ms|s|m)?$',
-        description: 'Blocking query: longest hold, e.g. 10s, 500ms, 2m (default 5m, at most 5m)',
+        description: `Blocking query: longest hold, e.g. 10s, 500ms, 2m (default and at most ${durationText(MAX_WAIT_MS)})`,
       }),
     ),
     consistent: Type.Optional(Type.Boolean({ description: 'Read from the store (linearizable), not from the cache' })),
@@ -82,7 +82,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       if (q.wait !== undefined) {
         waitMs = parseDuration(q.wait);
         if (waitMs === undefined || waitMs > MAX_WAIT_MS)
-          throw new InvalidRequestError('querystring.wait must be a duration of at most 5m (e.g. 10s, 500ms, 2m)');
+          throw new InvalidRequestError(
+            `querystring.wait must be a duration of at most ${durationText(MAX_WAIT_MS)} (e.g. 10s, 500ms, 2m)`,
+          );
       }
 
       const read = await registry.discover(name, {
