@@ -18,6 +18,7 @@ import { startBenchEtcd, type BenchEtcd } from './lib/etcd.ts';
 import { ensureBuilt, logsDir } from './lib/procs.ts';
 import { summarizeProfiles } from './lib/profile.ts';
 import { markdownTable, targetsSummary, textTable, type Scenario, type ScenarioResult } from './lib/table.ts';
+import { ensureHaproxy } from './lib/ceiling.ts';
 import { ensureWrk, WRK } from './lib/wrk.ts';
 import { discovery } from './scenarios/discovery.ts';
 import { failover } from './scenarios/failover.ts';
@@ -176,6 +177,7 @@ async function main(): Promise<void> {
   const chosen = args.only.length ? SCENARIOS.filter((s) => args.only.includes(s.name)) : SCENARIOS;
   ensureBuilt();
   ensureWrk();
+  ensureHaproxy();
   mkdirSync(RESULTS_DIR, { recursive: true });
   const profDir = args.profile ? join(await logsDir(), 'profiles') : undefined;
   const info = machine();

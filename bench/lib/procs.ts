@@ -4,7 +4,7 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,8 +43,20 @@ export interface Child {
   tail(lines?: number): string;
 }
 
-export async function spawnChild(
+/** A Node child process (`node ...args`). */
+export function spawnChild(
   name: string,
+  args: string[],
+  env: Record<string, string>,
+  port: number,
+  extra: SpawnOptions = {},
+): Promise<Child> {
+  return spawnCommand(name, process.execPath, args, env, port, extra);
+}
+
+export async function spawnCommand(
+  name: string,
+  command: string,
   args: string[],
   env: Record<string, string>,
   port: number,
@@ -53,7 +65,7 @@ export async function spawnChild(
   const log = join(await logsDir(), `${name}-${Date.now()}.log`);
   const fd = openSync(log, 'a');
   const stdio = extra.stdio ?? ['ignore', fd, fd];
-  const proc = spawn(process.execPath, args, { ...extra, env: { ...process.env, ...env }, stdio });
+  const proc = spawn(command, args, { ...extra, env: { ...process.env, ...env }, stdio });
   closeSync(fd);
   proc.on('error', () => {});
   live.add(proc);
@@ -145,14 +157,38 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   }
 }
 
-/** The plain fastify route of the same version, logger off, answering `bodyFile`'s bytes. */
-export async function startBaseline(bodyFile: string): Promise<Child> {
+/** An answer as captured from the gateway: its body (in a file) and the headers a baseline repeats. */
+export interface CapturedAnswer {
+  bodyFile: string;
+  headers: Record<string, string>;
+}
+
+/** The headers a baseline repeats, as the gateway sent them. */
+const REPEATED_HEADERS = ['content-type', 'etag', 'x-registry-revision'];
+
+/** Fetch one answer of the gateway (as `curl -D` would) and keep its body in a file and its headers. */
+export async function captureAnswer(url: string, init: RequestInit, name: string): Promise<CapturedAnswer> {
+  const res = await fetch(url, init);
+  const body = await res.text();
+  if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${url}: ${res.status} ${body}`);
+  const bodyFile = join(await logsDir(), `${name}-body`);
+  await writeFile(bodyFile, body);
+  const headers: Record<string, string> = {};
+  for (const h of REPEATED_HEADERS) {
+    const v = res.headers.get(h);
+    if (v !== null) headers[h] = v;
+  }
+  return { bodyFile, headers };
+}
+
+/** The plain fastify route of the same version, logger off, answering the captured bytes and headers. */
+export async function startBaseline(answer: CapturedAnswer): Promise<Child> {
   const port = await freePort();
   const t0 = performance.now();
   const child = await spawnChild(
     'baseline',
     ['--import', 'tsx', 'bench/baseline-server.ts'],
-    { PORT: String(port), BODY_FILE: bodyFile },
+    { PORT: String(port), BODY_FILE: answer.bodyFile, HEADERS_JSON: JSON.stringify(answer.headers) },
     port,
   );
   try {

@@ -14,6 +14,20 @@ export interface Row {
   target?: string;
   /** undefined: informational row, no target. */
   pass?: boolean;
+  /** The load generator's rate against a trivial route with the same load (wrk-driven rows). */
+  ceiling?: number;
+  /** The faster side came within 10% of the ceiling: the ratio measured the generator too. */
+  invalid?: boolean;
+}
+
+/** A side within this share of the generator's ceiling makes a ratio invalid. */
+const CEILING_MARGIN = 0.9;
+
+/** Shows the generator's ceiling beside a ratio, and refuses the ratio when a side came within 10% of it. */
+export function guarded(row: Row, ceiling: number): Row {
+  const fastest = Math.max(row.ours, row.baseline ?? 0);
+  const invalid = fastest >= CEILING_MARGIN * ceiling;
+  return { ...row, ceiling, invalid, pass: invalid && row.pass !== undefined ? false : row.pass };
 }
 
 export interface ScenarioResult {
@@ -103,7 +117,7 @@ export function fmt(n: number | undefined): string {
   return n.toFixed(2);
 }
 
-const verdict = (r: Row) => (r.pass === undefined ? '' : r.pass ? 'pass' : 'FAIL');
+const verdict = (r: Row) => (r.invalid ? 'INVALID' : r.pass === undefined ? '' : r.pass ? 'pass' : 'FAIL');
 
 function cells(r: Row): string[] {
   return [
@@ -113,10 +127,11 @@ function cells(r: Row): string[] {
     r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}×`,
     r.target ?? '',
     verdict(r),
+    r.ceiling === undefined ? '' : `${fmt(r.ceiling)} ${r.unit}`,
   ];
 }
 
-const HEAD = ['metric', 'ours', 'baseline', 'ratio', 'target', 'result'];
+const HEAD = ['metric', 'ours', 'baseline', 'ratio', 'target', 'result', 'wrk ceiling'];
 
 export function textTable(result: ScenarioResult): string {
   const rows = [HEAD, ...result.rows.map(cells)];

@@ -1,7 +1,9 @@
 // HTTP load from wrk, a separate native process (so the load generator never
 // shares an event loop, and costs a fraction of the CPU per request that a
 // Node generator would). Each run uses a script of bench/wrk/ whose done()
-// prints one JSON line; answers with an unexpected status are errors.
+// prints one JSON line; answers with an unexpected status are errors. Measured
+// runs leave statuses to wrk itself (no Lua per answer, see bench/wrk/report.lua);
+// `checkedLoad` verifies them in a short checking pass first.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { LoadStats } from './load.ts';
@@ -47,11 +49,16 @@ export interface WrkOptions {
   connections: number;
   threads: number;
   durationS: number;
+  /** Count every answer's status in Lua (a response() callback): for checking passes and paced runs only. */
+  countStatuses?: boolean;
 }
 
 /** ok: answers with the expected status; errors: the other answers + socket errors; latency in ms (wrk measures µs). */
 export interface WrkStats extends LoadStats {
+  /** Answers by status, when counted (countStatuses); otherwise empty. */
   statuses: Record<string, number>;
+  /** Bytes read per answer: constant for a fixed request whose answers do not change. */
+  bytesPerAnswer: number;
   /** CPU seconds wrk itself used (user + system), to show what the generator cost. */
   wrkCpuS: number;
 }
@@ -59,6 +66,7 @@ export interface WrkStats extends LoadStats {
 interface WrkJson {
   requests: number;
   durationUs: number;
+  bytes: number;
   unexpected: number;
   statuses: Record<string, number>;
   socket: { connect: number; read: number; write: number; timeout: number };
@@ -70,7 +78,9 @@ interface WrkJson {
  * /proc stat: wrk's CPU time is then in the shell's cutime/cstime.
  */
 export async function wrk(o: WrkOptions): Promise<WrkStats> {
-  const args = Object.entries({ threads: o.threads, ...o.args }).map(([k, v]) => `${k}=${v}`);
+  const args = Object.entries({ threads: o.threads, ...(o.countStatuses ? { count_statuses: 1 } : {}), ...o.args }).map(
+    ([k, v]) => `${k}=${v}`,
+  );
   const wrkArgs = [
     '-t',
     String(o.threads),
@@ -109,11 +119,77 @@ export async function wrk(o: WrkOptions): Promise<WrkStats> {
     ok,
     errors: r.unexpected + socket,
     statuses: r.statuses,
+    bytesPerAnswer: r.requests ? r.bytes / r.requests : 0,
     p50: ms(r.latencyUs.p50),
     p90: ms(r.latencyUs.p90),
     p99: ms(r.latencyUs.p99),
     max: ms(r.latencyUs.max),
     seconds,
     wrkCpuS,
+  };
+}
+
+/**
+ * A fixed request as a bench contender: the warm-up is a checking pass that counts
+ * every status (any other than the expected one fails the scenario) and notes the
+ * bytes per answer; each measured run, without Lua per answer, must read the same
+ * bytes per answer (within 1%: a 304 instead of a 200, or an error page, would
+ * not), else all its answers count as errors.
+ */
+export function checkedLoad(o: Omit<WrkOptions, 'durationS' | 'countStatuses'>, warmS: number, durationS: number) {
+  let checked: number | undefined;
+  return {
+    warm: async () => {
+      const s = await wrk({ ...o, durationS: warmS, countStatuses: true });
+      if (s.errors || !s.ok)
+        throw new Error(`checking pass of ${o.url}: ${s.errors} unexpected answers of ${s.ok + s.errors} (${JSON.stringify(s.statuses)})`);
+      checked = s.bytesPerAnswer;
+      return s;
+    },
+    run: async () => {
+      const s = await wrk({ ...o, durationS });
+      if (checked === undefined) throw new Error(`${o.url}: a measured run before its checking pass`);
+      return Math.abs(s.bytesPerAnswer / checked - 1) > 0.01 ? { ...s, errors: s.errors + s.ok, ok: 0, rps: 0 } : s;
+    },
+  };
+}
+
+/**
+ * Plain `wrk -t<threads> -c<connections> -d<s>s <url>`, no Lua at all, read from
+ * its text output, as anyone would measure from outside. Latency percentiles are
+ * not printed without --latency, so only the rate and failures are reported (the rest NaN).
+ */
+export async function plainWrk(url: string, o: { threads: number; connections: number; durationS: number }): Promise<WrkStats> {
+  const proc = spawn(WRK, ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, url], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  live.add(proc);
+  let out = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  live.delete(proc);
+  const rate = /^Requests\/sec:\s+([\d.]+)/m.exec(out)?.[1];
+  const total = /^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)\b/m.exec(out);
+  if (code !== 0 || !rate || !total) throw new Error(`wrk ${url} failed (exit ${code}):\n${out.slice(-2000)}`);
+  const non2xx3xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const socket = sock ? sock.slice(1).reduce((n, v) => n + Number(v), 0) : 0;
+  const requests = Number(total[1]);
+  // wrk counts every answer in Requests/sec, failed ones too: the rate of good answers is its share.
+  const okShare = requests ? (requests - non2xx3xx) / requests : 0;
+  return {
+    rps: Number(rate) * okShare,
+    ok: requests - non2xx3xx,
+    errors: non2xx3xx + socket,
+    statuses: {},
+    bytesPerAnswer: NaN,
+    wrkCpuS: NaN,
+    p50: NaN,
+    p90: NaN,
+    p99: NaN,
+    max: NaN,
+    seconds: o.durationS,
   };
 }

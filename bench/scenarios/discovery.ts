@@ -1,17 +1,24 @@
 // 1. Cached discovery: GET /services/{name} (10 instances with tags and
 // metadata) at 50 connections, driven by wrk, next to a plain fastify route
-// answering the same bytes and to etcd's own JSON gateway (POST /v3/kv/range)
-// for the same prefix; also `?tag=` filtered and If-None-Match (304).
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+// answering the same bytes and headers and to etcd's own JSON gateway (POST
+// /v3/kv/range) for the same prefix; also `?tag=` filtered and If-None-Match
+// (304). Beside every ratio, the generator's ceiling (ceiling.ts); and an
+// outside check: plain wrk, no Lua, as someone measuring from outside would,
+// which must agree with the main ratio.
 import { instanceId, instanceInput, keys, registerByBatch } from '../lib/fixtures.ts';
-import { compare } from '../lib/load.ts';
-import { logsDir, startBaseline, startGateway, type Child } from '../lib/procs.ts';
-import { latencyRow, ratioRow, type Row, type Scenario } from '../lib/table.ts';
-import { wrk, type WrkOptions } from '../lib/wrk.ts';
+import { statSync } from 'node:fs';
+import { compare, type Contender } from '../lib/load.ts';
+import { startTrivialRoute } from '../lib/ceiling.ts';
+import { captureAnswer, startBaseline, startGateway, type Child } from '../lib/procs.ts';
+import { guarded, latencyRow, ratioRow, type Row, type Scenario } from '../lib/table.ts';
+import { checkedLoad, plainWrk, type WrkOptions, type WrkStats } from '../lib/wrk.ts';
 
 const SERVICE = 'payments';
 const CONNECTIONS = 50;
+/** The outside check's runs: `wrk -t1 -c50 -d4s`, as measured by hand. */
+const OUTSIDE_S = 4;
+/** The outside check agrees when its ratio is within this share of the main one. */
+const AGREEMENT = 0.05;
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
@@ -25,44 +32,71 @@ export const discovery: Scenario = {
     try {
       const gw = await startGateway({ etcd: ctx.etcd, cpuProfDir: ctx.cpuProfDir });
       children.push(gw);
+      // The outside check's gateway: LOG_LEVEL=warn and every other setting at its default.
+      const outsideGw = await startGateway({ etcd: ctx.etcd, env: { REQUEST_LOG: 'true' } });
+      children.push(outsideGw);
       await registerByBatch(
         gw.url,
         Array.from({ length: 10 }, (_, i) => ({ service: SERVICE, id: instanceId(i), input: instanceInput(i, 0) })),
       );
-      const res = await fetch(`${gw.url}/services/${SERVICE}`);
-      const body = await res.text();
-      const etag = res.headers.get('etag')!;
-      const bodyFile = join(await logsDir(), 'discovery-body.json');
-      await writeFile(bodyFile, body);
-      const base = await startBaseline(bodyFile);
+      const path = `/services/${SERVICE}`;
+      const answer = await captureAnswer(`${gw.url}${path}`, {}, 'discovery');
+      const etag = answer.headers.etag!;
+      const base = await startBaseline(answer);
       children.push(base);
+      const trivial = await startTrivialRoute(answer);
+      children.push(trivial);
 
       const prefix = keys.service(SERVICE);
       const rangeEnd = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-      const load = (url: string, args: WrkOptions['args'] = {}) => {
-        const opts = { url, script: 'request.lua', args, connections: CONNECTIONS, threads: ctx.wrkThreads };
-        return { warm: () => wrk({ ...opts, durationS: warmS }), run: () => wrk({ ...opts, durationS }) };
+      const load = (url: string, args: WrkOptions['args'] = {}) =>
+        checkedLoad({ url, script: 'request.lua', args, connections: CONNECTIONS, threads: ctx.wrkThreads }, warmS, durationS);
+      const outside = (url: string): Contender<WrkStats> => {
+        const plain = (seconds: number) => plainWrk(url, { threads: 1, connections: CONNECTIONS, durationS: seconds });
+        return { warm: () => plain(warmS), run: () => plain(OUTSIDE_S) };
       };
       const r = await compare(
         ctx.rounds,
         {
-          gateway: load(`${gw.url}/services/${SERVICE}`),
-          fastify: load(`${base.url}/services/${SERVICE}`),
-          tagged: load(`${gw.url}/services/${SERVICE}?tag=canary`),
-          notModified: load(`${gw.url}/services/${SERVICE}`, { header: `If-None-Match:${etag}`, expect: 304 }),
+          gateway: load(`${gw.url}${path}`),
+          fastify: load(`${base.url}${path}`),
+          ceiling: load(`${trivial.url}${path}`),
+          tagged: load(`${gw.url}${path}?tag=canary`),
+          notModified: load(`${gw.url}${path}`, { header: `If-None-Match:${etag}`, expect: 304 }),
           etcd: load(`${ctx.etcd}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: b64(prefix), range_end: b64(rangeEnd) }) }),
+          outsideGateway: outside(`${outsideGw.url}${path}`),
+          outsideFastify: outside(`${base.url}${path}`),
+          outsideCeiling: outside(`${trivial.url}${path}`),
         },
         ctx.log,
       );
       for (const [what, s] of Object.entries(r)) {
-        if (s.errors) ctx.note(`${what}: ${s.errors} failed or unexpected answers (statuses ${JSON.stringify(s.statuses)})`);
+        if (s.errors) ctx.note(`${what}: ${s.errors} failed or unexpected answers`);
       }
       ctx.note(
-        `answer body ${body.length} bytes; wrk, ${CONNECTIONS} connections, ${ctx.wrkThreads} thread(s); ${ctx.rounds} round(s) of ${durationS} s, ` +
-          `contenders interleaved, median; ${warmS} s warm-up of each; wrk itself used ${Math.round((r.gateway.wrkCpuS / durationS) * 100)}% of a core against the gateway`,
+        `answer body ${statSync(answer.bodyFile).size} bytes; the fastify route repeats its content type, ETag and X-Registry-Revision as captured from the gateway; ` +
+          `wrk, ${CONNECTIONS} connections, ${ctx.wrkThreads} thread(s), no Lua per answer (statuses verified by a checking pass, then bytes per answer); ` +
+          `${ctx.rounds} round(s) of ${durationS} s, contenders interleaved, median; ${warmS} s warm-up (the checking pass) of each`,
+      );
+      ctx.note(
+        `wrk ceiling: the same wrk run against haproxy (one thread) answering the same bytes and headers; a ratio whose faster side is within 10% of it is INVALID. ` +
+          `wrk used ${Math.round((r.gateway.wrkCpuS / durationS) * 100)}% of a core against the gateway, ${Math.round((r.ceiling.wrkCpuS / durationS) * 100)}% against haproxy`,
+      );
+      const main = r.gateway.rps / r.fastify.rps;
+      const outsideRow = ratioRow(
+        `outside check: plain wrk -t1 -c${CONNECTIONS} -d${OUTSIDE_S}s`,
+        r.outsideGateway.rps,
+        r.outsideFastify.rps,
+        'fastify',
+        'req/s',
+      );
+      const agreement = (outsideRow.ratio ?? NaN) / main;
+      ctx.note(
+        `outside check: plain wrk (no script), gateway with LOG_LEVEL=warn and other settings at their defaults (REQUEST_LOG on), ${ctx.rounds} round(s) of ${OUTSIDE_S} s, median; ` +
+          `its ratio is ${agreement.toFixed(3)}× the main one`,
       );
       const rows: Row[] = [
-        ratioRow('GET /services/{name}', r.gateway.rps, r.fastify.rps, 'fastify', 'req/s', 0.85),
+        guarded(ratioRow('GET /services/{name}', r.gateway.rps, r.fastify.rps, 'fastify', 'req/s', 0.85), r.ceiling.rps),
         latencyRow('  p99 latency at saturation', r.gateway.p99, r.fastify.p99, 'fastify', 1.2),
         {
           metric: '  p50 / p90 latency',
@@ -72,12 +106,20 @@ export const discovery: Scenario = {
           unit: 'ms',
           target: `p90 ${r.gateway.p90.toFixed(2)} vs ${r.fastify.p90.toFixed(2)} ms`,
         },
-        { ...ratioRow('  vs etcd JSON gateway range', r.gateway.rps, r.etcd.rps, 'etcd /v3/kv/range', 'req/s'), target: 'report' },
-        ratioRow('GET ?tag=canary (5 of 10)', r.tagged.rps, r.fastify.rps, 'fastify', 'req/s', 0.8),
+        guarded(
+          { ...ratioRow('  vs etcd JSON gateway range', r.gateway.rps, r.etcd.rps, 'etcd /v3/kv/range', 'req/s'), target: 'report' },
+          r.ceiling.rps,
+        ),
+        guarded(ratioRow('GET ?tag=canary (5 of 10)', r.tagged.rps, r.fastify.rps, 'fastify', 'req/s', 0.8), r.ceiling.rps),
         latencyRow('  p99 latency at saturation', r.tagged.p99, r.fastify.p99, 'fastify'),
-        ratioRow('GET with If-None-Match (304)', r.notModified.rps, r.fastify.rps, 'fastify 200', 'req/s', 0.9),
+        guarded(ratioRow('GET with If-None-Match (304)', r.notModified.rps, r.fastify.rps, 'fastify 200', 'req/s', 0.9), r.ceiling.rps),
         latencyRow('  p99 latency at saturation', r.notModified.p99, r.fastify.p99, 'fastify'),
         { metric: 'etcd range p50 / p99 at saturation', ours: r.etcd.p50, baseline: r.etcd.p99, against: 'p99', unit: 'ms' },
+        ratioRow('wrk ceiling / the fastify floor', r.ceiling.rps, r.fastify.rps, 'fastify', 'req/s', 1.3),
+        guarded(
+          { ...outsideRow, target: `within ${AGREEMENT * 100}% of ${main.toFixed(2)}×`, pass: Math.abs(agreement - 1) <= AGREEMENT },
+          r.outsideCeiling.rps,
+        ),
       ];
       return rows;
     } finally {

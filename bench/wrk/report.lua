@@ -1,8 +1,14 @@
 -- Shared by every bench script (loaded with dofile): script arguments as
--- key=value pairs, a count of answers by status in each thread, and a done()
--- that prints one line "WRK_JSON {...}" for bench/lib/wrk.ts to parse.
--- An answer whose status is not the expected one (`expect=304`; default any
--- 2xx) is counted as an error, never as a served request.
+-- key=value pairs, and a done() that prints one line "WRK_JSON {...}" for
+-- bench/lib/wrk.ts to parse.
+--
+-- Statuses: by default no response() callback is defined, so wrk never calls
+-- into Lua per answer (nor buffers headers and bodies for it): wrk's own count
+-- of answers with a status >= 400 is the error count, and the bytes read per
+-- answer show whether the answers stayed the ones a checking pass verified.
+-- With `count_statuses=1` (a short checking pass, or a paced run far below
+-- the generator's ceiling) every answer's status is counted in Lua, and one
+-- that is not the expected one (`expect=304`; default any 2xx) is an error.
 
 function parse_args(args)
   local opts = {}
@@ -26,8 +32,9 @@ end
 statuses = {}
 unexpected = 0
 expect = nil
+counted = false
 
-function response(status, headers, body)
+local function count_response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
   if expect then
     if status ~= expect then unexpected = unexpected + 1 end
@@ -36,24 +43,33 @@ function response(status, headers, body)
   end
 end
 
+-- Called from each script's init(): wrk looks for response() right after init.
 function set_expect(opts)
   expect = opts.expect and tonumber(opts.expect) or nil
+  if opts.count_statuses == "1" then
+    counted = true
+    response = count_response
+  end
 end
 
 function done(summary, latency, requests)
-  local counts, bad = {}, 0
+  local e = summary.errors
+  local counts, bad, was_counted = {}, 0, false
   for _, t in ipairs(threads) do
-    bad = bad + t:get("unexpected")
-    for status, n in pairs(t:get("statuses")) do counts[status] = (counts[status] or 0) + n end
+    if t:get("counted") then
+      was_counted = true
+      bad = bad + t:get("unexpected")
+      for status, n in pairs(t:get("statuses")) do counts[status] = (counts[status] or 0) + n end
+    end
   end
+  if not was_counted then bad = e.status end
   local parts = {}
   for status, n in pairs(counts) do table.insert(parts, string.format('"%d":%d', status, n)) end
-  local e = summary.errors
   io.write(string.format(
-    'WRK_JSON {"requests":%d,"durationUs":%d,"bytes":%d,"unexpected":%d,"statuses":{%s},' ..
+    'WRK_JSON {"requests":%d,"durationUs":%d,"bytes":%d,"counted":%s,"unexpected":%d,"statuses":{%s},' ..
     '"socket":{"connect":%d,"read":%d,"write":%d,"timeout":%d},' ..
     '"latencyUs":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}}\n',
-    summary.requests, summary.duration, summary.bytes, bad, table.concat(parts, ","),
+    summary.requests, summary.duration, summary.bytes, tostring(was_counted), bad, table.concat(parts, ","),
     e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end
