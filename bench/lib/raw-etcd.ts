@@ -1,6 +1,7 @@
 // The raw-client baseline of the write scenarios: the store operations the
 // gateway performs for each write, done directly with etcd3 (no HTTP, no cache,
-// no validation). Lease keepalives share one stream, as the gateway's do.
+// no validation). Lease keepalives share one stream, or a few (as the gateway's
+// pool does, a lease always on the same one).
 import { randomUUID } from 'node:crypto';
 import { CompareResult, CompareTarget, Etcd3 } from 'etcd3';
 import { deregisteredMarker } from '../../src/registry/changes.ts';
@@ -9,10 +10,11 @@ import { instanceInput, keys } from './fixtures.ts';
 
 export class RawEtcd {
   readonly client: Etcd3;
-  private keepAlive: Promise<KeepAliveMux> | undefined;
+  private readonly keepAlives: (Promise<KeepAliveMux> | undefined)[];
 
-  constructor(endpoint: string) {
+  constructor(endpoint: string, keepAliveStreams = 1) {
     this.client = new Etcd3({ hosts: endpoint, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
+    this.keepAlives = new Array<undefined>(keepAliveStreams).fill(undefined);
   }
 
   /** Register = lease grant + a put guarded by "the key does not exist yet". */
@@ -34,8 +36,9 @@ export class RawEtcd {
 
   /** Heartbeat = one keepalive of the instance's lease; resolves the TTL left. */
   async heartbeat(lease: string): Promise<number> {
-    this.keepAlive ??= this.client.leaseClient.leaseKeepAlive().then((call) => new KeepAliveMux(call));
-    return (await this.keepAlive).renew(lease);
+    const slot = Number(BigInt(lease) % BigInt(this.keepAlives.length));
+    const mux = (this.keepAlives[slot] ??= this.client.leaseClient.leaseKeepAlive().then((call) => new KeepAliveMux(call)));
+    return (await mux).renew(lease);
   }
 
   /** Deregister = delete guarded by "the key exists" + the bookkeeping put that records why. */

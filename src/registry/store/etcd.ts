@@ -48,7 +48,7 @@ export interface EtcdStoreOptions {
 const RENEW_TIMEOUT_MS = 10_000;
 
 /** Keepalive streams: etcd serves one stream's renewals one at a time (see etcd-keepalive.ts). */
-const KEEPALIVE_STREAMS = 8;
+export const KEEPALIVE_STREAMS = 8;
 
 /**
  * etcd's WithRequireLeader: the gRPC metadata hasleader=true. On a stream (watch,
