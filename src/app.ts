@@ -11,7 +11,7 @@ import type { Gateway } from './gateway.ts';
 import { Metrics } from './metrics.ts';
 import { TokenSet } from './auth/tokens.ts';
 import auth from './plugins/auth.ts';
-import errors from './plugins/errors.ts';
+import errors, { answerClientError, answerError } from './plugins/errors.ts';
 import observability, { loggableUrl, metricsRoute } from './plugins/observability.ts';
 import openapi from './plugins/openapi.ts';
 import { lazyChildLogger } from './plugins/request-logger.ts';
@@ -95,8 +95,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // On close only idle keep-alive sockets are cut: requests in flight finish (streams and
     // parked queries are ended in preClose below).
     forceCloseConnections: 'idle',
-    // ids are up to 128 characters: longer ones must reach validation (400), not the router's 414
-    routerOptions: { maxParamLength: 512 },
+    // Above any URL Node accepts (16 KiB of headers on HTTP/1.1, 64 KiB on HTTP/2): a name or id
+    // of any length meets the token check (401) and validation (400), never the router's 414.
+    routerOptions: { maxParamLength: 65_536 },
+    // Errors raised before a route runs are problem+json too.
+    frameworkErrors: answerError,
+    clientErrorHandler: answerClientError,
     // Off by default: X-Forwarded-For is believed only from the proxies TRUST_PROXY names (req.ip).
     trustProxy: trustProxyOption(config.trustProxy),
     // Unique across replicas and restarts, cheaper than a UUID per request.

@@ -3,6 +3,8 @@
 // Anything else is a logged 500 that says nothing about the inside.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { PROBLEMS, type ErrorCode } from '../errors.ts';
 import { RegistryError } from '../registry/errors.ts';
 
@@ -13,6 +15,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid-request',
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid-request',
   FST_ERR_VALIDATION: 'invalid-request',
+  FST_ERR_BAD_URL: 'invalid-request',
 };
 
 export class HttpProblem extends Error {
@@ -26,14 +29,17 @@ export class HttpProblem extends Error {
 }
 
 function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, headers: Record<string, string> = {}): FastifyReply {
-  const { status, title } = PROBLEMS[code];
+  const { status } = PROBLEMS[code];
   // The store is expected to reach the revision soon: say when to ask again.
   if (code === 'revision-not-reached') headers = { 'retry-after': '1', ...headers };
-  return reply
-    .code(status)
-    .headers(headers)
-    .type('application/problem+json')
-    .send(JSON.stringify({ type: `https://etcd-discovery-gateway.dev/problems/${code}`, title, status, detail, code }));
+  return reply.code(status).headers(headers).type(PROBLEM_TYPE).send(problemBody(code, detail));
+}
+
+const PROBLEM_TYPE = 'application/problem+json';
+
+function problemBody(code: ErrorCode, detail: string): string {
+  const { status, title } = PROBLEMS[code];
+  return JSON.stringify({ type: `https://etcd-discovery-gateway.dev/problems/${code}`, title, status, detail, code });
 }
 
 function describe(err: FastifyError): { code: ErrorCode; detail: string } | undefined {
@@ -57,15 +63,37 @@ function describe(err: FastifyError): { code: ErrorCode; detail: string } | unde
   return undefined;
 }
 
+/** The error handler, also fastify's `frameworkErrors`: errors the router raises before any route or hook runs. */
+export function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const known = describe(err);
+  if (known) {
+    if (known.code === 'store-unavailable') req.log.debug({ err }, 'store unavailable');
+    return sendProblem(reply, known.code, known.detail, err instanceof HttpProblem ? err.headers : {});
+  }
+  req.log.error({ err }, 'unexpected error');
+  return sendProblem(reply, 'internal', 'the gateway failed to answer this request; see its log');
+}
+
+/** Node's HTTP parser refused the request (no fastify request exists): a problem+json written on the socket. */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  if (socket.writable) {
+    const [code, detail] = CLIENT_ERRORS[err.code ?? ''] ?? ['invalid-request', 'the request is not valid HTTP'];
+    const body = problemBody(code, detail);
+    const { status } = PROBLEMS[code];
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: ${PROBLEM_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+const CLIENT_ERRORS: Record<string, [ErrorCode, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: ['request-timeout', 'the request did not arrive in time'],
+  HPE_HEADER_OVERFLOW: ['headers-too-large', 'the request line and headers are larger than the gateway accepts'],
+};
+
 export default fp(async function errors(app: FastifyInstance) {
-  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
-    const known = describe(err);
-    if (known) {
-      if (known.code === 'store-unavailable') req.log.debug({ err }, 'store unavailable');
-      return sendProblem(reply, known.code, known.detail, err instanceof HttpProblem ? err.headers : {});
-    }
-    req.log.error({ err }, 'unexpected error');
-    return sendProblem(reply, 'internal', 'the gateway failed to answer this request; see its log');
-  });
+  app.setErrorHandler(answerError);
   app.setNotFoundHandler((req, reply) => sendProblem(reply, 'not-found', `no route matches ${req.method} ${req.url.split('?')[0]}`));
 });
