@@ -27,8 +27,8 @@ import prometheusRoutes from './routes/prometheus.ts';
 import { Instance, Problem } from './routes/schemas.ts';
 import { isHost } from './rules.ts';
 import serviceRoutes from './routes/services.ts';
-import { sseFrames } from './routes/sse.ts';
 import uiRoutes from './routes/ui.ts';
+import { Hub } from './streams/hub.ts';
 import { Views } from './routes/views.ts';
 import { randomUUID } from 'node:crypto';
 import type { Http2SecureServer, Http2Session } from 'node:http2';
@@ -147,10 +147,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     {
       prefix: config.prefix,
       defaultTtlSeconds: config.defaultTtlSeconds,
-      eventHistory: config.eventHistory,
-      keepAliveMs: config.sseKeepAliveSeconds * 1000,
-      streamBufferBytes: config.sseBufferBytes,
-      frames: sseFrames,
       probeIntervalMs: deps.storeProbeIntervalMs ?? STORE_PROBE_INTERVAL_MS,
     },
     {
@@ -168,8 +164,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       reloaded: () => metrics.watchRestarts.inc(),
       warn: (message, err) => app.log.warn(log(err), message),
       info: (message) => app.log.info(message),
-      clients: (n) => metrics.sseClients.set(n),
-      sent: (n) => metrics.sseEventsSent.inc(n),
     },
   );
   root.onChanges((changes) => {
@@ -181,7 +175,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const views = new Views(config.cacheMaxBytes);
   root.onReset(() => views.clear());
   await root.start();
-  const gateway: Gateway = { config, metrics, registry: root.registry, hub: root.hub, health: root.health, views };
+  const hub = new Hub(
+    root,
+    {
+      history: config.eventHistory,
+      keepAliveMs: config.sseKeepAliveSeconds * 1000,
+      bufferBytes: config.sseBufferBytes,
+      maxStreams: config.sseMaxStreams,
+    },
+    { clients: (n) => metrics.sseClients.set(n), sent: (n) => metrics.sseEventsSent.inc(n) },
+  );
+  const gateway: Gateway = { config, metrics, registry: root.registry, hub, health: root.health, views };
   app.decorate('gateway', gateway);
   app.decorate('registryRoot', root);
 
@@ -189,6 +193,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const connections: Connections = config.tls ? tlsConnections(app.server as unknown as Http2SecureServer) : plainConnections(app.server);
   app.addHook('preClose', async () => {
     root.release();
+    hub.closeAll();
     connections.finish();
     // Requests in flight get the drain (long enough for a write's store call and its wait
     // for the watch: config.ts) to finish; connections still open after that are cut.

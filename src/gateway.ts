@@ -3,10 +3,10 @@
 import type { Config } from './config.ts';
 import type { Metrics } from './metrics.ts';
 import type { Health } from './registry/health.ts';
-import type { Hub } from './registry/hub.ts';
 import type { RegistryRoot } from './registry/index.ts';
 import type { Registry } from './registry/registry.ts';
 import type { Views } from './routes/views.ts';
+import type { Hub } from './streams/hub.ts';
 
 export interface Gateway {
   config: Config;

@@ -367,7 +367,7 @@ for (const kind of ['memory', 'etcd'] as const) {
       await bulk(gw, 'bulk', 150, 'b');
       expected.push(...(await makeChanges(gw, 'r2')));
       // Precondition: the ring no longer reaches back to `last`, so the store replay runs.
-      assert.ok((gw.app.gateway.hub as unknown as { ringBase: number }).ringBase > Number(last), 'the ring was outrun');
+      assert.ok((gw.app.gateway.hub as unknown as { ring: { base: number } }).ring.base > Number(last), 'the ring was outrun');
 
       // Live writes go on while the resumed stream replays.
       let writing = true;

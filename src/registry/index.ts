@@ -1,15 +1,14 @@
 // The composition root of the domain: the store (monitored), the key layout,
-// the cache and its watch, the registry, the change hub and the health view,
-// built and wired here only. Wiring is one way: the watch feeds the cache; the
-// cache tells the hub and onChanges listeners; a watch reload tells the hub and
-// onReset listeners; the registry restarts a watch that lags behind its writes
-// and writes the fences the hub's replays end at.
+// the cache and its watch, the registry, the bookkeeping lease and the health
+// view, built and wired here only. Wiring is one way: the watch feeds the cache;
+// the cache tells onChanges listeners (change streams among them); a watch
+// reload tells onReset listeners; the registry restarts a watch that lags
+// behind its writes.
 import { readSettingFile, type Config } from '../config.ts';
+import { BookkeepingLease } from './bookkeeping.ts';
 import { Cache } from './cache.ts';
 import { StoreAccessError } from './errors.ts';
 import { Health } from './health.ts';
-import { History } from './history.ts';
-import { Hub, type Frames, type HubObserver } from './hub.ts';
 import { KeyLayout } from './keys.ts';
 import { Registry, type RegistryObserver } from './registry.ts';
 import { EtcdStore } from './store/etcd.ts';
@@ -26,19 +25,12 @@ export interface RegistryOptions {
   /** Key prefix, without a trailing slash. */
   prefix: string;
   defaultTtlSeconds: number;
-  /** Changes kept for resuming streams without a store read. */
-  eventHistory: number;
-  keepAliveMs: number;
-  /** Bytes of live changes that may wait behind what a stream's client has not read yet. */
-  streamBufferBytes: number;
-  /** The wire format of change streams (routes/sse.ts). */
-  frames: Frames;
   /** Interval of the background store probe. */
   probeIntervalMs: number;
 }
 
 /** Everything worth a metric or a log line. */
-export interface RegistryObservers extends RegistryObserver, HubObserver, StoreObserver, Omit<SyncObserver, 'reset'> {
+export interface RegistryObservers extends RegistryObserver, StoreObserver, Omit<SyncObserver, 'reset'> {
   /** The watch lost its place and the cache was reloaded. */
   reloaded(): void;
 }
@@ -60,10 +52,12 @@ export function createStore(config: Config): Store {
 
 export class RegistryRoot {
   readonly store: MonitoredStore;
+  readonly keys: KeyLayout;
   readonly cache: Cache;
   readonly sync: WatchSync;
   readonly registry: Registry;
-  readonly hub: Hub;
+  /** The lease of bookkeeping keys: deregistration markers and replay fences. */
+  readonly bookkeeping: BookkeepingLease;
   readonly health: Health;
   private readonly resetListeners: (() => void)[] = [];
 
@@ -73,17 +67,11 @@ export class RegistryRoot {
     private readonly observe: RegistryObservers,
   ) {
     this.store = new MonitoredStore(store, observe);
-    const keys = new KeyLayout(opts.prefix);
+    const keys = (this.keys = new KeyLayout(opts.prefix));
     this.cache = new Cache(keys);
     this.sync = new WatchSync(this.store, keys, this.cache, { ...observe, reset: () => this.reloaded() });
-    this.registry = new Registry(this.store, keys, this.cache, this.sync, opts.defaultTtlSeconds, observe);
-    const history = new History(this.store, keys, () => this.registry.writeFence());
-    this.hub = new Hub(
-      this.cache,
-      history,
-      { history: opts.eventHistory, keepAliveMs: opts.keepAliveMs, bufferBytes: opts.streamBufferBytes, frames: opts.frames },
-      observe,
-    );
+    this.bookkeeping = new BookkeepingLease(this.store);
+    this.registry = new Registry(this.store, keys, this.cache, this.sync, this.bookkeeping, opts.defaultTtlSeconds, observe);
     this.health = new Health(this.store, this.sync, this.cache);
   }
 
@@ -113,19 +101,17 @@ export class RegistryRoot {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
-    this.hub.reset(); // the ring starts at the first load
     this.health.start(this.opts.probeIntervalMs);
   }
 
   /**
-   * Shutdown, first step: end every stream and answer every blocking query now.
+   * Shutdown, first step: answer every blocking query now (change streams are ended by their own hub).
    * Writes and minRevision reads waiting for the watch are left to finish (their
    * waits are bounded and the drain covers them, config.ts): released early, a
    * write would answer before this gateway shows it and look like a lagging watch.
    */
   release(): void {
     this.registry.drain();
-    this.hub.closeAll();
     this.cache.serviceWaiters.releaseAll();
   }
 
@@ -138,7 +124,6 @@ export class RegistryRoot {
 
   private reloaded(): void {
     this.observe.reloaded();
-    this.hub.reset();
     for (const listener of this.resetListeners) listener();
   }
 }

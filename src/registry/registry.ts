@@ -1,9 +1,9 @@
-// The registry: register, heartbeat, deregister, batch, the replay fence, and
+// The registry: register, heartbeat, deregister, batch, and
 // (inherited from reads.ts) every discovery read. Writes go to the store; the
 // watch brings them back into the cache, and every write waits for that before
 // it answers, so a read on this gateway after a write returns shows the write.
 import { randomUUID } from 'node:crypto';
-import { BookkeepingLease } from './bookkeeping.ts';
+import type { BookkeepingLease } from './bookkeeping.ts';
 import type { Cache } from './cache.ts';
 import { deregisteredMarker } from './changes.ts';
 import { InstanceNotFoundError, InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from './errors.ts';
@@ -50,7 +50,6 @@ interface Current {
 }
 
 export class Registry extends Reads {
-  private readonly bookkeeping: BookkeepingLease;
   /** Shutting down: writes in flight finish, but a slow watch is no longer restarted. */
   private draining = false;
 
@@ -59,11 +58,11 @@ export class Registry extends Reads {
     keys: KeyLayout,
     cache: Cache,
     sync: WatchSync,
+    private readonly bookkeeping: BookkeepingLease,
     private readonly defaultTtl: number,
     private readonly observer: RegistryObserver,
   ) {
     super(store, keys, cache, sync, observer);
-    this.bookkeeping = new BookkeepingLease(store);
   }
 
   /** PUT/POST: create or replace. `created` is false when the id was registered already. */
@@ -203,7 +202,7 @@ export class Registry extends Reads {
     let res;
     try {
       res = marker
-        ? await this.withBookkeepingLease((lease) => this.store.txn(compares, [...success, { type: 'put', ...marker, lease }]))
+        ? await this.bookkeeping.bind((lease) => this.store.txn(compares, [...success, { type: 'put', ...marker, lease }]))
         : await this.store.txn(compares, success);
     } catch (err) {
       // A timeout may hide a transaction that did apply: its leases must then stay.
@@ -225,29 +224,6 @@ export class Registry extends Reads {
   private async firstMissing(list: { service: string; id: string }[]): Promise<{ service: string; id: string } | undefined> {
     for (const x of list) if (!(await this.store.get(this.keys.instance(x.service, x.id))).kv) return x;
     return undefined;
-  }
-
-  /** Write a short-lived bookkeeping key and resolve its revision: every change up to it is then in the store's history. */
-  async writeFence(): Promise<number> {
-    const key = this.keys.fence(randomUUID());
-    const res = await this.withBookkeepingLease((lease) => this.store.txn([], [{ type: 'put', key, value: '{}', lease }]));
-    return res.revision;
-  }
-
-  /**
-   * Run a write that binds a bookkeeping key to the shared bookkeeping lease. If
-   * that lease is gone (revoked by an operator, store restored from a backup),
-   * the write fails as a whole: forget the lease and try once more with a new one,
-   * rather than answering 404 for an instance that exists.
-   */
-  private async withBookkeepingLease<T>(write: (lease: string) => Promise<T>): Promise<T> {
-    try {
-      return await write(await this.bookkeeping.id());
-    } catch (err) {
-      if (!(err instanceof LeaseNotFoundError)) throw err;
-      this.bookkeeping.forget();
-      return write(await this.bookkeeping.id());
-    }
   }
 
   /**

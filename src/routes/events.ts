@@ -1,12 +1,12 @@
 // GET /events and GET /services/{name}/events: change streams (Server-Sent
-// Events, sse.ts) fed by the hub, resumable with Last-Event-ID.
+// Events, src/streams/), resumable with Last-Event-ID.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { InvalidRequestError, TooManyStreamsError } from '../registry/errors.ts';
-import type { Scope } from '../registry/hub.ts';
+import { InvalidRequestError } from '../registry/errors.ts';
+import { openResponse, streamHeaders } from '../streams/response.ts';
+import type { Scope } from '../streams/subscriber.ts';
 import { NameParams, ServiceName, problems } from './schemas.ts';
-import { openStream, streamHeaders } from './sse.ts';
 
 const StreamAnswer = {
   200: {
@@ -37,27 +37,20 @@ function access(req: FastifyRequest): Pick<Scope, 'allowed' | 'accessKey'> {
 }
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { hub, config } = app.gateway;
+  const { hub } = app.gateway;
 
   /**
    * The start of a stream is decided before its head is written: a resume that
-   * needs the store while the store is unreachable is a 503, not a cut stream.
-   * HEAD answers the stream's headers only.
+   * needs the store while the store is unreachable, or one past the stream
+   * limit, is a 503, not a cut stream. HEAD answers the stream's headers only.
    */
   async function stream(req: FastifyRequest, reply: FastifyReply, scope: Scope, after: number | undefined): Promise<void> {
     if (req.method === 'HEAD') {
       reply.headers(streamHeaders(reply));
       return reply.send();
     }
-    const underLimit = () => {
-      if (hub.size >= config.sseMaxStreams) throw new TooManyStreamsError(config.sseMaxStreams);
-    };
-    underLimit();
-    const res = reply.raw;
-    // Checked again at the start: other streams may have opened while this one read the store.
-    const sub = await hub.open(scope, after, () => (underLimit(), openStream(reply)));
-    res.once('close', () => hub.close(sub));
-    if (res.destroyed) hub.close(sub);
+    const start = await hub.prepare(scope, after);
+    start.attach(openResponse(reply));
   }
 
   app.get(

@@ -1,10 +1,12 @@
 // Changes older than the hub's ring, read back from the store's history: a
 // watch from a past revision up to a fence written now, so the read has an end.
-import { byRevision, describeRevision, fromPrevValue } from './changes.ts';
-import { RegistryError, StoreUnavailableError } from './errors.ts';
-import type { KeyLayout } from './keys.ts';
-import type { MonitoredStore } from './store/monitored.ts';
-import type { Change } from './types.ts';
+import { randomUUID } from 'node:crypto';
+import type { BookkeepingLease } from '../registry/bookkeeping.ts';
+import { byRevision, describeRevision, fromPrevValue } from '../registry/changes.ts';
+import { RegistryError, StoreUnavailableError } from '../registry/errors.ts';
+import type { KeyLayout } from '../registry/keys.ts';
+import type { MonitoredStore } from '../registry/store/monitored.ts';
+import type { Change } from '../registry/types.ts';
 
 /** A replay from the store that has not reached its fence by then fails. */
 const REPLAY_TIMEOUT_MS = 10_000;
@@ -22,8 +24,7 @@ export class History {
   constructor(
     private readonly store: MonitoredStore,
     private readonly keys: KeyLayout,
-    /** Writes a bookkeeping key and resolves its revision (Registry.writeFence). */
-    private readonly writeFence: () => Promise<number>,
+    private readonly bookkeeping: BookkeepingLease,
   ) {}
 
   /**
@@ -36,6 +37,13 @@ export class History {
       throw new StoreUnavailableError('the store is unreachable: changes before this gateway started cannot be read');
     const fence = await this.writeFence();
     return this.read(after, fence, max);
+  }
+
+  /** Write a short-lived bookkeeping key and resolve its revision: every change up to it is then in the store's history. */
+  private async writeFence(): Promise<number> {
+    const key = this.keys.fence(randomUUID());
+    const res = await this.bookkeeping.bind((lease) => this.store.txn([], [{ type: 'put', key, value: '{}', lease }]));
+    return res.revision;
   }
 
   private read(after: number, fence: number, max: number): Promise<Replay> {

@@ -3,49 +3,21 @@
 // written whole, in slices, yielding to the event loop between them, so that a
 // 25 MB snapshot neither blocks other requests nor counts as "too slow". Live
 // changes wait behind it; only their bytes count against the allowance.
-import type { StreamSink } from './hub.ts';
+import { slices, SLICE_BYTES } from './slices.ts';
 
-/** Bulk is written in slices of this size... */
-const SLICE_BYTES = 64 * 1024;
-/** ...by every stream in turn, for at most this long per turn of the event loop. */
-const TURN_MS = 4;
-const EMPTY = Buffer.alloc(0);
-
-/**
- * Streams with a bulk slice to write, served round robin across turns of the
- * event loop: however many streams write snapshots at once, a turn spends at
- * most TURN_MS (plus one slice) on them before other requests run.
- */
-class SliceScheduler {
-  private queue: Outbox[] = [];
-  private next: Outbox[] = [];
-  private scheduled = false;
-
-  add(outbox: Outbox): void {
-    this.next.push(outbox);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.run());
-    }
-  }
-
-  private run(): void {
-    this.scheduled = false;
-    [this.queue, this.next] = [this.next, this.queue];
-    const start = performance.now();
-    let i = 0;
-    while (i < this.queue.length && performance.now() - start < TURN_MS) this.queue[i++]!.resume();
-    // Those not reached go first next turn.
-    if (i < this.queue.length) this.next.unshift(...this.queue.slice(i));
-    this.queue.length = 0;
-    if (this.next.length && !this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.run());
-    }
-  }
+/** Where a subscriber's bytes go (an HTTP response: response.ts). */
+export interface StreamSink {
+  /** Hand bytes to the connection; false when it wants no more until drained. */
+  write(chunk: string | Buffer): boolean;
+  /** Called each time the connection has room again after write returned false. */
+  onDrain(listener: () => void): void;
+  /** Called once when the connection is gone (the client left, or close below). */
+  onClose(listener: () => void): void;
+  /** End the stream; `abrupt` cuts it (a client too far behind) instead of ending it cleanly. */
+  close(abrupt: boolean): void;
 }
 
-const slices = new SliceScheduler();
+const EMPTY = Buffer.alloc(0);
 
 interface Item {
   data: Buffer;
