@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import { DiscoveryClient } from 'etcd-discovery-gateway/client';
+import { DiscoveryClient } from 'etcd-discovery-gateway-client';
 
 const port = Number(process.env.PORT ?? 3000);
 const gateway = new DiscoveryClient({ gateways: process.env.DISCOVERY_GATEWAY.split(','), token: process.env.DISCOVERY_TOKEN });

@@ -1,4 +1,4 @@
-// etcd-discovery-gateway/client: a typed client of the gateway's HTTP API for Node 20+ and
+// etcd-discovery-gateway-client: a typed client of the gateway's HTTP API for Node 20+ and
 // browsers (fetch). Register an instance and keep it alive, discover services with conditional
 // reads, watch them live over the change stream, pick an instance locally, and read your own
 // writes on any replica.
