@@ -157,6 +157,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
         else app.log.warn({ store: config.store.kind, ...log(err) }, 'store unreachable');
       },
       warning: (message) => app.log.warn({ store: config.store.kind }, message),
+      alarms: (active) => {
+        metrics.storeAlarms(active);
+        if (active.length) app.log.warn({ store: config.store.kind, alarms: active }, 'store alarm raised');
+        else app.log.info({ store: config.store.kind }, 'store alarms cleared');
+      },
       read: (result) => metrics.cacheRequests.inc({ result }),
       registered: (n) => metrics.registrations.inc(n),
       deregistered: (n) => metrics.deregistrations.inc(n),

@@ -127,6 +127,12 @@ export class Metrics {
     help: '1 when the store answers, 0 when it does not',
     registers: [this.prom],
   });
+  readonly storeAlarm = new Gauge({
+    name: 'discovery_store_alarm',
+    help: 'Alarms raised in the store, 1 while raised (nospace: its space quota is exhausted, new data is refused)',
+    labelNames: ['alarm'] as const,
+    registers: [this.prom],
+  });
   readonly watchEvents = new Counter({
     name: 'discovery_watch_events_total',
     help: 'Changes applied from the store watch, by type',
@@ -141,6 +147,12 @@ export class Metrics {
   readonly sseClients = new Gauge({ name: 'discovery_sse_clients', help: 'Open change streams', registers: [this.prom] });
   readonly sseEventsSent = this.counter('discovery_sse_events_sent_total', 'Events written to change streams');
 
+  /** The store's raised alarms: 1 for each of them, 0 for every alarm seen before (nospace is always listed). */
+  storeAlarms(active: string[]): void {
+    for (const alarm of new Set(['nospace', ...active])) this.storeAlarm.set({ alarm }, 0);
+    for (const alarm of active) this.storeAlarm.set({ alarm }, 1);
+  }
+
   /** A counter without labels, on this app's registry. */
   private counter(name: string, help: string): Counter {
     return new Counter({ name, help, registers: [this.prom] });
@@ -152,5 +164,6 @@ export class Metrics {
     for (const result of ['hit', 'miss']) this.cacheRequests.inc({ result }, 0);
     for (const type of ['register', 'update', 'deregister']) this.watchEvents.inc({ type }, 0);
     this.storeUp.set(0);
+    this.storeAlarms([]);
   }
 }

@@ -289,6 +289,15 @@ export interface paths {
             'application/problem+json': components['schemas']['Problem'];
           };
         };
+        /** @description Problem details */
+        507: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
       };
     };
     post?: never;
@@ -506,6 +515,15 @@ export interface paths {
             'application/problem+json': components['schemas']['Problem'];
           };
         };
+        /** @description Problem details */
+        507: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
       };
     };
     delete?: never;
@@ -623,6 +641,15 @@ export interface paths {
         };
         /** @description Problem details */
         503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+        /** @description Problem details */
+        507: {
           headers: {
             [name: string]: unknown;
           };
@@ -1261,6 +1288,15 @@ export interface paths {
             'application/problem+json': components['schemas']['Problem'];
           };
         };
+        /** @description Problem details */
+        507: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
       };
     };
     delete?: never;
@@ -1520,6 +1556,8 @@ export interface paths {
                 inSync: boolean;
                 appliedRevision: number;
                 error?: string;
+                /** @description Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507 */
+                alarms?: string[];
                 details?: {
                   [key: string]: unknown;
                 };
@@ -1561,6 +1599,8 @@ export interface paths {
                 inSync: boolean;
                 appliedRevision: number;
                 error?: string;
+                /** @description Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507 */
+                alarms?: string[];
                 details?: {
                   [key: string]: unknown;
                 };
@@ -1629,6 +1669,8 @@ export interface paths {
                 inSync: boolean;
                 appliedRevision: number;
                 error?: string;
+                /** @description Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507 */
+                alarms?: string[];
                 details?: {
                   [key: string]: unknown;
                 };
@@ -1670,6 +1712,8 @@ export interface paths {
                 inSync: boolean;
                 appliedRevision: number;
                 error?: string;
+                /** @description Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507 */
+                alarms?: string[];
                 details?: {
                   [key: string]: unknown;
                 };

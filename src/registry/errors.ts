@@ -44,6 +44,20 @@ export class StoreUnavailableError extends RegistryError {
   }
 }
 
+/**
+ * The store refuses new data: its space quota is exhausted (etcd's NOSPACE alarm).
+ * Writes that only remove or renew (deregistrations, heartbeats) still work, as do reads.
+ */
+export class StoreFullError extends RegistryError {
+  constructor(options?: { cause?: unknown }) {
+    super(
+      'store-full',
+      'the store is full (its space quota is exhausted); registrations and status changes are refused until an operator frees space',
+      options,
+    );
+  }
+}
+
 /** minRevision names a revision the store has not reached within the wait (Kubernetes answers such a resourceVersion alike). */
 export class RevisionNotReachedError extends RegistryError {
   constructor(wanted: number, reached: number) {

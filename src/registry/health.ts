@@ -23,6 +23,8 @@ export interface StoreHealth {
   inSync: boolean;
   appliedRevision: number;
   error?: string;
+  /** Alarms raised in the store ('nospace': full), when there are any. */
+  alarms?: string[];
   details?: Record<string, unknown>;
 }
 
@@ -83,6 +85,7 @@ export class Health {
         revision: status.revision,
         latencyMs: Math.round(latencyMs * 1000) / 1000,
         inSync: sync.inSync,
+        ...(status.alarms?.length ? { alarms: status.alarms } : {}),
         details: status.warnings?.length ? { ...status.details, warnings: status.warnings } : status.details,
       };
     } catch {

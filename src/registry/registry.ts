@@ -6,7 +6,14 @@ import { randomUUID } from 'node:crypto';
 import type { BookkeepingLease } from './bookkeeping.ts';
 import type { Cache } from './cache.ts';
 import { deregisteredMarker } from './changes.ts';
-import { InstanceNotFoundError, InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from './errors.ts';
+import {
+  InstanceNotFoundError,
+  InvalidRequestError,
+  LeaseNotFoundError,
+  RegistryError,
+  StoreFullError,
+  StoreUnavailableError,
+} from './errors.ts';
 import type { KeyLayout } from './keys.ts';
 import { Reads, type ReadObserver } from './reads.ts';
 import { decodeRecord, encodeRecord, newRecord } from './records.ts';
@@ -38,7 +45,7 @@ export interface BatchItem extends InstanceInput {
 
 /** Errors after which the store certainly did not apply a transaction (others, like a timeout, leave it open). */
 function notApplied(err: unknown): boolean {
-  return err instanceof InvalidRequestError || err instanceof LeaseNotFoundError;
+  return err instanceof InvalidRequestError || err instanceof LeaseNotFoundError || err instanceof StoreFullError;
 }
 
 /** What the registry knows of an instance's current record in the store. */
@@ -202,7 +209,14 @@ export class Registry extends Reads {
     let res;
     try {
       res = marker
-        ? await this.bookkeeping.bind((lease) => this.store.txn(compares, [...success, { type: 'put', ...marker, lease }]))
+        ? await this.bookkeeping
+            .bind((lease) => this.store.txn(compares, [...success, { type: 'put', ...marker, lease }]))
+            .catch((err: unknown) => {
+              // A full store refuses every put, the bookkeeping key's too, but still deletes:
+              // a pure deregistration goes ahead without it (its events then say "expired").
+              if (err instanceof StoreFullError && register.length === 0) return this.store.txn(compares, success);
+              throw err;
+            })
         : await this.store.txn(compares, success);
     } catch (err) {
       // A timeout may hide a transaction that did apply: its leases must then stay.

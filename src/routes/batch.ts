@@ -19,7 +19,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           `One store transaction: all or nothing. At most ${MAX_BATCH_OPS} operations (${MAX_BATCH_OPS - 1} when it deregisters: one bookkeeping operation records why the instances left). ` +
           'Deregistering an unknown instance fails the whole batch with 404.',
         body: BatchBody,
-        response: { 200: BatchAnswer, ...problems(400, 401, 403, 404, 413, 415, 503) },
+        response: { 200: BatchAnswer, ...problems(400, 401, 403, 404, 413, 415, 503, 507) },
       },
     },
     async (req, reply) => {

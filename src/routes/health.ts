@@ -16,6 +16,11 @@ const HealthAnswer = Type.Object(
       inSync: Type.Boolean({ description: 'The watch is connected and the cache holds every change up to appliedRevision' }),
       appliedRevision: Type.Integer(),
       error: Type.Optional(Type.String()),
+      alarms: Type.Optional(
+        Type.Array(Type.String(), {
+          description: "Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507",
+        }),
+      ),
       details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
   },

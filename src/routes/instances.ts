@@ -37,7 +37,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'Grants a lease with the TTL and binds the instance key to it. 201 when new, 200 when it replaced the instance.',
         params: InstanceParams,
         body: InstanceBody,
-        response: { 200: InstanceRef, 201: InstanceRef, ...problems(400, 401, 403, 413, 415, 503) },
+        response: { 200: InstanceRef, 201: InstanceRef, ...problems(400, 401, 403, 413, 415, 503, 507) },
       },
     },
     async (req, reply) => {
@@ -58,7 +58,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'Without an id, the id is {address}:{port}, so a retried POST replaces rather than duplicates.',
         params: NameParams,
         body: PostInstanceBody,
-        response: { 200: InstanceRef, 201: InstanceRef, ...problems(400, 401, 403, 413, 415, 503) },
+        response: { 200: InstanceRef, 201: InstanceRef, ...problems(400, 401, 403, 413, 415, 503, 507) },
       },
     },
     async (req, reply) => {
@@ -84,7 +84,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'Renews the instance lease. 404 instance-not-found when it is unknown or its TTL ran out: register again.',
         params: InstanceParams,
         body: HeartbeatBody,
-        response: { 200: HeartbeatAnswer, ...problems(400, 401, 403, 404, 415, 503) },
+        response: { 200: HeartbeatAnswer, ...problems(400, 401, 403, 404, 415, 503, 507) },
       },
     },
     async (req, reply) => {

@@ -289,15 +289,23 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls, route
 }
 
 export async function startEtcd(
-  opts: { size?: 1 | 3; extraArgs?: string[]; tls?: EtcdTls; routePeer?: PeerRoute } = {},
+  opts: {
+    size?: 1 | 3;
+    extraArgs?: string[];
+    tls?: EtcdTls;
+    routePeer?: PeerRoute;
+    /** etcd's space quota (--quota-backend-bytes): past it etcd raises NOSPACE and refuses new data. */
+    quotaBackendBytes?: number;
+  } = {},
 ): Promise<EtcdCluster> {
   checkBinary();
   const size = opts.size ?? 1;
+  const args = [...(opts.extraArgs ?? []), ...(opts.quotaBackendBytes ? [`--quota-backend-bytes=${opts.quotaBackendBytes}`] : [])];
   try {
-    return await startOnce(size, opts.extraArgs ?? [], opts.tls, opts.routePeer);
+    return await startOnce(size, args, opts.tls, opts.routePeer);
   } catch {
     // Another process may have taken a port between freePort() and etcd's bind: retry once.
-    return await startOnce(size, opts.extraArgs ?? [], opts.tls, opts.routePeer);
+    return await startOnce(size, args, opts.tls, opts.routePeer);
   }
 }
 

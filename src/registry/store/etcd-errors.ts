@@ -16,7 +16,7 @@ import {
   isRecoverableError,
 } from 'etcd3';
 import { isBrokenCircuitError } from 'cockatiel';
-import { InvalidRequestError, RegistryError, StoreAccessError, StoreUnavailableError } from '../errors.ts';
+import { InvalidRequestError, RegistryError, StoreAccessError, StoreFullError, StoreUnavailableError } from '../errors.ts';
 
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -26,6 +26,15 @@ const INVALID_TXN = ['too many operations in txn request', 'duplicate key given 
 export function isInvalidTxn(err: unknown): string | undefined {
   if (!(err instanceof GRPCInvalidArgumentError)) return undefined;
   return INVALID_TXN.find((m) => message(err).includes(m));
+}
+
+/**
+ * etcd's space quota is exhausted (NOSPACE alarm): it refuses puts and lease grants
+ * but still serves reads, deletes and renewals. The store answered, so this is no
+ * connection failure: not retried, and never counted by a circuit breaker.
+ */
+export function isNoSpace(err: unknown): boolean {
+  return message(err).includes('database space exceeded');
 }
 
 /** A put referenced a lease etcd does not know (expired or revoked). */
@@ -69,7 +78,7 @@ export function tlsFailure(err: unknown): string | undefined {
  * an open breaker (it would fail again at once).
  */
 export function isRetryable(err: unknown): boolean {
-  if (isBrokenCircuitError(err) || err instanceof GRPCDeadlineExceededError || tlsFailure(err)) return false;
+  if (isBrokenCircuitError(err) || err instanceof GRPCDeadlineExceededError || tlsFailure(err) || isNoSpace(err)) return false;
   return err instanceof GRPCUnavailableError || (err instanceof Error && isRecoverableError(err));
 }
 
@@ -77,6 +86,7 @@ export function toStoreError(err: unknown): Error {
   if (err instanceof RegistryError) return err;
   const invalid = isInvalidTxn(err);
   if (invalid) return new InvalidRequestError(invalid);
+  if (isNoSpace(err)) return new StoreFullError({ cause: err });
   if (isBrokenCircuitError(err))
     return new StoreUnavailableError('the store is unreachable (recent failures; retrying shortly)', { cause: err });
   if (err instanceof GRPCDeadlineExceededError) return new StoreUnavailableError('the store did not answer in time', { cause: err });

@@ -3,7 +3,16 @@
 // domain error (see etcd-errors.ts). Keys are full keys: no etcd3 namespace.
 
 import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
-import { CompareResult, CompareTarget, Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
+import {
+  AlarmAction,
+  CompareResult,
+  CompareTarget,
+  Etcd3,
+  isRecoverableError,
+  type ICompare,
+  type IKeyValue,
+  type IRequestOp,
+} from 'etcd3';
 import {
   circuitBreaker,
   ConsecutiveBreaker,
@@ -15,7 +24,7 @@ import {
   type IBackoff,
 } from 'cockatiel';
 import { InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from '../errors.ts';
-import { isAuthTokenError, isLeaseNotFound, isRetryable, toStoreError } from './etcd-errors.ts';
+import { isAuthTokenError, isLeaseNotFound, isNoSpace, isRetryable, toStoreError } from './etcd-errors.ts';
 import { KeepAlivePool } from './etcd-keepalive.ts';
 import { knownLeaseBug } from './etcd-versions.ts';
 import { MemberProbes } from './etcd-members.ts';
@@ -170,9 +179,13 @@ export class EtcdStore implements Store {
       },
       faultHandling: {
         global: noop, // retries are decided per call (this.retry)
-        // Short breaker: etcd3's default keeps failing for 5 s after etcd is back.
+        // Short breaker: etcd3's default keeps failing for 5 s after etcd is back. A full
+        // store answers (NOSPACE) and still serves renewals, deletes and reads: not a failure.
         host: (endpoint) => {
-          const breaker = circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) });
+          const breaker = circuitBreaker(
+            handleWhen((err) => isRecoverableError(err) && !isNoSpace(err)),
+            { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) },
+          );
           breakers.set(endpoint, breaker);
           return breaker;
         },
@@ -317,12 +330,18 @@ export class EtcdStore implements Store {
     // A member without a leader refuses this (require-leader, above): the probe sees a partitioned
     // member as unreachable, and etcd3 counts the failure against that host, so calls move off it.
     // Retried: with several endpoints, another member may answer.
-    const res = await this.run(
-      () => this.client.maintenance.status({ deadline: Date.now() + timeoutMs, interceptors: [requireLeader] }),
+    const [res, alarms] = await this.run(
+      () =>
+        Promise.all([
+          this.client.maintenance.status({ deadline: Date.now() + timeoutMs, interceptors: [requireLeader] }),
+          // Alarms are cluster-wide (raised through raft): any member answers for all.
+          this.client.maintenance.alarm({ action: AlarmAction.Get }, { deadline: Date.now() + timeoutMs }),
+        ]),
       true,
     );
     return {
       revision: num(res.header.revision),
+      alarms: [...new Set(alarms.alarms.map((a) => String(a.alarm).toLowerCase()))],
       details: {
         version: res.version,
         leader: res.leader, // member ids are uint64: strings

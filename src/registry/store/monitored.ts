@@ -10,6 +10,8 @@ export interface StoreObserver {
   request(op: string, seconds: number): void;
   /** The store became reachable (true) or unreachable (false). */
   reachability(up: boolean, err?: unknown): void;
+  /** The store's raised alarms changed (StoreStatus.alarms; [] once cleared). */
+  alarms?(active: string[]): void;
   /** A known defect of the store's version (StoreStatus.warnings): called once per distinct message. */
   warning(message: string): void;
 }
@@ -21,6 +23,7 @@ export class MonitoredStore implements Store {
   private lastContactMs = 0;
   private closed = false;
   private readonly warned = new Set<string>();
+  private raised: string[] = [];
 
   constructor(
     private readonly inner: Store,
@@ -95,6 +98,11 @@ export class MonitoredStore implements Store {
   }
   async status(timeoutMs: number): Promise<StoreStatus> {
     const status = await this.timed('status', () => this.inner.status(timeoutMs));
+    const alarms = status.alarms ?? [];
+    if (alarms.join() !== this.raised.join()) {
+      this.raised = alarms;
+      this.observer.alarms?.(alarms);
+    }
     // Each status call may reach another member: a member left on an old version is named when it answers.
     for (const message of status.warnings ?? []) {
       if (this.warned.has(message)) continue;
