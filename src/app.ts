@@ -18,7 +18,7 @@ import { lazyChildLogger } from './plugins/request-logger.ts';
 import timeouts from './plugins/timeouts.ts';
 import { createStore, RegistryRoot } from './registry/index.ts';
 import type { Store } from './registry/store/store.ts';
-import balancingRoutes from './routes/balancing.ts';
+import pickRoutes from './routes/pick.ts';
 import batchRoutes from './routes/batch.ts';
 import eventRoutes from './routes/events.ts';
 import healthRoutes from './routes/health.ts';
@@ -190,7 +190,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     { clients: (n) => metrics.sseClients.set(n), sent: (n) => metrics.sseEventsSent.inc(n) },
   );
-  const gateway: Gateway = { config, metrics, registry: root.registry, hub, health: root.health, views };
+  const gateway: Gateway = { config, metrics, registry: root.registry, discovery: root.discovery, hub, health: root.health, views };
   app.decorate('gateway', gateway);
   app.decorate('registryRoot', root);
 
@@ -241,7 +241,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
         }),
     });
   }
-  for (const routes of [instanceRoutes, serviceRoutes, balancingRoutes, prometheusRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes])
+  for (const routes of [instanceRoutes, serviceRoutes, pickRoutes, prometheusRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes])
     await app.register(routes);
   await app.ready();
   return app;

@@ -1,8 +1,9 @@
-// What the routes are given: the registry (writes and every discovery read),
-// the change hub, the health view and the rendered views, built by app.ts.
+// What the routes are given: the registry (writes), discovery (reads), the
+// change hub, the health view and the rendered views, built by app.ts.
 import type { Config } from './config.ts';
 import type { Metrics } from './metrics.ts';
 import type { Health } from './registry/health.ts';
+import type { Discovery } from './registry/discovery.ts';
 import type { RegistryRoot } from './registry/index.ts';
 import type { Registry } from './registry/registry.ts';
 import type { Views } from './routes/views.ts';
@@ -12,6 +13,7 @@ export interface Gateway {
   config: Config;
   metrics: Metrics;
   registry: Registry;
+  discovery: Discovery;
   hub: Hub;
   health: Health;
   views: Views;

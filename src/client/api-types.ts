@@ -1018,10 +1018,10 @@ export interface paths {
     get: {
       parameters: {
         query?: {
-          /** @description Only these services (repeatable) */
-          service?: string[];
           /** @description Only instances with this tag (repeatable: all must match) */
           tag?: string[];
+          /** @description Only these services (repeatable) */
+          service?: string[];
           /** @description up | draining | down */
           status?: 'up' | 'draining' | 'down';
         };

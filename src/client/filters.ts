@@ -1,5 +1,6 @@
 // Discovery filters, in both places they apply: as the query string of GET /services/{name}
 // (tag=, status=, meta.KEY=), and locally on the watched view, with the same meaning.
+import { matches as matchesFilter, pickWeighted as pickFrom, type ServiceFilter } from '../discovery-query/filter.ts';
 import type { Query } from './transport.ts';
 import type { DiscoveryFilters, Instance } from './types.ts';
 
@@ -12,11 +13,14 @@ export function filterQuery(filters: DiscoveryFilters = {}): Query {
   return query;
 }
 
+/** The filters as the gateway's own matching takes them (one meaning on both sides). */
+function serviceFilter(filters: DiscoveryFilters): ServiceFilter {
+  return { tags: filters.tags, status: filters.status, meta: Object.entries(filters.metadata ?? {}) };
+}
+
 /** Whether the instance passes the filters, as the gateway would decide. */
 export function matches(instance: Instance, filters: DiscoveryFilters = {}): boolean {
-  if (filters.status !== undefined && instance.status !== filters.status) return false;
-  if (filters.tags?.some((tag) => !instance.tags.includes(tag))) return false;
-  return Object.entries(filters.metadata ?? {}).every(([key, value]) => instance.metadata[key] === value);
+  return matchesFilter(instance, serviceFilter(filters));
 }
 
 /**
@@ -28,12 +32,5 @@ export function pickWeighted(
   filters: Omit<DiscoveryFilters, 'status'> = {},
   random: () => number = Math.random,
 ): Instance | undefined {
-  const candidates = [...instances].filter((i) => i.status === 'up' && i.weight > 0 && matches(i, filters));
-  const total = candidates.reduce((sum, i) => sum + i.weight, 0);
-  let point = random() * total;
-  for (const candidate of candidates) {
-    point -= candidate.weight;
-    if (point < 0) return candidate;
-  }
-  return candidates.at(-1);
+  return pickFrom([...instances], (i) => i, serviceFilter(filters), random);
 }

@@ -86,7 +86,7 @@ export const metricsRoute = async function metricsRoute(app: FastifyInstance) {
   const { metrics } = app.gateway;
   const schema = { tags: ['operations'], summary: 'Prometheus metrics (text format)', response: MetricsAnswer };
   app.get('/metrics', { schema }, async (_req, reply) => {
-    const held = app.gateway.registry.counts();
+    const held = app.gateway.discovery.counts();
     metrics.services.set(held.services);
     metrics.instances.set(held.instances);
     return reply.type(metrics.prom.contentType).send(await metrics.prom.metrics());

@@ -16,8 +16,8 @@ import type { KeyLayout } from './keys.ts';
 import { decodeRecord } from './records.ts';
 import type { KeyValue, WatchBatch } from './store/store.ts';
 import { byRevision, describeRevision, type LastKnown } from './changes.ts';
-import { matches } from './filter.ts';
-import type { Change, Instance, ServiceFilter } from './types.ts';
+import { matches, type ServiceFilter } from '../discovery-query/filter.ts';
+import type { Change, Instance } from './types.ts';
 import { RevisionWaiters, ServiceWaiters } from './waiters.ts';
 
 export interface CachedInstance {

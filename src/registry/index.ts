@@ -10,6 +10,7 @@ import { Cache } from './cache.ts';
 import { StoreAccessError } from './errors.ts';
 import { Health } from './health.ts';
 import { KeyLayout } from './keys.ts';
+import { Discovery, type ReadObserver } from './discovery.ts';
 import { Registry, type RegistryObserver } from './registry.ts';
 import { EtcdStore } from './store/etcd.ts';
 import { MemoryStore } from './store/memory.ts';
@@ -30,7 +31,7 @@ export interface RegistryOptions {
 }
 
 /** Everything worth a metric or a log line. */
-export interface RegistryObservers extends RegistryObserver, StoreObserver, Omit<SyncObserver, 'reset'> {
+export interface RegistryObservers extends RegistryObserver, ReadObserver, StoreObserver, Omit<SyncObserver, 'reset'> {
   /** The watch lost its place and the cache was reloaded. */
   reloaded(): void;
 }
@@ -58,6 +59,7 @@ export class RegistryRoot {
   readonly registry: Registry;
   /** The lease of bookkeeping keys: deregistration markers and replay fences. */
   readonly bookkeeping: BookkeepingLease;
+  readonly discovery: Discovery;
   readonly health: Health;
   private readonly resetListeners: (() => void)[] = [];
 
@@ -72,6 +74,7 @@ export class RegistryRoot {
     this.sync = new WatchSync(this.store, keys, this.cache, { ...observe, reset: () => this.reloaded() });
     this.bookkeeping = new BookkeepingLease(this.store);
     this.registry = new Registry(this.store, keys, this.cache, this.sync, this.bookkeeping, opts.defaultTtlSeconds, observe);
+    this.discovery = new Discovery(this.store, keys, this.cache, this.sync, observe);
     this.health = new Health(this.store, this.sync, this.cache);
   }
 

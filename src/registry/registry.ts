@@ -1,5 +1,5 @@
-// The registry: register, heartbeat, deregister, batch, and
-// (inherited from reads.ts) every discovery read. Writes go to the store; the
+// The registry: register, heartbeat, deregister and batch (reads are
+// discovery.ts's). Writes go to the store; the
 // watch brings them back into the cache, and every write waits for that before
 // it answers, so a read on this gateway after a write returns shows the write.
 import { randomUUID } from 'node:crypto';
@@ -15,7 +15,6 @@ import {
   StoreUnavailableError,
 } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
-import { Reads, type ReadObserver } from './reads.ts';
 import { decodeRecord, encodeRecord, newRecord } from './records.ts';
 import type { MonitoredStore } from './store/monitored.ts';
 import type { Compare, TxnOp } from './store/store.ts';
@@ -25,7 +24,7 @@ import { MAX_BATCH_OPS, WRITE_VISIBLE_TIMEOUT_MS } from '../rules.ts';
 
 const CONFLICT_RETRIES = 5;
 
-export interface RegistryObserver extends ReadObserver {
+export interface RegistryObserver {
   registered(n: number): void;
   deregistered(n: number): void;
   heartbeat(result: 'ok' | 'not_found' | 'error'): void;
@@ -48,29 +47,27 @@ function notApplied(err: unknown): boolean {
   return err instanceof InvalidRequestError || err instanceof LeaseNotFoundError || err instanceof StoreFullError;
 }
 
-/** What the registry knows of an instance's current record in the store. */
-interface Current {
+/** An instance's record as the store holds it, with what a guarded write needs. */
+interface StoredRecord {
   revision: number;
   registeredAt: string;
   lease: string;
   record: Instance;
 }
 
-export class Registry extends Reads {
+export class Registry {
   /** Shutting down: writes in flight finish, but a slow watch is no longer restarted. */
   private draining = false;
 
   constructor(
-    store: MonitoredStore,
-    keys: KeyLayout,
-    cache: Cache,
-    sync: WatchSync,
+    private readonly store: MonitoredStore,
+    private readonly keys: KeyLayout,
+    private readonly cache: Cache,
+    private readonly sync: WatchSync,
     private readonly bookkeeping: BookkeepingLease,
     private readonly defaultTtl: number,
     private readonly observer: RegistryObserver,
-  ) {
-    super(store, keys, cache, sync, observer);
-  }
+  ) {}
 
   /** PUT/POST: create or replace. `created` is false when the id was registered already. */
   async register(service: string, id: string, input: InstanceInput): Promise<{ instance: Instance; created: boolean }> {
@@ -117,7 +114,7 @@ export class Registry extends Reads {
   private async renew(service: string, id: string, status?: InstanceStatus): Promise<HeartbeatResult> {
     const known = this.fromCache(service, id) ?? (await this.fromStore(service, id));
     if (!known) throw new InstanceNotFoundError(service, id);
-    let current: Current | undefined = await this.renewLease(service, id, known);
+    let current: StoredRecord | undefined = await this.renewLease(service, id, known);
     const key = this.keys.instance(service, id);
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
       if (!current) throw new InstanceNotFoundError(service, id);
@@ -174,7 +171,7 @@ export class Registry extends Reads {
   private async tryBatch(
     register: BatchItem[],
     deregister: { service: string; id: string }[],
-    currents: (Current | undefined)[],
+    currents: (StoredRecord | undefined)[],
   ): Promise<{ revision: number; instances: Instance[] } | undefined> {
     const records = register.map((x, i) => this.newRecord(x.service, x.id, x, currents[i]));
     const granted = await Promise.allSettled(records.map((r) => (r.ttl > 0 ? this.store.grantLease(r.ttl) : undefined)));
@@ -255,11 +252,11 @@ export class Registry extends Reads {
     this.bookkeeping.forget();
   }
 
-  private newRecord(service: string, id: string, input: InstanceInput, current: Current | undefined): Instance {
+  private newRecord(service: string, id: string, input: InstanceInput, current: StoredRecord | undefined): Instance {
     return newRecord(service, id, input, this.defaultTtl, current?.registeredAt);
   }
 
-  private fromCache(service: string, id: string): Current | undefined {
+  private fromCache(service: string, id: string): StoredRecord | undefined {
     const x = this.cache.instance(service, id);
     return x && { revision: x.record.revision, registeredAt: x.record.registeredAt, lease: x.lease, record: x.record };
   }
@@ -270,7 +267,7 @@ export class Registry extends Reads {
    * be behind a re-registration on another replica (a new lease), and the answer
    * may come from a member behind the others.
    */
-  private async renewLease(service: string, id: string, known: Current): Promise<Current> {
+  private async renewLease(service: string, id: string, known: StoredRecord): Promise<StoredRecord> {
     if (known.lease === '0' || (await this.store.keepAlive(known.lease)) > 0) return known;
     const fresh = await this.fromStore(service, id);
     if (!fresh) throw new InstanceNotFoundError(service, id);
@@ -282,7 +279,7 @@ export class Registry extends Reads {
     throw new StoreUnavailableError('the store called the lease gone while it still holds the instance under it; try again');
   }
 
-  private async fromStore(service: string, id: string): Promise<Current | undefined> {
+  private async fromStore(service: string, id: string): Promise<StoredRecord | undefined> {
     const { kv } = await this.store.get(this.keys.instance(service, id));
     const record = kv && decodeRecord(service, id, kv.value, kv.modRevision);
     return kv && record ? { revision: kv.modRevision, registeredAt: record.registeredAt, lease: kv.lease, record } : undefined;

@@ -46,9 +46,3 @@ export interface Change {
   /** The store lease of the new record (kept by the cache for heartbeats; never sent to subscribers). */
   lease?: string;
 }
-
-export interface ServiceFilter {
-  tags?: string[];
-  status?: InstanceStatus;
-  meta?: [string, string][];
-}

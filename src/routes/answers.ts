@@ -2,11 +2,7 @@
 // X-Registry-Revision, 304 for a matching If-None-Match, the stale marking, and
 // a signal for clients that leave.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Freshness } from '../registry/reads.ts';
-
-interface Labelled extends Freshness {
-  revision: number;
-}
+import type { DiscoveryRead, Freshness } from '../registry/discovery.ts';
 
 /** If-None-Match (strong or weak, alone, in a list, or *) names this revision. */
 function notModified(req: FastifyRequest, revision: number): boolean {
@@ -32,9 +28,9 @@ function revisionHeaders(reply: FastifyReply, revision: number): void {
 /**
  * A read with its headers, and its body (rendered only when needed), or 304. Also a
  * read from the store (consistent=true, minRevision fallback) may be a 304: its label
- * follows the cache's rule (registry/reads.ts), so an unchanged service keeps its ETag.
+ * follows the cache's rule (registry/discovery.ts), so an unchanged service keeps its ETag.
  */
-export function sendRead(req: FastifyRequest, reply: FastifyReply, read: Labelled, body: () => string): FastifyReply {
+export function sendRead(req: FastifyRequest, reply: FastifyReply, read: DiscoveryRead, body: () => string): FastifyReply {
   staleHeaders(reply, read);
   revisionHeaders(reply, read.revision);
   if (notModified(req, read.revision)) return reply.code(304).send();

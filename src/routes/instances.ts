@@ -26,7 +26,7 @@ function heartbeatInterval(ttl: number): number | undefined {
 }
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { registry } = app.gateway;
+  const { registry, discovery } = app.gateway;
 
   app.put(
     '/services/:name/instances/:id',
@@ -126,7 +126,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       const { name, id } = req.params;
       const min = req.query.minRevision;
-      const read = await registry.instance(name, id, { minRevision: min, signal: min === undefined ? undefined : clientGone(reply) });
+      const read = await discovery.instance(name, id, { minRevision: min, signal: min === undefined ? undefined : clientGone(reply) });
       return sendRead(req, reply, read, () => read.instance.json);
     },
   );

@@ -4,20 +4,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Instance } from '../registry/types.ts';
-import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
+import { filterOf, StatusFilter, withFilters } from '../discovery-query/query-string.ts';
 import { staleHeaders } from './answers.ts';
-import { ServiceName, Status, problems } from './schemas.ts';
+import { ServiceName, problems } from './schemas.ts';
 
 const LABEL = '__meta_discovery_';
 
-const SdQuery = Type.Object(
-  {
-    service: Type.Optional(Type.Array(ServiceName, { description: 'Only these services (repeatable)' })),
-    tag: TagFilter,
-    status: Type.Optional(Status),
-  },
-  metaFilterOptions,
-);
+const SdQuery = withFilters({
+  service: Type.Optional(Type.Array(ServiceName, { description: 'Only these services (repeatable)' })),
+  status: StatusFilter,
+});
 
 const TargetGroup = Type.Object(
   {
@@ -80,7 +76,7 @@ function targetGroup(x: Instance): TargetGroup {
 }
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { registry } = app.gateway;
+  const { discovery } = app.gateway;
 
   app.get(
     '/sd/prometheus',
@@ -98,7 +94,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       // A ?service= the token may not read was refused (403) by the auth plugin already.
       const named = req.query.service?.length ? [...new Set(req.query.service)].sort() : undefined;
-      const read = registry.all({ services: named, filter: filterOf(req.query as Record<string, unknown>), include: req.canRead });
+      const read = discovery.all({ services: named, filter: filterOf(req.query), include: req.canRead });
       staleHeaders(reply, read);
       reply.header('x-registry-revision', String(read.revision));
       return read.instances.map((x) => targetGroup(x.record));

@@ -6,8 +6,8 @@ import { Type } from '@sinclair/typebox';
 import { InvalidRequestError } from '../registry/errors.ts';
 import { durationText, MAX_WAIT_MS } from '../rules.ts';
 import { clientGone, sendRead } from './answers.ts';
-import { filterOf, metaFilterOptions, TagFilter } from './filters.ts';
-import { MinRevision, NameParams, ServiceBody, ServicesBody, Status, problems } from './schemas.ts';
+import { filterOf, StatusFilter, withFilters } from '../discovery-query/query-string.ts';
+import { MinRevision, NameParams, ServiceBody, ServicesBody, problems } from './schemas.ts';
 
 /** Parse "10s", "500ms", "2m" into milliseconds. */
 function parseDuration(text: string): number | undefined {
@@ -17,27 +17,23 @@ function parseDuration(text: string): number | undefined {
   return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
 }
 
-const ServiceQuery = Type.Object(
-  {
-    tag: TagFilter,
-    status: Type.Optional(Status),
-    index: Type.Optional(
-      Type.Integer({ minimum: 0, description: 'Blocking query: hold the answer until the service revision is above this' }),
-    ),
-    wait: Type.Optional(
-      Type.String({
-        pattern: '^\\d{1,9}(ms|s|m)?$',
-        description: `Blocking query: longest hold, e.g. 10s, 500ms, 2m (default and at most ${durationText(MAX_WAIT_MS)})`,
-      }),
-    ),
-    consistent: Type.Optional(Type.Boolean({ description: 'Read from the store (linearizable), not from the cache' })),
-    minRevision: MinRevision,
-  },
-  metaFilterOptions,
-);
+const ServiceQuery = withFilters({
+  status: StatusFilter,
+  index: Type.Optional(
+    Type.Integer({ minimum: 0, description: 'Blocking query: hold the answer until the service revision is above this' }),
+  ),
+  wait: Type.Optional(
+    Type.String({
+      pattern: '^\\d{1,9}(ms|s|m)?$',
+      description: `Blocking query: longest hold, e.g. 10s, 500ms, 2m (default and at most ${durationText(MAX_WAIT_MS)})`,
+    }),
+  ),
+  consistent: Type.Optional(Type.Boolean({ description: 'Read from the store (linearizable), not from the cache' })),
+  minRevision: MinRevision,
+});
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { registry, views } = app.gateway;
+  const { discovery, views } = app.gateway;
 
   app.get(
     '/services',
@@ -52,7 +48,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       // With access control on, only the services the token may read (API.md).
       const min = req.query.minRevision;
-      const read = await registry.services({
+      const read = await discovery.services({
         minRevision: min,
         signal: min === undefined ? undefined : clientGone(reply),
         include: req.canRead,
@@ -77,7 +73,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       const { name } = req.params;
       const q = req.query;
-      const filter = filterOf(q as Record<string, unknown>);
+      const filter = filterOf(q);
       let waitMs: number | undefined;
       if (q.wait !== undefined) {
         waitMs = parseDuration(q.wait);
@@ -87,7 +83,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           );
       }
 
-      const read = await registry.discover(name, {
+      const read = await discovery.discover(name, {
         filter,
         consistent: q.consistent,
         minRevision: q.minRevision,

@@ -5,9 +5,8 @@
 // and filtered ones have separate shares, so random filter values cannot push
 // out the hot answers, and empty answers (unknown names among them) are not kept.
 import { LRUCache } from 'lru-cache';
-import { filterKey } from '../registry/filter.ts';
-import type { Listed, ServiceRead, ServicesRead } from '../registry/reads.ts';
-import type { ServiceFilter } from '../registry/types.ts';
+import { filterKey, type ServiceFilter } from '../discovery-query/filter.ts';
+import type { SerializedInstance, ServiceRead, ServicesRead } from '../registry/discovery.ts';
 
 /** The share of CACHE_MAX_BYTES for answers narrowed by a filter. */
 const FILTERED_SHARE = 0.25;
@@ -66,7 +65,7 @@ export class Views {
   }
 }
 
-function renderService(service: string, revision: number, list: readonly Listed[]): string {
+function renderService(service: string, revision: number, list: readonly SerializedInstance[]): string {
   let body = `{"service":${JSON.stringify(service)},"revision":${revision},"instances":[`;
   for (let i = 0; i < list.length; i++) body += (i ? ',' : '') + list[i]!.json;
   return `${body}]}`;

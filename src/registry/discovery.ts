@@ -1,7 +1,7 @@
 // Every discovery read, answered from the cache when it may be: catch-up for
 // minRevision, blocking waits, consistent reads and the store fallback, and
 // freshness (stale, age) while the store is unreachable. Routes only turn a
-// read into status, headers and a body.
+// read into status, headers and a body. Writes are the Registry's (registry.ts).
 import { MAX_WAIT_MS, MIN_REVISION_WAIT_MS } from '../rules.ts';
 import type { Cache, CachedInstance } from './cache.ts';
 import { InstanceNotFoundError, RevisionNotReachedError, StoreUnavailableError } from './errors.ts';
@@ -9,11 +9,11 @@ import type { KeyLayout } from './keys.ts';
 import { decodeRecord } from './records.ts';
 import type { MonitoredStore } from './store/monitored.ts';
 import type { WatchSync } from './sync.ts';
-import { matches as matchesFilter } from './filter.ts';
-import type { Instance, ServiceFilter } from './types.ts';
+import { matches as matchesFilter, type ServiceFilter } from '../discovery-query/filter.ts';
+import type { Instance } from './types.ts';
 
 /** A record with its JSON, serialized once. */
-export type Listed = Pick<CachedInstance, 'record' | 'json'>;
+export type SerializedInstance = Pick<CachedInstance, 'record' | 'json'>;
 
 export interface Freshness {
   /** The store is unreachable or the watch is not in sync: the answer may be behind. */
@@ -22,30 +22,30 @@ export interface Freshness {
   age: number;
 }
 
-interface Read extends Freshness {
+export interface DiscoveryRead extends Freshness {
   /** The revision the answer is labelled with (its ETag). */
   revision: number;
   /** 'cache': from this gateway's copy; 'store': read from the store (consistent, or the watch lags). */
   source: 'cache' | 'store';
 }
 
-export interface ServiceRead extends Read {
+export interface ServiceRead extends DiscoveryRead {
   /** The instances matching the filter, sorted by id (computed when first asked for). */
-  readonly instances: readonly Listed[];
+  readonly instances: readonly SerializedInstance[];
 }
 
-export interface ServicesRead extends Read {
+export interface ServicesRead extends DiscoveryRead {
   /** Names sorted, with instance counts (computed when first asked for). */
   readonly services: { name: string; instances: number }[];
 }
 
-export interface InstanceRead extends Read {
-  instance: Listed;
+export interface InstanceRead extends DiscoveryRead {
+  instance: SerializedInstance;
 }
 
-export interface AllRead extends Read {
+export interface AllRead extends DiscoveryRead {
   /** Every instance of the services read, by service name in order. */
-  readonly instances: readonly Listed[];
+  readonly instances: readonly SerializedInstance[];
 }
 
 export interface CatchUp {
@@ -95,18 +95,18 @@ class CachedServiceRead implements ServiceRead {
     this.age = freshness.age;
   }
 
-  get instances(): readonly Listed[] {
+  get instances(): readonly SerializedInstance[] {
     return this.cache.instances(this.service, this.filter);
   }
 }
 
-/** The read half of the Registry (registry.ts). */
-export class Reads {
+/** The discovery reads: routes call these for every GET of services and instances. */
+export class Discovery {
   constructor(
-    protected readonly store: MonitoredStore,
-    protected readonly keys: KeyLayout,
-    protected readonly cache: Cache,
-    protected readonly sync: WatchSync,
+    private readonly store: MonitoredStore,
+    private readonly keys: KeyLayout,
+    private readonly cache: Cache,
+    private readonly sync: WatchSync,
     private readonly readObserver: ReadObserver,
   ) {}
 
@@ -196,7 +196,7 @@ export class Reads {
   all(opts: { services?: string[]; filter?: ServiceFilter; include?: (service: string) => boolean } = {}): AllRead {
     const freshness = this.freshness(true);
     this.readObserver.read('hit');
-    const instances: Listed[] = [];
+    const instances: SerializedInstance[] = [];
     for (const service of opts.services ?? this.cache.serviceNames()) {
       if (opts.include && !opts.include(service)) continue;
       instances.push(...this.cache.instances(service, opts.filter));
