@@ -94,12 +94,12 @@ const documents = (file: string) =>
 /** A kustomization's resources with its patches applied, its bases rendered first. */
 function render(dir: string): Resource[] {
   const k = parseYaml(read(join(dir, 'kustomization.yaml'))) as { resources: string[]; patches?: { path: string }[] };
-  let out = k.resources.flatMap((r) => (r.endsWith('.yaml') ? documents(join(dir, r)) : render(join(dir, r))));
+  const out = k.resources.flatMap((r) => (r.endsWith('.yaml') ? documents(join(dir, r)) : render(join(dir, r))));
   for (const { path } of k.patches ?? [])
     for (const patch of documents(join(dir, path))) {
       const i = out.findIndex((r) => r.kind === patch.kind && r.metadata.name === patch.metadata.name);
       assert.ok(i >= 0, `${path}: ${patch.kind} ${patch.metadata.name} is a resource of the base`);
-      out = out.with(i, merge(out[i], patch) as Resource);
+      out[i] = merge(out[i], patch) as Resource;
     }
   return out;
 }
