@@ -8,6 +8,7 @@ import { InstanceNotFoundError, RevisionNotReachedError, StoreUnavailableError }
 import type { KeyLayout } from './keys.ts';
 import { decodeRecord } from './records.ts';
 import type { MonitoredStore } from './store/monitored.ts';
+import { StoreRevision } from './store-revision.ts';
 import type { WatchSync } from './sync.ts';
 import { matches as matchesFilter, type ServiceFilter } from '../discovery-query/filter.ts';
 import type { Instance } from './types.ts';
@@ -102,19 +103,24 @@ class CachedServiceRead implements ServiceRead {
 
 /** The discovery reads: routes call these for every GET of services and instances. */
 export class Discovery {
+  private readonly storeRevision: StoreRevision;
+
   constructor(
     private readonly store: MonitoredStore,
     private readonly keys: KeyLayout,
     private readonly cache: Cache,
     private readonly sync: WatchSync,
     private readonly readObserver: ReadObserver,
-  ) {}
+  ) {
+    this.storeRevision = new StoreRevision(async () => (await store.get(keys.revisionProbe)).revision, MIN_REVISION_WAIT_MS);
+  }
 
   /** GET /services/{name}: a service's instances (optionally filtered). */
   async discover(service: string, opts: DiscoverOptions = {}): Promise<ServiceRead> {
     const { filter } = opts;
-    const caught = opts.consistent ? false : this.caughtUp(opts);
-    if (caught !== true && !(await caught)) {
+    const caught = this.caughtUp(opts);
+    const inCache = caught === true || (await caught);
+    if (opts.consistent || !inCache) {
       this.readObserver.read('miss');
       const { revision, instances } = await this.readService(service, opts.minRevision);
       const list = filter ? instances.filter((x) => matchesFilter(x, filter)) : instances;
@@ -221,12 +227,19 @@ export class Discovery {
 
   /**
    * minRevision: true once the cache has applied it (waiting up to MIN_REVISION_WAIT_MS for the
-   * watch); false when it has not, and the store must be read.
+   * watch); false when it has not but the store has, and the store must be read; 504 when the
+   * store has not reached it either, found out without reading the service or the prefix.
    */
   private caughtUp({ minRevision, signal }: CatchUp): boolean | Promise<boolean> {
     // Synchronous when there is nothing to wait for: the common read takes no extra tick.
     if (minRevision === undefined || this.cache.appliedRevision >= minRevision) return true;
-    return this.cache.revisionWaiters.wait(minRevision, MIN_REVISION_WAIT_MS, signal);
+    return this.waitFor(minRevision, signal);
+  }
+
+  private async waitFor(minRevision: number, signal: AbortSignal | undefined): Promise<boolean> {
+    if (await this.cache.revisionWaiters.wait(minRevision, MIN_REVISION_WAIT_MS, signal)) return true;
+    if (!(await this.storeRevision.reached(minRevision))) throw new RevisionNotReachedError(minRevision, this.storeRevision.revision);
+    return false;
   }
 
   /**

@@ -48,6 +48,11 @@ export class KeyLayout {
     return `${this.prefix}/_/fence/${token}`;
   }
 
+  /** A bookkeeping key never written: reading it costs the store no data and answers its revision. */
+  get revisionProbe(): string {
+    return `${this.prefix}/_/revision-probe`;
+  }
+
   isDeregisteredMarker(rest: string): boolean {
     return rest.startsWith('deregistered/');
   }
