@@ -116,8 +116,12 @@ export class Cache {
    * Replace everything with a full read at `revision` (start-up, or a resync
    * after the watch lost its place). Services whose instances differ are
    * labelled `revision`; the others keep their label, which still holds.
+   * A read below what was applied means the store went back (restored from a
+   * snapshot), and `replaced` says the store is another one: every label then
+   * starts again from `revision`, none is kept from the lost future.
    */
-  reset(kvs: KeyValue[], revision: number): void {
+  reset(kvs: KeyValue[], revision: number, replaced = false): void {
+    const rewound = replaced || revision < this.applied;
     const fresh = new Map<string, ServiceView>();
     let count = 0;
     for (const kv of kvs) {
@@ -133,7 +137,7 @@ export class Cache {
     const changed = new Set<string>();
     for (const [name, view] of fresh) {
       const old = this.services.get(name);
-      if (old && sameInstances(old, view)) view.revision = old.revision;
+      if (old && !rewound && sameInstances(old, view)) view.revision = old.revision;
       else changed.add(name);
     }
     // Services gone from the store are forgotten: their label is now at least `revision`.
@@ -141,7 +145,8 @@ export class Cache {
     this.services = fresh;
     this.count = count;
     this.baseRevision = revision;
-    this.applied = Math.max(this.applied, revision);
+    if (rewound) this.forgottenAt = 0;
+    this.applied = rewound ? revision : Math.max(this.applied, revision);
     this.revisionWaiters.release(this.applied);
     for (const name of changed) this.serviceWaiters.notify(name);
   }

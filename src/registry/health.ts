@@ -8,6 +8,7 @@
 // the same way, on demand.
 import type { Cache } from './cache.ts';
 import type { MonitoredStore } from './store/monitored.ts';
+import type { StoreStatus } from './store/store.ts';
 import type { WatchSync } from './sync.ts';
 
 /** Deadline of every status call, background or on demand. */
@@ -37,6 +38,8 @@ export class Health {
     private readonly store: MonitoredStore,
     private readonly sync: WatchSync,
     private readonly cache: Cache,
+    /** Every status answer, probe or readiness check (RestoreCheck looks at each). */
+    private readonly onStatus: (status: StoreStatus) => void = () => {},
   ) {}
 
   /** Probe the store every `intervalMs` in the background. */
@@ -66,6 +69,7 @@ export class Health {
     this.probing = true;
     this.store
       .status(STATUS_TIMEOUT_MS)
+      .then(this.onStatus)
       .catch(() => {}) // the MonitoredStore already recorded the failure
       .finally(() => {
         this.probing = false;
@@ -78,6 +82,7 @@ export class Health {
     const base = { kind: store.kind, inSync: sync.inSync, appliedRevision: cache.appliedRevision };
     try {
       const status = await store.status(STATUS_TIMEOUT_MS);
+      this.onStatus(status);
       const latencyMs = Number(process.hrtime.bigint() - start) / 1e6;
       return {
         ...base,

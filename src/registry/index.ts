@@ -12,6 +12,7 @@ import { Health } from './health.ts';
 import { KeyLayout } from './keys.ts';
 import { Discovery, type ReadObserver } from './discovery.ts';
 import { Registry, type RegistryObserver } from './registry.ts';
+import { RestoreCheck } from './restore-check.ts';
 import { EtcdStore } from './store/etcd.ts';
 import { MemoryStore } from './store/memory.ts';
 import { MonitoredStore, type StoreObserver } from './store/monitored.ts';
@@ -75,7 +76,8 @@ export class RegistryRoot {
     this.bookkeeping = new BookkeepingLease(this.store);
     this.registry = new Registry(this.store, keys, this.cache, this.sync, this.bookkeeping, opts.defaultTtlSeconds, observe);
     this.discovery = new Discovery(this.store, keys, this.cache, this.sync, observe);
-    this.health = new Health(this.store, this.sync, this.cache);
+    const restore = new RestoreCheck(this.store, keys, this.cache, this.sync);
+    this.health = new Health(this.store, this.sync, this.cache, (status) => restore.check(status));
   }
 
   /** Every batch of changes the watch applied, after the cache holds them. */

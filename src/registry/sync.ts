@@ -32,6 +32,8 @@ export class WatchSync {
   private resyncing: Promise<void> | undefined;
   private restarting = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** The store was replaced (restored, another cluster): the next load keeps no label. */
+  private replaced = false;
 
   constructor(
     private readonly store: MonitoredStore,
@@ -52,7 +54,8 @@ export class WatchSync {
 
   private async loadAndWatch(): Promise<void> {
     const { kvs, revision } = await this.store.range(this.keys.root);
-    this.cache.reset(kvs, revision);
+    this.cache.reset(kvs, revision, this.replaced);
+    this.replaced = false;
     await this.startWatch(revision + 1);
   }
 
@@ -121,9 +124,20 @@ export class WatchSync {
     );
   }
 
-  private lostPlace(err: Error): void {
+  /**
+   * The store is no longer the one the cache follows: restored from a snapshot
+   * (its revision went back) or another cluster. The watch would wait in silence
+   * for revisions the store will reach again with other changes: reload.
+   */
+  storeReplaced(reason: string): void {
     if (this.closed) return;
-    this.observer.warn('store watch lost its place (compaction or cancellation); reloading the cache', err);
+    this.replaced = true;
+    this.lostPlace(new Error(reason), `${reason}; reloading the cache`);
+  }
+
+  private lostPlace(err: Error, message = 'store watch lost its place (compaction or cancellation); reloading the cache'): void {
+    if (this.closed) return;
+    this.observer.warn(message, err);
     this.generation++; // the dead watch (and one still starting) is replaced by the resync
     const dead = this.watch;
     this.watch = undefined;

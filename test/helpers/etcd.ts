@@ -57,6 +57,14 @@ export interface EtcdCluster {
   /** Index in `members` of the current leader. */
   leaderIndex(): Promise<number>;
   compact(revision: number): Promise<void>;
+  /** Save a snapshot of the store into `file` (etcdctl snapshot save). */
+  snapshot(file: string): Promise<void>;
+  /**
+   * Restore every member from a snapshot (etcdctl snapshot restore into new data
+   * dirs, each member restarted on its ports): the store goes back to the
+   * snapshot's revision; the cluster keeps its name, token and so its id.
+   */
+  restoreSnapshot(file: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -283,6 +291,29 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls, route
     },
     async compact(revision) {
       await ctl(['compact', String(revision)]);
+    },
+    async snapshot(file) {
+      await ctl(['snapshot', 'save', file], [endpoints[0]!]);
+    },
+    async restoreSnapshot(file) {
+      await Promise.all(members.map((m) => killMember(m)));
+      for (const m of members) {
+        const old = m.dataDir;
+        m.dataDir = join(tmpdir(), `etcd-test-restored-${process.pid}-${Date.now()}-${m.name}`); // must not exist yet
+        await ctl([
+          'snapshot',
+          'restore',
+          file,
+          `--name=${m.name}`,
+          `--data-dir=${m.dataDir}`,
+          `--initial-cluster=${initialCluster}`,
+          `--initial-cluster-token=${token}`,
+          `--initial-advertise-peer-urls=${m.advertisedPeerUrl}`,
+        ]);
+        await rm(old, { recursive: true, force: true });
+      }
+      members.forEach((m) => spawnMember(m));
+      await Promise.all(members.map((m) => waitHealthy(m, tls)));
     },
     close: cleanup,
   };

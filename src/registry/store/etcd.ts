@@ -341,6 +341,7 @@ export class EtcdStore implements Store {
     );
     return {
       revision: num(res.header.revision),
+      cluster: String(res.header.cluster_id),
       alarms: [...new Set(alarms.alarms.map((a) => String(a.alarm).toLowerCase()))],
       details: {
         version: res.version,

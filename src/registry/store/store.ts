@@ -92,6 +92,8 @@ export interface StoreStatus {
   revision: number;
   /** Free-form details for /health (leader, version, members…). */
   details?: Record<string, unknown>;
+  /** The store cluster's id (etcd's cluster_id), when it has one: another id is another store. */
+  cluster?: string;
   /** Alarms raised in the store, lower case ('nospace': space quota exhausted, 'corrupt'); none when absent. */
   alarms?: string[];
   /** Known defects of the answering member's version: logged once each, shown in /health. */
