@@ -84,6 +84,29 @@ describe('rules', () => {
     assert.ok(!agentAccepts(['--port', String(rules.MAX_PORT + 1)]));
   });
 
+  it('the agent keeps a metadata key such as __proto__ as data', () => {
+    const run = parseInvocation(
+      [
+        'run',
+        '--gateway',
+        'http://g:1',
+        '--service',
+        's',
+        '--address',
+        '10.0.0.1',
+        '--port',
+        '80',
+        '--meta',
+        '__proto__=p',
+        '--meta',
+        'toString=t',
+      ],
+      {},
+    );
+    assert.equal(run.kind, 'run');
+    if (run.kind === 'run') assert.equal(JSON.stringify(run.options.metadata), '{"__proto__":"p","toString":"t"}');
+  });
+
   it('service names and scopes: a scope is a name or a prefix of one with *', () => {
     const scope = new RegExp(rules.SERVICE_SCOPE_PATTERN);
     for (const ok of ['payments', 'pay*', '*', `${'a'.repeat(rules.MAX_SERVICE_NAME_LENGTH - 1)}*`]) assert.ok(scope.test(ok), ok);

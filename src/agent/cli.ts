@@ -138,7 +138,7 @@ export function parseInvocation(argv: readonly string[], env: Readonly<Record<st
     if (tag.length < 1 || tag.length > MAX_TAG_LENGTH) throw new UsageError(`--tag: '${tag}' must be 1-${MAX_TAG_LENGTH} characters`);
   }
 
-  const metadata: Record<string, string> = {};
+  const metadata: Record<string, string> = Object.create(null); // `--meta __proto__=x` is data, not a prototype
   for (const pair of values.meta ?? []) {
     const eq = pair.indexOf('=');
     if (eq === -1) throw new UsageError(`--meta: '${pair}' is not KEY=VALUE`);

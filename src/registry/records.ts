@@ -3,6 +3,16 @@
 import { DEFAULT_STATUS, DEFAULT_WEIGHT, isStatus } from '../rules.ts';
 import type { Instance, InstanceInput } from './types.ts';
 
+/**
+ * Metadata as a map without a prototype: a key such as `__proto__` or `toString`
+ * is data like any other (an ordinary object would drop or shadow it).
+ */
+function metadataMap(entries: Iterable<[string, unknown]>): Record<string, string> {
+  const map: Record<string, string> = Object.create(null);
+  for (const [k, v] of entries) if (typeof v === 'string') map[k] = v;
+  return map;
+}
+
 /** The record a registration stores: the input with the contract's defaults filled in. */
 export function newRecord(
   service: string,
@@ -17,7 +27,7 @@ export function newRecord(
     address: input.address,
     port: input.port,
     tags: input.tags ?? [],
-    metadata: input.metadata ?? {},
+    metadata: metadataMap(Object.entries(input.metadata ?? {})),
     weight: input.weight ?? DEFAULT_WEIGHT,
     status: input.status ?? DEFAULT_STATUS,
     ttl: input.ttl ?? defaultTtl,
@@ -45,10 +55,9 @@ export function decodeRecord(service: string, id: string, value: string, revisio
   }
   if (!v || typeof v !== 'object' || typeof v.address !== 'string' || !Number.isInteger(v.port)) return undefined;
   const tags = Array.isArray(v.tags) ? v.tags.filter((t): t is string => typeof t === 'string') : [];
-  const metadata: Record<string, string> = {};
-  if (v.metadata && typeof v.metadata === 'object' && !Array.isArray(v.metadata)) {
-    for (const [k, val] of Object.entries(v.metadata)) if (typeof val === 'string') metadata[k] = val;
-  }
+  const metadata = metadataMap(
+    v.metadata && typeof v.metadata === 'object' && !Array.isArray(v.metadata) ? Object.entries(v.metadata) : [],
+  );
   return {
     service,
     id,
