@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm test: installs what the tests need when it is missing (etcd, Chromium,
-# Prometheus from Debian's packages; node modules), then runs every test file.
+# Prometheus, dig, HAProxy from Debian's packages; node modules), then runs every test file.
 # In CI (CI=true) nothing is skipped: a missing tool fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ command -v "${ETCDCTL_BIN:-etcdctl}" >/dev/null 2>&1 || need+=(etcd-client)
 [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ] || need+=(chromium)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

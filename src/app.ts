@@ -10,6 +10,7 @@ import { readSettingFile, type Config } from './config.ts';
 import type { Gateway } from './gateway.ts';
 import { Metrics } from './metrics.ts';
 import { TokenSet } from './auth/tokens.ts';
+import dns from './dns/plugin.ts';
 import auth from './plugins/auth.ts';
 import errors, { answerClientError, answerError } from './plugins/errors.ts';
 import observability, { loggableUrl, metricsRoute } from './plugins/observability.ts';
@@ -241,6 +242,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
         }),
     });
   }
+  await app.register(dns, { tokens });
   for (const routes of [instanceRoutes, serviceRoutes, pickRoutes, prometheusRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes])
     await app.register(routes);
   await app.ready();

@@ -11,6 +11,9 @@ const Int = (min: number, max: number) => Type.String({ pattern: '^[0-9]+$', des
 const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')], {
   description: 'true or false',
 });
+/** One or more DNS labels (letters, digits, inner hyphens), an optional trailing dot. */
+const DNS_DOMAIN_PATTERN =
+  '^(?=.{1,200}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?$';
 const Path = Type.String({ minLength: 1, description: 'a file path' });
 
 /** Every setting, as the environment spells it (all optional strings). */
@@ -50,6 +53,11 @@ const EnvSchema = Type.Object({
   CACHE_MAX_BYTES: Type.Optional(Int(65_536, 2 ** 40)),
   SHUTDOWN_GRACE_SECONDS: Type.Optional(Int(1, 3600)),
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
+  DNS_PORT: Type.Optional(Int(0, 65535)),
+  DNS_HOST: Type.Optional(Type.String({ minLength: 1 })),
+  DNS_DOMAIN: Type.Optional(Type.String({ pattern: DNS_DOMAIN_PATTERN, description: 'a domain name such as discovery or sd.example.com' })),
+  DNS_TTL_SECONDS: Type.Optional(Int(0, 86400)),
+  DNS_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
 });
 type Env = Static<typeof EnvSchema>;
 
@@ -88,6 +96,19 @@ export interface Config {
    * X-Forwarded-For (req.ip, the rate limit's key). false: none (the socket address).
    */
   trustProxy: boolean | number | string[];
+  /** The DNS interface (src/dns/), when DNS_PORT is set. */
+  dns?: DnsConfig;
+}
+
+export interface DnsConfig {
+  /** 0: a free port (tests). */
+  port: number;
+  host: string;
+  /** Lowercase, without a trailing dot. */
+  domain: string;
+  ttlSeconds: number;
+  /** The bearer token whose read rights DNS answers with (with access control on). */
+  token?: string;
 }
 
 /** Time past the slowest write left for the answer to leave (see Config.drainMs). */
@@ -161,6 +182,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     problems.push(
       `TRUST_PROXY: ${JSON.stringify(e.TRUST_PROXY)} is not true, false, a hop count (0 to 99) or a comma-separated list of addresses and CIDRs`,
     );
+  if (e.DNS_HOST !== undefined && !isIP(e.DNS_HOST))
+    problems.push(`DNS_HOST: ${JSON.stringify(e.DNS_HOST)} is not an IP address to listen on`);
   const storeDeadlineMs = e.ETCD_ENDPOINTS ? int(e.ETCD_TIMEOUT_MS, DEFAULT_ETCD_TIMEOUT_MS) : MEMORY_STORE_DEADLINE_MS;
   // A registration makes two store calls (lease grant, then the guarded txn).
   const drainMs = STORE_CALLS_PER_WRITE * storeDeadlineMs + WRITE_VISIBLE_TIMEOUT_MS + DRAIN_MARGIN_MS;
@@ -213,5 +236,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     shutdownGraceSeconds: grace,
     drainMs,
     trustProxy: trustProxy!,
+    dns:
+      e.DNS_PORT === undefined
+        ? undefined
+        : {
+            port: Number(e.DNS_PORT),
+            host: e.DNS_HOST ?? '127.0.0.1',
+            domain: (e.DNS_DOMAIN ?? 'discovery').toLowerCase().replace(/\.$/, ''),
+            ttlSeconds: int(e.DNS_TTL_SECONDS, 5),
+            token: e.DNS_TOKEN,
+          },
   });
 }

@@ -146,6 +146,12 @@ export class Metrics {
   readonly expirations = this.counter('discovery_expirations_total', 'Instances whose TTL ran out, as the watch saw them');
   readonly sseClients = new Gauge({ name: 'discovery_sse_clients', help: 'Open change streams', registers: [this.prom] });
   readonly sseEventsSent = this.counter('discovery_sse_events_sent_total', 'Events written to change streams');
+  readonly dnsQueries = new Counter({
+    name: 'discovery_dns_queries_total',
+    help: 'DNS messages answered, by question type and response code',
+    labelNames: ['qtype', 'rcode'] as const,
+    registers: [this.prom],
+  });
 
   /** The store's raised alarms: 1 for each of them, 0 for every alarm seen before (nospace is always listed). */
   storeAlarms(active: string[]): void {

@@ -1542,6 +1542,12 @@ export interface paths {
              *           "version": "3.5.16",
              *           "leader": "10276657743932975437"
              *         }
+             *       },
+             *       "dns": {
+             *         "enabled": true,
+             *         "host": "127.0.0.1",
+             *         "port": 8600,
+             *         "domain": "discovery"
              *       }
              *     }
              */
@@ -1561,6 +1567,15 @@ export interface paths {
                 details?: {
                   [key: string]: unknown;
                 };
+              };
+              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP) */
+              dns: {
+                enabled: boolean;
+                host?: string;
+                port?: number;
+                domain?: string;
+                /** @description Why DNS is off although DNS_PORT is set */
+                reason?: string;
               };
             };
           };
@@ -1585,6 +1600,12 @@ export interface paths {
              *           "version": "3.5.16",
              *           "leader": "10276657743932975437"
              *         }
+             *       },
+             *       "dns": {
+             *         "enabled": true,
+             *         "host": "127.0.0.1",
+             *         "port": 8600,
+             *         "domain": "discovery"
              *       }
              *     }
              */
@@ -1604,6 +1625,15 @@ export interface paths {
                 details?: {
                   [key: string]: unknown;
                 };
+              };
+              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP) */
+              dns: {
+                enabled: boolean;
+                host?: string;
+                port?: number;
+                domain?: string;
+                /** @description Why DNS is off although DNS_PORT is set */
+                reason?: string;
               };
             };
           };
@@ -1655,6 +1685,12 @@ export interface paths {
              *           "version": "3.5.16",
              *           "leader": "10276657743932975437"
              *         }
+             *       },
+             *       "dns": {
+             *         "enabled": true,
+             *         "host": "127.0.0.1",
+             *         "port": 8600,
+             *         "domain": "discovery"
              *       }
              *     }
              */
@@ -1674,6 +1710,15 @@ export interface paths {
                 details?: {
                   [key: string]: unknown;
                 };
+              };
+              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP) */
+              dns: {
+                enabled: boolean;
+                host?: string;
+                port?: number;
+                domain?: string;
+                /** @description Why DNS is off although DNS_PORT is set */
+                reason?: string;
               };
             };
           };
@@ -1698,6 +1743,12 @@ export interface paths {
              *           "version": "3.5.16",
              *           "leader": "10276657743932975437"
              *         }
+             *       },
+             *       "dns": {
+             *         "enabled": true,
+             *         "host": "127.0.0.1",
+             *         "port": 8600,
+             *         "domain": "discovery"
              *       }
              *     }
              */
@@ -1717,6 +1768,15 @@ export interface paths {
                 details?: {
                   [key: string]: unknown;
                 };
+              };
+              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP) */
+              dns: {
+                enabled: boolean;
+                host?: string;
+                port?: number;
+                domain?: string;
+                /** @description Why DNS is off although DNS_PORT is set */
+                reason?: string;
               };
             };
           };

@@ -23,6 +23,16 @@ const HealthAnswer = Type.Object(
       ),
       details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
+    dns: Type.Object(
+      {
+        enabled: Type.Boolean(),
+        host: Type.Optional(Type.String()),
+        port: Type.Optional(Type.Integer()),
+        domain: Type.Optional(Type.String()),
+        reason: Type.Optional(Type.String({ description: 'Why DNS is off although DNS_PORT is set' })),
+      },
+      { description: 'The DNS interface: whether it answers, and on which address (UDP and TCP)' },
+    ),
   },
   {
     description: 'Readiness and the store as this gateway sees it',
@@ -38,6 +48,7 @@ const HealthAnswer = Type.Object(
           appliedRevision: 1234,
           details: { version: '3.5.16', leader: '10276657743932975437' },
         },
+        dns: { enabled: true, host: '127.0.0.1', port: 8600, domain: 'discovery' },
       },
     ],
   },
@@ -63,7 +74,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   // /health/ready and /health give the same answer; /health is the one people read.
   const answer = async (_req: unknown, reply: FastifyReply) => {
     const h = await health.check();
-    return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store: h });
+    return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store: h, dns: app.dns });
   };
   const response = { 200: HealthAnswer, 503: HealthAnswer };
   app.get(
