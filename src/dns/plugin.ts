@@ -44,7 +44,7 @@ function queryCounter(counter: Counter<'qtype' | 'rcode'>): (qtype: string, rcod
 }
 
 async function dns(app: FastifyInstance, opts: { tokens?: TokenSet }): Promise<void> {
-  const { config, registry, metrics } = app.gateway;
+  const { config, discovery, metrics } = app.gateway;
   const settings = config.dns;
   if (!settings) return void app.decorate('dns', { enabled: false });
   let canRead: ((service: string) => boolean) | undefined;
@@ -59,7 +59,7 @@ async function dns(app: FastifyInstance, opts: { tokens?: TokenSet }): Promise<v
     canRead = token.canRead;
   }
 
-  const zone = new Zone(new ZoneNames(settings.domain), registry, { ttlSeconds: settings.ttlSeconds, canRead });
+  const zone = new Zone(new ZoneNames(settings.domain), discovery, { ttlSeconds: settings.ttlSeconds, canRead });
   const count = queryCounter(metrics.dnsQueries);
   const server = new DnsServer(zone, {
     answered: count,

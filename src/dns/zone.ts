@@ -13,7 +13,7 @@
 //   within the same time as a new instance.
 import type { Answer, SrvAnswer } from 'dns-packet';
 import { isIP } from 'node:net';
-import type { Listed, ServiceRead } from '../registry/reads.ts';
+import type { SerializedInstance, ServiceRead } from '../registry/discovery.ts';
 import type { ZoneName, ZoneNames } from './names.ts';
 
 export type Rcode = 'NOERROR' | 'FORMERR' | 'SERVFAIL' | 'NXDOMAIN' | 'NOTIMP' | 'REFUSED';
@@ -32,7 +32,7 @@ export interface Reply {
   authorities: Answer[];
 }
 
-/** The registry reads the zone asks (registry/reads.ts). */
+/** The registry reads the zone asks (registry/discovery.ts). */
 export interface ZoneSource {
   discover(service: string): Promise<ServiceRead>;
   services(): Promise<{ revision: number }>;
@@ -101,7 +101,7 @@ export class Zone {
   }
 
   /** RFC 2782: priority 1 for all, the instance's weight, its port, a target that resolves (its address record beside it). */
-  private srv(qname: string, x: Listed): AnswerUnit {
+  private srv(qname: string, x: SerializedInstance): AnswerUnit {
     const { address, port, weight } = x.record;
     const family = isIP(address);
     const target = family ? this.names.addrName(address) : address.replace(/\.$/, '');
@@ -138,7 +138,7 @@ export class Zone {
   }
 }
 
-function hasTag(x: Listed, tag: string): boolean {
+function hasTag(x: SerializedInstance, tag: string): boolean {
   return x.record.tags.some((t) => t.toLowerCase() === tag);
 }
 
