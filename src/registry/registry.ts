@@ -119,7 +119,7 @@ export class Registry {
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
       if (!current) throw new InstanceNotFoundError(service, id);
       if (!status || status === current.record.status) {
-        return { ttl: current.record.ttl, status: current.record.status, revision: Math.max(this.cache.appliedRevision, current.revision) };
+        return { ttl: current.record.ttl, status: current.record.status, revision: this.renewalLabel(service, id, current) };
       }
       const record: Instance = { ...current.record, status };
       const put: TxnOp = { type: 'put', key, value: encodeRecord(record), lease: current.lease === '0' ? undefined : current.lease };
@@ -131,6 +131,20 @@ export class Registry {
       current = await this.fromStore(service, id);
     }
     throw new StoreUnavailableError('the instance kept changing concurrently; retry');
+  }
+
+  /**
+   * The label of a heartbeat that only renewed: a revision at which the instance existed.
+   * A deregistration on another replica may have deleted it while the renewal was under
+   * way (its lease is revoked only after the delete): once this gateway's cache has
+   * applied that delete, the instance is gone (404), and the applied revision, at or after
+   * the delete, must not label a 200.
+   */
+  private renewalLabel(service: string, id: string, renewed: StoredRecord): number {
+    const applied = this.cache.appliedRevision;
+    if (this.cache.instance(service, id)) return applied; // held at `applied`: it existed then
+    if (renewed.revision > applied) return renewed.revision; // read from the store ahead of this cache
+    throw new InstanceNotFoundError(service, id);
   }
 
   /** DELETE: resolves the revision of the delete. */
