@@ -144,7 +144,10 @@ backend web
 after(async () => {
   haproxy?.kill('SIGTERM');
   if (haproxy && haproxy.exitCode === null) await once(haproxy, 'exit');
-  for (const server of backends.values()) (server.closeAllConnections(), server.close());
+  for (const server of backends.values()) {
+    server.closeAllConnections();
+    server.close();
+  }
   await gw?.close();
   await etcd?.close();
 });
