@@ -31,8 +31,8 @@ describe('heartbeat racing a deregistration on another replica', () => {
       assert.equal(put.status, 201, put.text);
       // B knows the instance before the race starts.
       assert.equal((await b.request('GET', `${path}?minRevision=${put.json.revision}`)).status, 200);
-      const heartbeats = [0, 1, 3, 6].map(
-        (delay) => new Promise((r) => setTimeout(r, delay)).then(() => b.request('PUT', `${path}/heartbeat`)),
+      const heartbeats = [0, 1, 3, 6].map((delay) =>
+        new Promise((r) => setTimeout(r, delay)).then(() => b.request('PUT', `${path}/heartbeat`)),
       );
       const del = await a.request('DELETE', path);
       assert.equal(del.status, 204, del.text);
