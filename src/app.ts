@@ -25,9 +25,10 @@ import eventRoutes from './routes/events.ts';
 import healthRoutes from './routes/health.ts';
 import instanceRoutes from './routes/instances.ts';
 import prometheusRoutes from './routes/prometheus.ts';
-import { Instance, Problem } from './routes/schemas.ts';
+import { Instance, Problem, Registered } from './routes/schemas.ts';
 import { isHost } from './rules.ts';
 import serviceRoutes from './routes/services.ts';
+import { STREAM_SCHEMAS } from './routes/stream-schemas.ts';
 import uiRoutes from './routes/ui.ts';
 import { Hub } from './streams/hub.ts';
 import { Views } from './routes/views.ts';
@@ -138,8 +139,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   // JSON only: any other body is 415 (fastify would parse text/plain by default).
   app.removeContentTypeParser('text/plain');
-  app.addSchema(Instance);
-  app.addSchema(Problem);
+  for (const schema of [Instance, Problem, Registered, ...STREAM_SCHEMAS]) app.addSchema(schema);
 
   const metrics = new Metrics();
   const log = (err: unknown) => ({ err: err instanceof Error ? err.message : undefined });

@@ -210,7 +210,9 @@ export class Agent {
         this.#log('gateway reachable again');
         return;
       case 'refused':
-        this.#log(`the gateway refused to register ${this.#label} (${event.error.message}): stopping`);
+        this.#log(
+          `the gateway refused ${event.during === 'register' ? 'to register' : 'a heartbeat of'} ${this.#label} (${event.error.message}): stopping`,
+        );
         this.#requestShutdown({ kind: 'refused', error: event.error });
         return;
       case 'draining-failed':

@@ -217,22 +217,22 @@ export interface paths {
         };
       };
       responses: {
-        /** @description A registered service instance */
+        /** @description The instance as registered, and `interval`: the seconds after which its first heartbeat is due (absent for ttl 0) */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Instance'];
+            'application/json': components['schemas']['Registered'];
           };
         };
-        /** @description A registered service instance */
+        /** @description The instance as registered, and `interval`: the seconds after which its first heartbeat is due (absent for ttl 0) */
         201: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Instance'];
+            'application/json': components['schemas']['Registered'];
           };
         };
         /** @description Problem details */
@@ -443,22 +443,22 @@ export interface paths {
         };
       };
       responses: {
-        /** @description A registered service instance */
+        /** @description The instance as registered, and `interval`: the seconds after which its first heartbeat is due (absent for ttl 0) */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Instance'];
+            'application/json': components['schemas']['Registered'];
           };
         };
-        /** @description A registered service instance */
+        /** @description The instance as registered, and `interval`: the seconds after which its first heartbeat is due (absent for ttl 0) */
         201: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Instance'];
+            'application/json': components['schemas']['Registered'];
           };
         };
         /** @description Problem details */
@@ -563,7 +563,7 @@ export interface paths {
         cookie?: never;
       };
       /** @description Optional status change; an empty body is a plain renewal */
-      requestBody: {
+      requestBody?: {
         content: {
           'application/json': {
             /** @description up | draining | down */
@@ -1333,13 +1333,31 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description text/event-stream: retry, a snapshot (or the changes after Last-Event-ID), then register/update/deregister events whose ids are store revisions */
+        /** @description text/event-stream: `retry:`, a snapshot (or the changes after Last-Event-ID), then one event per change whose `id:` is its store revision; `progress` events and `: keep-alive` comments on quiet streams. Each event’s `data:` is JSON, one of the schemas below, named by its `event:` field. */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'text/event-stream': string;
+            /**
+             * @example retry: 3200
+             *
+             *     event: snapshot
+             *     id: 1234
+             *     data: {"revision":1234,"services":{"payments":[]}}
+             *
+             *     event: register
+             *     id: 1235
+             *     data: {"type":"register","service":"payments","id":"10.0.0.7:8080","revision":1235,"instance":{…}}
+             *
+             *     : keep-alive
+             */
+            'text/event-stream':
+              | components['schemas']['Snapshot']
+              | components['schemas']['RegisterEvent']
+              | components['schemas']['UpdateEvent']
+              | components['schemas']['DeregisterEvent']
+              | components['schemas']['ProgressEvent'];
           };
         };
         /** @description Problem details */
@@ -1411,13 +1429,31 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description text/event-stream: retry, a snapshot (or the changes after Last-Event-ID), then register/update/deregister events whose ids are store revisions */
+        /** @description text/event-stream: `retry:`, a snapshot (or the changes after Last-Event-ID), then one event per change whose `id:` is its store revision; `progress` events and `: keep-alive` comments on quiet streams. Each event’s `data:` is JSON, one of the schemas below, named by its `event:` field. */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'text/event-stream': string;
+            /**
+             * @example retry: 3200
+             *
+             *     event: snapshot
+             *     id: 1234
+             *     data: {"revision":1234,"services":{"payments":[]}}
+             *
+             *     event: register
+             *     id: 1235
+             *     data: {"type":"register","service":"payments","id":"10.0.0.7:8080","revision":1235,"instance":{…}}
+             *
+             *     : keep-alive
+             */
+            'text/event-stream':
+              | components['schemas']['Snapshot']
+              | components['schemas']['RegisterEvent']
+              | components['schemas']['UpdateEvent']
+              | components['schemas']['DeregisterEvent']
+              | components['schemas']['ProgressEvent'];
           };
         };
         /** @description Problem details */
@@ -1875,6 +1911,62 @@ export interface components {
         | 'too-many-streams'
         | 'revision-not-reached'
         | 'store-full';
+    };
+    /** @description The instance as registered, and `interval`: the seconds after which its first heartbeat is due (absent for ttl 0) */
+    Registered: components['schemas']['Instance'] & {
+      /** @description Seconds after which to send the next heartbeat (about TTL/3, jittered); absent for ttl 0 */
+      interval?: number;
+    };
+    /** @description `event: snapshot`: the whole view, first on a new stream (or after a reset) */
+    Snapshot: {
+      /** @description The latest revision the gateway has applied; also the event id */
+      revision: number;
+      /** @description true when the changes after Last-Event-ID could not be replayed: replace your view */
+      reset?: boolean;
+      /** @description Instances by service name */
+      services: {
+        [key: string]: components['schemas']['Instance'][];
+      };
+    };
+    /** @description `event: register`: a new instance */
+    RegisterEvent: {
+      /** @enum {string} */
+      type: 'register';
+      service: string;
+      /** @description Instance id */
+      id: string;
+      /** @description Store revision of the change; also the event id */
+      revision: number;
+      instance: components['schemas']['Instance'];
+    };
+    /** @description `event: update`: an instance replaced or its status changed */
+    UpdateEvent: {
+      /** @enum {string} */
+      type: 'update';
+      service: string;
+      /** @description Instance id */
+      id: string;
+      /** @description Store revision of the change; also the event id */
+      revision: number;
+      instance: components['schemas']['Instance'];
+    };
+    /** @description `event: deregister`: an instance left; `instance` is the last record known */
+    DeregisterEvent: {
+      /** @enum {string} */
+      type: 'deregister';
+      service: string;
+      /** @description Instance id */
+      id: string;
+      /** @description Store revision of the change; also the event id */
+      revision: number;
+      instance?: components['schemas']['Instance'];
+      /** @description deregistered: removed through the API (DELETE or /batch); expired: its TTL ran out */
+      reason: 'deregistered' | 'expired';
+    };
+    /** @description `event: progress`: nothing changed in this stream up to `revision` (not a change) */
+    ProgressEvent: {
+      /** @description A revision the gateway has applied; also the event id: resume from it */
+      revision: number;
     };
   };
   responses: never;

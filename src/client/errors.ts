@@ -1,20 +1,12 @@
 // The two ways a call to the gateway fails. Both extend GatewayError, so one `instanceof`
 // catches every failure the client reports.
+import type { Problem } from './types.ts';
 
-/** The stable problem codes of API.md; gateways may add more. */
-export type ProblemCode =
-  | 'invalid-request'
-  | 'instance-not-found'
-  | 'no-instance-available'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'payload-too-large'
-  | 'unsupported-media-type'
-  | 'store-unavailable'
-  | 'too-many-requests'
-  | 'too-many-streams'
-  | 'revision-not-reached'
-  | (string & {});
+/**
+ * A problem's stable code, as the gateway's OpenAPI document lists them (docs/errors.md); the
+ * open end keeps a client working against a newer gateway that adds codes.
+ */
+export type ProblemCode = Problem['code'] | (string & {});
 
 /** Any failure of a call to the gateway. */
 export class GatewayError extends Error {

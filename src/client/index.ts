@@ -21,6 +21,7 @@ export type {
   InstanceRegistration,
   InstanceStatus,
   Problem,
+  RegisteredInstance,
   ServiceList,
   ServiceView,
 } from './types.ts';

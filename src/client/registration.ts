@@ -1,11 +1,13 @@
 // A registration kept alive (API.md "Registration"): register, heartbeat at the interval the
 // gateway answers (else a third of the TTL), register again after a 404, retry with backoff on
 // 5xx and network errors, and on close() set status `draining`, then DELETE. One loop owns the
-// time: it waits on one Alarm, woken by a status change or by close().
+// time: it waits on one Alarm, woken by a status change or by close(). While the gateway is
+// away, retries are paced by the TTL left, so that a restart shorter than the TTL never lets the
+// instance expire; a 400, 401 or 403 stops the registration (no retry can fix it).
 import { GatewayRefusedError } from './errors.ts';
 import type { Transport } from './transport.ts';
 import { Alarm, Backoff } from './timers.ts';
-import type { HeartbeatAnswer, Instance, InstanceRegistration, InstanceStatus } from './types.ts';
+import type { HeartbeatAnswer, Instance, InstanceRegistration, InstanceStatus, RegisteredInstance } from './types.ts';
 
 /** Where a registration stands. */
 export type RegistrationState = 'registering' | 'registered' | 'unreachable' | 'refused' | 'closed';
@@ -17,8 +19,8 @@ export type RegistrationEvent =
   /** The first failed call in a row (5xx or no answer); retried with backoff. */
   | { readonly type: 'unreachable'; readonly error: Error }
   | { readonly type: 'reachable' }
-  /** 400, 401 or 403 to the registration: no retry can fix it; the registration stops. */
-  | { readonly type: 'refused'; readonly error: GatewayRefusedError }
+  /** 400, 401 or 403 to the registration or a heartbeat: no retry can fix it; the registration stops. */
+  | { readonly type: 'refused'; readonly error: GatewayRefusedError; readonly during: 'register' | 'heartbeat' }
   | { readonly type: 'draining-failed'; readonly error: Error }
   /** `known` is false when the gateway no longer had it; `inDoubt` when it may never have landed. */
   | { readonly type: 'deregistered'; readonly known: boolean; readonly inDoubt: boolean }
@@ -32,7 +34,7 @@ export interface RegistrationOptions {
   readonly signal?: AbortSignal;
   /** First retry delay after a 5xx or no answer (default 500 ms), doubling… */
   readonly backoffMinMs?: number;
-  /** …up to this (default 5 s). */
+  /** …up to this (default 5 s), and never past a quarter of the TTL the instance has left. */
   readonly backoffMaxMs?: number;
 }
 
@@ -46,6 +48,9 @@ export interface CloseOptions {
 
 /** Answers that no retry can fix. */
 const FATAL_STATUS = new Set([400, 401, 403]);
+
+/** The shortest wait between retries while the instance's TTL runs out. */
+const MIN_RETRY_MS = 100;
 
 /** A registration kept alive until close(); create it with `client.register()`. */
 export class Registration {
@@ -70,6 +75,8 @@ export class Registration {
   #wantedStatus: InstanceStatus;
   #gatewayStatus: InstanceStatus;
   #grantedTtl: number;
+  /** When the gateway's store will expire the instance unless a heartbeat lands (ms since epoch; Infinity: never). */
+  #expiresAt = Infinity;
   /** The gateway holds the instance, as far as the client knows (false again after a 404). */
   #registered = false;
   #troubled = false;
@@ -180,32 +187,41 @@ export class Registration {
         signal: this.#signal,
       });
       this.#inDoubt = false;
-      const instance = answer.body as Instance;
+      const { interval, ...instance } = answer.body as RegisteredInstance;
       const again = this.#instance !== undefined;
       this.#instance = instance;
       this.#registered = true;
       this.#grantedTtl = instance.ttl;
+      this.#renewed();
       this.#gatewayStatus = instance.status;
       this.#reachable();
       this.#setState('registered');
       this.#emit({ type: 'registered', instance, again });
       this.#settleFirst?.resolve(instance);
       this.#settleFirst = undefined;
-      return this.#heartbeatDelayMs(undefined);
+      return this.#heartbeatDelayMs(interval);
     } catch (err) {
       if (err instanceof GatewayRefusedError) {
         this.#inDoubt = false;
-        if (FATAL_STATUS.has(err.status)) {
-          this.#stopping = true;
-          this.#setState('refused');
-          this.#emit({ type: 'refused', error: err });
-          this.#settleFirst?.reject(err);
-          this.#settleFirst = undefined;
-          return Infinity;
-        }
+        if (FATAL_STATUS.has(err.status)) return this.#refused(err, 'register');
       }
       return this.#unreachable(err);
     }
+  }
+
+  /** A refusal no retry can fix: the registration stops (the TTL ends the instance, if it exists). */
+  #refused(error: GatewayRefusedError, during: 'register' | 'heartbeat'): number {
+    this.#stopping = true;
+    this.#setState('refused');
+    this.#emit({ type: 'refused', error, during });
+    this.#settleFirst?.reject(error);
+    this.#settleFirst = undefined;
+    return Infinity;
+  }
+
+  /** The store's lease was just renewed (or granted) for the whole TTL. */
+  #renewed(): void {
+    this.#expiresAt = this.#grantedTtl > 0 ? Date.now() + this.#grantedTtl * 1000 : Infinity;
   }
 
   /** One heartbeat, carrying the status when it changed; answers the delay before the next step (0: register again). */
@@ -220,12 +236,14 @@ export class Registration {
       if (change !== undefined) this.#emit({ type: 'status', from: this.#gatewayStatus, to: answer.status });
       this.#gatewayStatus = answer.status;
       if (answer.ttl > 0) this.#grantedTtl = answer.ttl;
+      this.#renewed();
       return this.#heartbeatDelayMs(answer.interval);
     } catch (err) {
       if (err instanceof GatewayRefusedError && err.status === 404) {
         this.#registered = false; // expired, or the store forgot it: register again now
         return 0;
       }
+      if (err instanceof GatewayRefusedError && FATAL_STATUS.has(err.status)) return this.#refused(err, 'heartbeat');
       return this.#unreachable(err);
     }
   }
@@ -243,11 +261,16 @@ export class Registration {
     return (intervalSeconds !== undefined && intervalSeconds > 0 ? intervalSeconds : this.#grantedTtl / 3) * 1000;
   }
 
+  /** The delay before the next try: the backoff, but never past a quarter of the TTL left. */
   #unreachable(err: unknown): number {
     if (!this.#troubled && !this.#signal?.aborted) this.#emit({ type: 'unreachable', error: asError(err) });
     this.#troubled = true;
     this.#setState('unreachable');
-    return this.#backoff.next();
+    // A replica that answered 5xx (a store outage, a drain) may not be the only one: try the next first.
+    if (err instanceof GatewayRefusedError) this.#transport.failover();
+    const backoff = this.#backoff.next();
+    const left = this.#expiresAt - Date.now();
+    return left > 0 ? Math.max(MIN_RETRY_MS, Math.min(backoff, left / 4)) : backoff;
   }
 
   #reachable(): void {

@@ -1,5 +1,6 @@
 // Time for the client. Every timer is unref'd (where the runtime has unref, as Node does), so a
-// client never keeps a process alive by itself, and every wait ends early on abort.
+// client never keeps a process alive by itself (only a watch being iterated does, see watch.ts),
+// and every wait ends early on abort.
 
 /** Resolves after `ms` (never for Infinity), or as soon as `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -56,6 +56,11 @@ export class Transport {
     return this.#gateways.length;
   }
 
+  /** The next call starts at the next replica (the current one answered, but not usefully: a 5xx). */
+  failover(): void {
+    this.#current = (this.#current + 1) % this.#gateways.length;
+  }
+
   /** The URL of `path` (relative, no leading slash) on replica `index`. */
   url(index: number, path: string, query: Query = {}): URL {
     const url = new URL(path, this.#gateways[index % this.#gateways.length]);

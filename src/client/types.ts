@@ -20,6 +20,9 @@ export type InstanceRegistration = RegistrationBody & {
   readonly id?: string;
 };
 
+/** The answer to a registration: the instance, and `interval`, the seconds after which its first heartbeat is due. */
+export type RegisteredInstance = components['schemas']['Registered'];
+
 /** The answer to a heartbeat. */
 export type HeartbeatAnswer = paths['/services/{name}/instances/{id}/heartbeat']['put']['responses'][200]['content']['application/json'];
 

@@ -66,6 +66,8 @@ export class Watch implements AsyncIterable<WatchEvent> {
   #revision: number;
   #error: Error | undefined;
   #gateway = 0;
+  /** Held while someone iterates: the client's own timers are unref'd, and between two connections nothing else keeps Node running. */
+  #keepAlive: ReturnType<typeof setInterval> | undefined;
 
   /** Connects at once; use `client.watch()`. */
   constructor(transport: Transport, service: string | undefined, options: WatchOptions, timeoutMs: number) {
@@ -122,11 +124,20 @@ export class Watch implements AsyncIterable<WatchEvent> {
     return () => this.#listeners.delete(listener);
   }
 
-  /** The events from now on, buffered until read; ends when the watch closes, throws if it stopped on an error. */
+  /**
+   * The events from now on, buffered until read; ends when the watch closes, throws if it stopped
+   * on an error. While an iteration runs, the watch keeps a Node process alive, through failover
+   * and reconnects. Leaving the last iteration early (`break`, `return`) closes the watch, as
+   * leaving a stream's iteration ends the stream, so the process can exit.
+   */
   [Symbol.asyncIterator](): AsyncIterator<WatchEvent> {
-    const queue = new EventQueue(() => this.#queues.delete(queue));
+    const queue = new EventQueue(() => {
+      this.#queues.delete(queue);
+      if (this.#queues.size === 0) this.close();
+    });
     if (this.#abort.signal.aborted) queue.end(this.#error);
     else this.#queues.add(queue);
+    this.#holdProcess();
     return queue;
   }
 
@@ -142,6 +153,16 @@ export class Watch implements AsyncIterable<WatchEvent> {
     this.#settleReady?.reject(error ?? new Error('watch closed'));
     for (const queue of this.#queues) queue.end(error);
     this.#queues.clear();
+    this.#holdProcess();
+  }
+
+  /** Keeps the process alive exactly while an iteration runs (a no-op timer, never fired). */
+  #holdProcess(): void {
+    if (this.#queues.size > 0) this.#keepAlive ??= setInterval(() => undefined, 2 ** 30);
+    else {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
   }
 
   /** Connect, apply events until the stream ends or breaks, move to the next gateway, resume; until closed. */

@@ -25,6 +25,25 @@ function schemasFor30<T>(node: T): T {
   return node;
 }
 
+/**
+ * A body whose schema admits null may be left out (an empty body parses as null): its
+ * requestBody is optional. @fastify/swagger marks every requestBody required.
+ */
+function optionalBodies<T>(doc: T): T {
+  const paths = (doc as { paths?: Record<string, Record<string, { requestBody?: OpenApiBody }>> }).paths ?? {};
+  for (const operations of Object.values(paths)) {
+    for (const { requestBody } of Object.values(operations)) {
+      if (requestBody && Object.values(requestBody.content ?? {}).every((media) => media.schema?.nullable === true))
+        requestBody.required = false;
+    }
+  }
+  return doc;
+}
+interface OpenApiBody {
+  required?: boolean;
+  content?: Record<string, { schema?: { nullable?: boolean } }>;
+}
+
 /** Routes that never need a token (auth.ts's open routes); /metrics needs one only with AUTH_METRICS. */
 const OPEN_PATHS = new Set(['/', '/docs', '/openapi.json', '/health', '/health/live', '/health/ready']);
 
@@ -64,7 +83,7 @@ export default fp(async function openapi(app: FastifyInstance) {
       },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
-    transformObject: (doc) => withSecurity(schemasFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject)),
+    transformObject: (doc) => optionalBodies(withSecurity(schemasFor30('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject))),
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',

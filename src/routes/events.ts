@@ -6,16 +6,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidRequestError } from '../registry/errors.ts';
 import { openResponse, streamHeaders } from '../streams/response.ts';
 import type { Scope } from '../streams/subscriber.ts';
-import { NameParams, ServiceName, problems } from './schemas.ts';
+import { NameParams, ServiceName } from './schemas.ts';
+import { StreamAnswer } from './stream-schemas.ts';
 
-const StreamAnswer = {
-  200: {
-    description:
-      'text/event-stream: retry, a snapshot (or the changes after Last-Event-ID), then register/update/deregister events whose ids are store revisions',
-    content: { 'text/event-stream': { schema: { type: 'string' } } },
-  },
-  ...problems(400, 401, 403, 503),
-};
 const ResumeQuery = {
   lastEventId: Type.Optional(
     Type.String({ pattern: '^\\d{1,15}$', description: 'Resume after this event id (for clients that cannot send Last-Event-ID)' }),

@@ -18,11 +18,18 @@ import {
 
 const tags = ['registration'];
 const InstanceRef = Type.Ref('Instance');
+const RegisteredRef = Type.Ref('Registered');
 
 /** The next heartbeat is due after about a third of the TTL, jittered so that instances do not beat in step. */
 function heartbeatInterval(ttl: number): number | undefined {
   if (ttl <= 0) return undefined;
   return Math.max(0.5, Math.round((ttl / 3) * (0.85 + Math.random() * 0.15) * 10) / 10);
+}
+
+/** A registration's answer (API.md): the instance, with `interval` beside it when it has a TTL. */
+function registered<T extends { ttl: number }>(instance: T): T & { interval?: number } {
+  const interval = heartbeatInterval(instance.ttl);
+  return interval === undefined ? instance : { ...instance, interval };
 }
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
@@ -37,7 +44,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'Grants a lease with the TTL and binds the instance key to it. 201 when new, 200 when it replaced the instance.',
         params: InstanceParams,
         body: InstanceBody,
-        response: { 200: InstanceRef, 201: InstanceRef, ...problems(400, 401, 403, 413, 415, 503, 507) },
+        response: { 200: RegisteredRef, 201: RegisteredRef, ...problems(400, 401, 403, 413, 415, 503, 507) },
       },
     },
     async (req, reply) => {
@@ -45,7 +52,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       return reply
         .code(created ? 201 : 200)
         .header('x-registry-revision', String(instance.revision))
-        .send(instance);
+        .send(registered(instance));
     },
   );
 
@@ -58,7 +65,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'Without an id, the id is {address}:{port}, so a retried POST replaces rather than duplicates.',
         params: NameParams,
         body: PostInstanceBody,
-        response: { 200: InstanceRef, 201: InstanceRef, ...problems(400, 401, 403, 413, 415, 503, 507) },
+        response: { 200: RegisteredRef, 201: RegisteredRef, ...problems(400, 401, 403, 413, 415, 503, 507) },
       },
     },
     async (req, reply) => {
@@ -71,7 +78,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         .code(201) // API.md: POST answers 201 (a retried POST replaces the same id)
         .header('location', `/services/${req.params.name}/instances/${id}`)
         .header('x-registry-revision', String(instance.revision))
-        .send(instance);
+        .send(registered(instance));
     },
   );
 

@@ -107,16 +107,18 @@ export const Instance = Type.Object(
 export const HeartbeatBody = Type.Union([Type.Object({ status: Type.Optional(Status) }, { additionalProperties: false }), Type.Null()], {
   description: 'Optional status change; an empty body is a plain renewal',
 });
+const Interval = Type.Number({
+  description: 'Seconds after which to send the next heartbeat (about TTL/3, jittered); absent for ttl 0',
+});
 export const HeartbeatAnswer = Type.Object(
-  {
-    ttl: Type.Integer(),
-    status: Status,
-    interval: Type.Optional(
-      Type.Number({ description: 'Seconds after which to send the next heartbeat (about TTL/3, jittered); absent for ttl 0' }),
-    ),
-  },
+  { ttl: Type.Integer(), status: Status, interval: Type.Optional(Interval) },
   { description: 'The TTL renewed and the current status', examples: [{ ttl: 30, status: 'up', interval: 9.6 }] },
 );
+/** A registration's answer: the instance, and when its first heartbeat is due. */
+export const Registered = Type.Intersect([Type.Ref('Instance'), Type.Object({ interval: Type.Optional(Interval) })], {
+  $id: 'Registered',
+  description: 'The instance as registered, and `interval`: the seconds after which its first heartbeat is due (absent for ttl 0)',
+});
 
 export const BatchBody = Type.Object(
   {
