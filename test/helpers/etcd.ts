@@ -57,6 +57,13 @@ export interface EtcdCluster {
   /** Index in `members` of the current leader. */
   leaderIndex(): Promise<number>;
   compact(revision: number): Promise<void>;
+  /**
+   * Replace member i: remove it from the cluster (etcdctl member remove; its
+   * process is stopped), add a new member at new addresses and start it.
+   * `endpoints` keeps the old URL, as a gateway's configuration would; resolves
+   * the new member's client URL.
+   */
+  replaceMember(i: number): Promise<string>;
   /** Save a snapshot of the store into `file` (etcdctl snapshot save). */
   snapshot(file: string): Promise<void>;
   /**
@@ -187,7 +194,8 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls, route
   const initialCluster = members.map((m) => `${m.name}=${m.advertisedPeerUrl}`).join(',');
   const endpoints = members.map((m) => m.clientUrl);
 
-  const spawnMember = (m: EtcdMember, clientUrl = m.clientUrl) => {
+  /** `joining`: the --initial-cluster of a member added to a running cluster. */
+  const spawnMember = (m: EtcdMember, clientUrl = m.clientUrl, joining?: string) => {
     // On a restart etcd ignores the --initial-* flags: the data dir knows the cluster.
     const args = [
       '--name',
@@ -203,11 +211,11 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls, route
       '--initial-advertise-peer-urls',
       m.advertisedPeerUrl,
       '--initial-cluster',
-      initialCluster,
+      joining ?? initialCluster,
       '--initial-cluster-token',
       token,
       '--initial-cluster-state',
-      'new',
+      joining ? 'existing' : 'new',
       '--log-level',
       'error',
       ...tlsArgs,
@@ -229,7 +237,7 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls, route
     await exited(p);
   };
 
-  const ctl = (args: string[], eps = endpoints) =>
+  const ctl = (args: string[], eps = members.map((m) => m.clientUrl)) =>
     new Promise<string>((ok, ko) => {
       execFile(
         ETCDCTL,
@@ -291,6 +299,48 @@ async function startOnce(size: number, extraArgs: string[], tls?: EtcdTls, route
     },
     async compact(revision) {
       await ctl(['compact', String(revision)]);
+    },
+    async replaceMember(i) {
+      const old = members[i]!;
+      const others = members.filter((m) => m !== old).map((m) => m.clientUrl);
+      // `member list` prints "<hex id>, started, <name>, …": member ids exceed 2^53, so not from JSON.
+      const line = (await ctl(['member', 'list'], others)).split('\n').find((l) => l.split(', ')[2] === old.name);
+      if (!line) throw new Error(`member ${old.name} not in the member list`);
+      // etcd refuses a removal until every member has been connected for a few seconds.
+      for (const deadline = Date.now() + HEALTH_TIMEOUT_MS; ; await sleep(500)) {
+        try {
+          await ctl(['member', 'remove', line.split(',')[0]!], others);
+          break;
+        } catch (err) {
+          if (!String(err).includes('unhealthy cluster') || Date.now() > deadline) throw err;
+        }
+      }
+      await killMember(old);
+      const peerUrl = `http://127.0.0.1:${await freePort()}`;
+      const fresh: EtcdMember = {
+        name: `${old.name}r${Date.now() % 100000}`,
+        clientUrl: `${scheme}://127.0.0.1:${await freePort()}`,
+        peerUrl,
+        advertisedPeerUrl: peerUrl,
+        dataDir: await mkdtemp(join(tmpdir(), 'etcd-test-')),
+        pid: 0,
+        proc: undefined as unknown as ChildProcess,
+      };
+      // Right after a removal the cluster may be electing a leader: ask again (a lost answer shows as "already exists").
+      for (const deadline = Date.now() + HEALTH_TIMEOUT_MS; ; await sleep(500)) {
+        try {
+          await ctl(['member', 'add', fresh.name, `--peer-urls=${peerUrl}`], others);
+          break;
+        } catch (err) {
+          if (String(err).includes('already exists')) break;
+          if (Date.now() > deadline) throw err;
+        }
+      }
+      members[i] = fresh;
+      spawnMember(fresh, fresh.clientUrl, members.map((m) => `${m.name}=${m.advertisedPeerUrl}`).join(','));
+      await rm(old.dataDir, { recursive: true, force: true });
+      await waitHealthy(fresh, tls);
+      return fresh.clientUrl;
     },
     async snapshot(file) {
       await ctl(['snapshot', 'save', file], [endpoints[0]!]);

@@ -25,6 +25,7 @@ import {
 } from 'cockatiel';
 import { InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from '../errors.ts';
 import { isAuthTokenError, isLeaseNotFound, isNoSpace, isRetryable, toStoreError } from './etcd-errors.ts';
+import { goneEndpoints } from './etcd-endpoints.ts';
 import { KeepAlivePool } from './etcd-keepalive.ts';
 import { knownLeaseBug } from './etcd-versions.ts';
 import { MemberProbes } from './etcd-members.ts';
@@ -144,6 +145,7 @@ export class EtcdStore implements Store {
   private readonly watches = new Set<EtcdWatch>();
   private readonly keepAlives: KeepAlivePool;
   private readonly members: MemberProbes | undefined;
+  private readonly endpoints: string[];
   private closed = false;
   /**
    * Our retry, applied per call rather than as etcd3's global policy: only reads and
@@ -158,6 +160,7 @@ export class EtcdStore implements Store {
 
   constructor(opts: EtcdStoreOptions) {
     this.timeoutMs = opts.callTimeoutMs ?? 5000;
+    this.endpoints = opts.endpoints;
     this.hasAuth = opts.username !== undefined;
     const deadline = () => ({ deadline: Date.now() + this.timeoutMs });
     const { tls } = opts;
@@ -330,15 +333,19 @@ export class EtcdStore implements Store {
     // A member without a leader refuses this (require-leader, above): the probe sees a partitioned
     // member as unreachable, and etcd3 counts the failure against that host, so calls move off it.
     // Retried: with several endpoints, another member may answer.
-    const [res, alarms] = await this.run(
+    const deadline = () => ({ deadline: Date.now() + timeoutMs });
+    const [res, alarms, members] = await this.run(
       () =>
         Promise.all([
-          this.client.maintenance.status({ deadline: Date.now() + timeoutMs, interceptors: [requireLeader] }),
+          this.client.maintenance.status({ ...deadline(), interceptors: [requireLeader] }),
           // Alarms are cluster-wide (raised through raft): any member answers for all.
-          this.client.maintenance.alarm({ action: AlarmAction.Get }, { deadline: Date.now() + timeoutMs }),
+          this.client.maintenance.alarm({ action: AlarmAction.Get }, deadline()),
+          // With one endpoint there is no other member to name instead.
+          this.endpoints.length > 1 ? this.client.cluster.memberList({}, deadline()) : undefined,
         ]),
       true,
     );
+    const gone = members ? goneEndpoints(this.endpoints, members.members) : [];
     return {
       revision: num(res.header.revision),
       cluster: String(res.header.cluster_id),
@@ -349,8 +356,14 @@ export class EtcdStore implements Store {
         member: res.header.member_id,
         raftTerm: num(res.raftTerm),
         dbSize: num(res.dbSize),
+        ...(gone.length ? { goneEndpoints: gone } : {}),
       },
-      warnings: [knownLeaseBug(res.version)].filter((w) => w !== undefined),
+      warnings: [
+        knownLeaseBug(res.version),
+        ...gone.map(
+          (e) => `ETCD_ENDPOINTS lists ${e}, which is no member of the store's cluster any more (removed or replaced): update it`,
+        ),
+      ].filter((w) => w !== undefined),
     };
   }
 
