@@ -21,6 +21,7 @@ import { markdownTable, targetsSummary, textTable, type Scenario, type ScenarioR
 import { ensureHaproxy } from './lib/ceiling.ts';
 import { ensureWrk, WRK } from './lib/wrk.ts';
 import { discovery } from './scenarios/discovery.ts';
+import { dns } from './scenarios/dns.ts';
 import { failover } from './scenarios/failover.ts';
 import { fanout } from './scenarios/fanout.ts';
 import { fleetRestartHerd } from './scenarios/fleet-restart-herd.ts';
@@ -42,6 +43,7 @@ const SCENARIOS: Scenario[] = [
   fleetSubscribers,
   fleetRestartHerd,
   fleetSnapshots,
+  dns,
 ];
 const RESULTS_DIR = 'bench/results';
 const MD_FILE = 'BENCHMARKS.md';

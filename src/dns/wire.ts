@@ -86,8 +86,9 @@ export function writeReply(query: Query, reply: Reply, limit: number): Buffer {
     answers.push(unit.answer);
     additionals.push(...unit.additionals);
   }
-  const full = { ...base, answers, additionals: [...additionals, ...base.additionals!] };
-  if (packet.encodingLength(full) <= limit) return packet.encode(full);
+  // Encoding measures the message anyway: encode once and check, rather than measure first.
+  const full = packet.encode({ ...base, answers, additionals: [...additionals, ...base.additionals!] });
+  if (full.length <= limit) return full;
 
   // Too big: whole answers (each with its additional records) while they fit.
   let size = packet.encodingLength(base);

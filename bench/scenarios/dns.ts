@@ -1,0 +1,207 @@
+// DNS: dnsperf against the gateway's DNS interface and, in the same run, against
+// dnsmasq serving the same records from a static file (the floor for answering
+// from memory). Each server is pinned to one core (taskset), dnsperf to the
+// other. Reports answers per second at full load and the ratio, p99 latency at
+// half the gateway's rate (both servers at that rate, dnsperf -v timing each
+// query), and the gateway's answers per second while 1,000 instances churn
+// (status flips up/draining through the HTTP API as fast as four writers go).
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, spawnCommand, startGateway, type Child } from '../lib/procs.ts';
+import { ratioRow, underRow, type Row, type Scenario } from '../lib/table.ts';
+
+const SERVICES = 200;
+const PER_SERVICE = 5;
+const CHURN_WRITERS = 4;
+const DOMAIN = 'discovery';
+/** The server under test runs on this core, dnsperf (and the churn writers) on the other. */
+const SERVER_CORE = cpus().length > 1 ? 1 : 0;
+const CLIENT_CORE = 0;
+
+const address = (s: number, i: number) => `10.${Math.floor(s / 250)}.${s % 250}.${i + 1}`;
+const hex = (ip: string) => Buffer.from(ip.split('.').map(Number)).toString('hex');
+
+interface PerfResult {
+  qps: number;
+  lost: number;
+  completed: number;
+  /** From -v output (per-query latency), when asked. */
+  p99?: number;
+  p50?: number;
+}
+
+/** One dnsperf run pinned to the client core; `rate` caps queries per second (and turns on per-query timing). */
+async function dnsperf(port: number, queries: string, seconds: number, rate?: number): Promise<PerfResult> {
+  const args = [
+    '-c',
+    String(CLIENT_CORE),
+    'dnsperf',
+    '-s',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-d',
+    queries,
+    '-l',
+    String(seconds),
+    '-c',
+    '8',
+    '-q',
+    '200',
+    '-t',
+    '2',
+  ];
+  if (rate) args.push('-Q', String(Math.round(rate)), '-v');
+  const proc = spawn('taskset', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  proc.stderr.resume();
+  const [code] = await once(proc, 'exit');
+  if (code !== 0) throw new Error(`dnsperf exited with ${code}: ${out.slice(-500)}`);
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
+  const result: PerfResult = {
+    qps: num(/Queries per second:\s+([\d.]+)/),
+    completed: num(/Queries completed:\s+(\d+)/),
+    lost: num(/Queries lost:\s+(\d+)/),
+  };
+  if (rate) {
+    // -v: "> NOERROR name type 0.000123" per answered query.
+    const latencies = [...out.matchAll(/^> \w+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
+    result.p50 = latencies[Math.floor(latencies.length * 0.5)];
+    result.p99 = latencies[Math.floor(latencies.length * 0.99)];
+  }
+  return result;
+}
+
+function pin(pid: number): void {
+  execFileSync('taskset', ['-a', '-p', '-c', String(SERVER_CORE), String(pid)], { stdio: 'ignore' });
+}
+
+/** dnsmasq with the same names, records and TTL, from a static configuration. */
+async function startDnsmasq(dir: string): Promise<{ child: Child; port: number }> {
+  const port = await freePort();
+  const lines = [
+    `port=${port}`,
+    'listen-address=127.0.0.1',
+    'bind-interfaces',
+    'no-resolv',
+    'no-hosts',
+    `local=/${DOMAIN}/`,
+    'local-ttl=5',
+    'cache-size=10000',
+  ];
+  for (let s = 0; s < SERVICES; s++) {
+    for (let i = 0; i < PER_SERVICE; i++) {
+      const ip = address(s, i);
+      lines.push(`host-record=svc${s}.service.${DOMAIN},${ip}`, `host-record=${hex(ip)}.addr.${DOMAIN},${ip}`);
+      lines.push(`srv-host=_svc${s}._tcp.service.${DOMAIN},${hex(ip)}.addr.${DOMAIN},${8000 + i},1,100`);
+    }
+  }
+  const conf = join(dir, 'dnsmasq.conf');
+  await writeFile(conf, lines.join('\n') + '\n');
+  const child = await spawnCommand('dnsmasq', 'dnsmasq', ['-k', `--conf-file=${conf}`, '--user=root', '--pid-file='], {}, port);
+  await sleep(500);
+  pin(child.pid);
+  return { child, port };
+}
+
+async function registerAll(gateway: string): Promise<void> {
+  for (let s = 0; s < SERVICES; s++) {
+    const register = Array.from({ length: PER_SERVICE }, (_, i) => ({
+      service: `svc${s}`,
+      id: `i${i}`,
+      address: address(s, i),
+      port: 8000 + i,
+      ttl: 0,
+    }));
+    const res = await fetch(`${gateway}/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ register }),
+    });
+    if (res.status !== 200) throw new Error(`batch: ${res.status} ${await res.text()}`);
+  }
+}
+
+/** Flip instances between up and draining until `stop` resolves; resolves the changes made. */
+async function churn(gateway: string, stop: Promise<unknown>): Promise<number> {
+  let running = true;
+  void stop.then(() => (running = false));
+  let changes = 0;
+  const ids = Array.from({ length: SERVICES * PER_SERVICE }, (_, n) => [Math.floor(n / PER_SERVICE), n % PER_SERVICE] as const);
+  await Promise.all(
+    Array.from({ length: CHURN_WRITERS }, async (_, w) => {
+      for (let round = 0; running; round++) {
+        for (let n = w; n < ids.length && running; n += CHURN_WRITERS) {
+          const [s, i] = ids[n]!;
+          const status = round % 2 === 0 ? 'draining' : 'up';
+          const res = await fetch(`${gateway}/services/svc${s}/instances/i${i}/heartbeat`, {
+            method: 'PUT',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ status }),
+          });
+          await res.arrayBuffer();
+          if (res.status === 200) changes++;
+        }
+      }
+    }),
+  );
+  return changes;
+}
+
+export const dns: Scenario = {
+  name: 'dns',
+  title: `DNS interface: dnsperf against the gateway and dnsmasq (${SERVICES} services × ${PER_SERVICE} instances, A and SRV, server on one core)`,
+  async run(ctx) {
+    const seconds = ctx.durationS ?? (ctx.quick ? 5 : 15);
+    const dir = await mkdtemp(join(tmpdir(), 'bench-dns-'));
+    const queries = join(dir, 'queries.txt');
+    const lines: string[] = [];
+    for (let s = 0; s < SERVICES; s++) lines.push(`svc${s}.service.${DOMAIN} A`, `_svc${s}._tcp.service.${DOMAIN} SRV`);
+    await writeFile(queries, lines.join('\n') + '\n');
+
+    const dnsPort = await freePort();
+    const gw = await startGateway({ etcd: ctx.etcd, cpuProfDir: ctx.cpuProfDir, env: { DNS_PORT: String(dnsPort), DNS_TTL_SECONDS: '5' } });
+    const floor = await startDnsmasq(dir);
+    try {
+      pin(gw.pid);
+      await registerAll(gw.url);
+      ctx.log(`${SERVICES * PER_SERVICE} instances registered`);
+      await dnsperf(dnsPort, queries, 2); // warm-up (JIT)
+
+      const ours = await dnsperf(dnsPort, queries, seconds);
+      const theirs = await dnsperf(floor.port, queries, seconds);
+      ctx.log(`full load: gateway ${ours.qps.toFixed(0)}/s, dnsmasq ${theirs.qps.toFixed(0)}/s`);
+      const half = ours.qps / 2;
+      const oursHalf = await dnsperf(dnsPort, queries, seconds, half);
+      const theirsHalf = await dnsperf(floor.port, queries, seconds, half);
+
+      const stop = sleep(seconds * 1000 + 500);
+      const [changes, churned] = await Promise.all([churn(gw.url, stop), dnsperf(dnsPort, queries, seconds)]);
+
+      ctx.note(
+        `dnsperf: 8 clients, 200 queries outstanding, half A and half SRV (5 records, SRV with 5 additional A); server pinned to core ${SERVER_CORE}, dnsperf to core ${CLIENT_CORE}. ` +
+          `Lost queries: gateway ${ours.lost}, dnsmasq ${theirs.lost} at full load; ${churned.lost} under churn.`,
+      );
+      const rows: Row[] = [
+        ratioRow('answers/s at full load', ours.qps, theirs.qps, 'dnsmasq', '/s', 0.3),
+        {
+          ...underRow(`p99 at half the gateway's rate (${half.toFixed(0)}/s)`, oursHalf.p99 ?? NaN, 'ms', 5),
+          baseline: theirsHalf.p99,
+          against: 'dnsmasq p99',
+        },
+        { metric: 'p50 at half rate', ours: oursHalf.p50 ?? NaN, baseline: theirsHalf.p50, against: 'dnsmasq p50', unit: 'ms' },
+        ratioRow('answers/s while 1,000 instances churn', churned.qps, ours.qps, 'without churn', '/s'),
+        { metric: 'status changes applied during the churn run', ours: changes / seconds, unit: '/s' },
+      ];
+      return rows;
+    } finally {
+      await floor.child.stop();
+      await gw.stop();
+    }
+  },
+};
