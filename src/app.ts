@@ -148,6 +148,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     {
       prefix: config.prefix,
       defaultTtlSeconds: config.defaultTtlSeconds,
+      writeDeadlineMs: config.writeDeadlineMs,
       probeIntervalMs: deps.storeProbeIntervalMs ?? STORE_PROBE_INTERVAL_MS,
     },
     {

@@ -92,6 +92,11 @@ export interface Config {
    */
   drainMs: number;
   /**
+   * One deadline for a whole write request (registration, heartbeat, deregistration,
+   * batch), whatever store calls it retries inside: two store call deadlines.
+   */
+  writeDeadlineMs: number;
+  /**
    * fastify's trustProxy: which peers may tell the client's address in
    * X-Forwarded-For (req.ip, the rate limit's key). false: none (the socket address).
    */
@@ -235,6 +240,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     cacheMaxBytes: int(e.CACHE_MAX_BYTES, 64 * 1024 * 1024),
     shutdownGraceSeconds: grace,
     drainMs,
+    writeDeadlineMs: STORE_CALLS_PER_WRITE * int(e.ETCD_TIMEOUT_MS, DEFAULT_ETCD_TIMEOUT_MS),
     trustProxy: trustProxy!,
     dns:
       e.DNS_PORT === undefined

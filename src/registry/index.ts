@@ -27,6 +27,8 @@ export interface RegistryOptions {
   /** Key prefix, without a trailing slash. */
   prefix: string;
   defaultTtlSeconds: number;
+  /** One deadline for each registration, heartbeat or deregistration, whatever it retries inside. */
+  writeDeadlineMs: number;
   /** Interval of the background store probe. */
   probeIntervalMs: number;
 }
@@ -74,7 +76,16 @@ export class RegistryRoot {
     this.cache = new Cache(keys);
     this.sync = new WatchSync(this.store, keys, this.cache, { ...observe, reset: () => this.reloaded() });
     this.bookkeeping = new BookkeepingLease(this.store);
-    this.registry = new Registry(this.store, keys, this.cache, this.sync, this.bookkeeping, opts.defaultTtlSeconds, observe);
+    this.registry = new Registry(
+      this.store,
+      keys,
+      this.cache,
+      this.sync,
+      this.bookkeeping,
+      opts.defaultTtlSeconds,
+      opts.writeDeadlineMs,
+      observe,
+    );
     this.discovery = new Discovery(this.store, keys, this.cache, this.sync, observe);
     const restore = new RestoreCheck(this.store, keys, this.cache, this.sync);
     this.health = new Health(this.store, this.sync, this.cache, (status) => restore.check(status));

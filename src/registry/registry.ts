@@ -14,6 +14,7 @@ import {
   StoreFullError,
   StoreUnavailableError,
 } from './errors.ts';
+import { Deadline } from './deadline.ts';
 import type { KeyLayout } from './keys.ts';
 import { decodeRecord, encodeRecord, newRecord } from './records.ts';
 import type { MonitoredStore } from './store/monitored.ts';
@@ -66,14 +67,29 @@ export class Registry {
     private readonly sync: WatchSync,
     private readonly bookkeeping: BookkeepingLease,
     private readonly defaultTtl: number,
+    /** One deadline for each write request, whatever it retries inside (deadline.ts). */
+    private readonly writeDeadlineMs: number,
     private readonly observer: RegistryObserver,
   ) {}
 
   /** PUT/POST: create or replace. `created` is false when the id was registered already. */
   async register(service: string, id: string, input: InstanceInput): Promise<{ instance: Instance; created: boolean }> {
+    const deadline = new Deadline(this.writeDeadlineMs);
+    const result = await deadline.run(this.put(service, id, input, deadline));
+    await this.visible(result.instance.revision, deadline);
+    return result;
+  }
+
+  private async put(
+    service: string,
+    id: string,
+    input: InstanceInput,
+    deadline: Deadline,
+  ): Promise<{ instance: Instance; created: boolean }> {
     const key = this.keys.instance(service, id);
     let current = this.fromCache(service, id);
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+      deadline.check();
       const record = this.newRecord(service, id, input, current);
       const lease = record.ttl > 0 ? await this.store.grantLease(record.ttl) : undefined;
       if (lease) record.ttl = lease.ttl;
@@ -91,7 +107,6 @@ export class Registry {
         record.revision = res.revision;
         if (current && current.lease !== '0' && current.lease !== lease?.id) this.revokeLater(current.lease);
         this.observer.registered(1);
-        await this.visible(res.revision);
         return { instance: record, created: !current };
       }
       if (lease) this.revokeLater(lease.id);
@@ -101,8 +116,10 @@ export class Registry {
   }
 
   async heartbeat(service: string, id: string, status?: InstanceStatus): Promise<HeartbeatResult> {
+    const deadline = new Deadline(this.writeDeadlineMs);
     try {
-      const result = await this.renew(service, id, status);
+      const result = await deadline.run(this.renew(service, id, status, deadline));
+      await this.visible(result.revision, deadline);
       this.observer.heartbeat('ok');
       return result;
     } catch (err) {
@@ -111,12 +128,13 @@ export class Registry {
     }
   }
 
-  private async renew(service: string, id: string, status?: InstanceStatus): Promise<HeartbeatResult> {
+  private async renew(service: string, id: string, status: InstanceStatus | undefined, deadline: Deadline): Promise<HeartbeatResult> {
     const known = this.fromCache(service, id) ?? (await this.fromStore(service, id));
     if (!known) throw new InstanceNotFoundError(service, id);
-    let current: StoredRecord | undefined = await this.renewLease(service, id, known);
+    let current: StoredRecord | undefined = await this.renewLease(service, id, known, deadline);
     const key = this.keys.instance(service, id);
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+      deadline.check();
       if (!current) throw new InstanceNotFoundError(service, id);
       if (!status || status === current.record.status) {
         return { ttl: current.record.ttl, status: current.record.status, revision: this.renewalLabel(service, id, current) };
@@ -124,10 +142,7 @@ export class Registry {
       const record: Instance = { ...current.record, status };
       const put: TxnOp = { type: 'put', key, value: encodeRecord(record), lease: current.lease === '0' ? undefined : current.lease };
       const res = await this.store.txn([{ key, target: 'modRevision', op: '==', value: current.revision }], [put]);
-      if (res.succeeded) {
-        await this.visible(res.revision);
-        return { ttl: record.ttl, status, revision: res.revision };
-      }
+      if (res.succeeded) return { ttl: record.ttl, status, revision: res.revision };
       current = await this.fromStore(service, id);
     }
     throw new StoreUnavailableError('the instance kept changing concurrently; retry');
@@ -162,6 +177,17 @@ export class Registry {
       );
     }
     if (ops === 0) return { revision: this.cache.appliedRevision, instances: [] };
+    const deadline = new Deadline(this.writeDeadlineMs);
+    const result = await deadline.run(this.commit(register, deregister, deadline));
+    await this.visible(result.revision, deadline);
+    return result;
+  }
+
+  private async commit(
+    register: BatchItem[],
+    deregister: { service: string; id: string }[],
+    deadline: Deadline,
+  ): Promise<{ revision: number; instances: Instance[] }> {
     const seen = new Set<string>();
     for (const x of [...register, ...deregister]) {
       const k = `${x.service}/${x.id}`;
@@ -171,6 +197,7 @@ export class Registry {
 
     const currents = register.map((x) => this.fromCache(x.service, x.id));
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+      deadline.check();
       const result = await this.tryBatch(register, deregister, currents);
       if (result) return result;
       // A registered key changed behind this gateway's back (or a deregistered one is gone): ask the store.
@@ -242,7 +269,6 @@ export class Registry {
     for (const r of records) r.revision = res.revision;
     if (records.length) this.observer.registered(records.length);
     if (deregister.length) this.observer.deregistered(deregister.length);
-    await this.visible(res.revision);
     return { revision: res.revision, instances: records };
   }
 
@@ -281,9 +307,11 @@ export class Registry {
    * be behind a re-registration on another replica (a new lease), and the answer
    * may come from a member behind the others.
    */
-  private async renewLease(service: string, id: string, known: StoredRecord): Promise<StoredRecord> {
+  private async renewLease(service: string, id: string, known: StoredRecord, deadline: Deadline): Promise<StoredRecord> {
     if (known.lease === '0' || (await this.store.keepAlive(known.lease)) > 0) return known;
+    deadline.check();
     const fresh = await this.fromStore(service, id);
+    deadline.check();
     if (!fresh) throw new InstanceNotFoundError(service, id);
     if (fresh.lease === '0' || (await this.store.keepAlive(fresh.lease)) > 0) return fresh;
     // etcd deletes a lease's keys in the revision that revokes it, and the read above
@@ -299,14 +327,18 @@ export class Registry {
     return kv && record ? { revision: kv.modRevision, registeredAt: record.registeredAt, lease: kv.lease, record } : undefined;
   }
 
-  /** Wait until the watch has brought `revision` into the cache (read-your-writes). */
-  private async visible(revision: number): Promise<void> {
+  /**
+   * Wait until the watch has brought `revision` into the cache (read-your-writes), within
+   * the request's deadline: the write is done, so it is answered anyway when that passes.
+   */
+  private async visible(revision: number, deadline: Deadline): Promise<void> {
     if (this.cache.appliedRevision >= revision) return;
-    if ((await this.cache.revisionWaiters.wait(revision, WRITE_VISIBLE_TIMEOUT_MS)) || this.draining) return;
+    const wait = () => this.cache.revisionWaiters.wait(revision, Math.min(WRITE_VISIBLE_TIMEOUT_MS, deadline.leftMs));
+    if ((await wait()) || this.draining || deadline.leftMs === 0) return;
     // The watch may be stuck on a member that stopped answering: have it restarted and
     // give it one more while (reads meanwhile are marked stale), then answer anyway.
     this.sync.restart(`revision ${revision} written by this gateway did not come back through the store watch in time`);
-    await this.cache.revisionWaiters.wait(revision, WRITE_VISIBLE_TIMEOUT_MS);
+    await wait();
   }
 
   /** Free a lease nothing needs any more. Not awaited: if it fails, the lease expires by itself. */
