@@ -189,8 +189,14 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       keepAliveMs: config.sseKeepAliveSeconds * 1000,
       bufferBytes: config.sseBufferBytes,
       maxStreams: config.sseMaxStreams,
+      memoryBudget: config.sseMemoryBudgetBytes,
+      stallMs: config.sseStallSeconds * 1000,
     },
-    { clients: (n) => metrics.sseClients.set(n), sent: (n) => metrics.sseEventsSent.inc(n) },
+    {
+      clients: (n) => metrics.sseClients.set(n),
+      sent: (n) => metrics.sseEventsSent.inc(n),
+      unread: (bytes) => metrics.sseUnreadBytes.set(bytes),
+    },
   );
   const gateway: Gateway = { config, metrics, registry: root.registry, discovery: root.discovery, hub, health: root.health, views };
   app.decorate('gateway', gateway);

@@ -47,6 +47,8 @@ const EnvSchema = Type.Object({
   SSE_MAX_STREAMS: Type.Optional(Int(1, 1_000_000)),
   SSE_KEEPALIVE_SECONDS: Type.Optional(Int(1, 3600)),
   SSE_BUFFER_BYTES: Type.Optional(Int(1024, 1 << 30)),
+  SSE_MEMORY_BUDGET_BYTES: Type.Optional(Int(1 << 20, 2 ** 40)),
+  SSE_STALL_SECONDS: Type.Optional(Int(1, 86_400)),
   EVENT_HISTORY: Type.Optional(Int(100, 10_000_000)),
   CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
   DEFAULT_TTL_SECONDS: Type.Optional(Int(0, MAX_TTL_SECONDS)),
@@ -75,8 +77,12 @@ export interface Config {
   rateLimitMax?: number;
   sseMaxStreams: number;
   sseKeepAliveSeconds: number;
-  /** Bytes of live changes a stream may have queued behind what its client has not read (snapshots and replays aside) before the gateway closes it. */
+  /** Bytes a stream may have queued behind what its client has not read (live changes, and data of its own; shared snapshots and replays aside) before the gateway closes it. */
   sseBufferBytes: number;
+  /** Bytes all streams together may hold for data their clients have not read; past it new streams are refused. */
+  sseMemoryBudgetBytes: number;
+  /** A stream whose client has taken nothing for this long while data waits is closed. */
+  sseStallSeconds: number;
   /** Recent changes kept in memory for resuming streams without a store read. */
   eventHistory: number;
   /** `*`, a list of origins, or undefined (no CORS headers). */
@@ -226,6 +232,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sseMaxStreams: int(e.SSE_MAX_STREAMS, 10_000),
     sseKeepAliveSeconds: int(e.SSE_KEEPALIVE_SECONDS, 15),
     sseBufferBytes: int(e.SSE_BUFFER_BYTES, 1 << 20),
+    sseMemoryBudgetBytes: int(e.SSE_MEMORY_BUDGET_BYTES, 256 << 20),
+    sseStallSeconds: int(e.SSE_STALL_SECONDS, 60),
     eventHistory: int(e.EVENT_HISTORY, 10_000),
     corsOrigins:
       cors === undefined

@@ -146,6 +146,11 @@ export class Metrics {
   readonly expirations = this.counter('discovery_expirations_total', 'Instances whose TTL ran out, as the watch saw them');
   readonly sseClients = new Gauge({ name: 'discovery_sse_clients', help: 'Open change streams', registers: [this.prom] });
   readonly sseEventsSent = this.counter('discovery_sse_events_sent_total', 'Events written to change streams');
+  readonly sseUnreadBytes = new Gauge({
+    name: 'discovery_sse_unread_bytes',
+    help: 'Bytes held for change-stream data not yet handed to the connections (shared data counted once)',
+    registers: [this.prom],
+  });
   readonly dnsQueries = new Counter({
     name: 'discovery_dns_queries_total',
     help: 'DNS messages answered, by question type and response code',

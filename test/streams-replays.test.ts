@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BookkeepingLease } from '../src/registry/bookkeeping.ts';
+import { StoreCompactedError } from '../src/registry/errors.ts';
 import { KeyLayout } from '../src/registry/keys.ts';
 import { encodeRecord, newRecord } from '../src/registry/records.ts';
 import { MemoryStore } from '../src/registry/store/memory.ts';
@@ -52,6 +53,49 @@ describe('replays from the store', () => {
     assert.equal(ring.base, 10, 'the ring now reaches back to the lowest id');
     await replays.reachBack(15);
     assert.equal(history.calls.length, 2, 'a later resume the ring covers costs the store nothing');
+  });
+
+  it('remembers a gap one replay could not cover: a resume from below it costs the store nothing', async () => {
+    const ring = new Ring(100, 100_000);
+    let calls = 0;
+    const capped: ChangeHistory = {
+      async since(after, max) {
+        calls++;
+        // More than `max` changes since `after`: the newest are kept, from 60_000 on.
+        const changes = [];
+        for (let r = 60_001; r <= 100_000; r += 10) changes.push(change(r));
+        assert.ok(changes.length <= max);
+        return { changes, from: 60_000, fence: 100_000 };
+      },
+    };
+    const replays = new Replays(capped, ring, 100);
+    assert.equal(replays.lost(1), false, 'not known before the store was asked');
+    await replays.reachBack(1);
+    assert.equal(calls, 1);
+    assert.equal(ring.base, 60_000);
+    assert.equal(replays.lost(1), true);
+    assert.equal(replays.lost(59_999), true);
+    assert.equal(replays.lost(60_000), false, 'from the replay on, the ring has it');
+    await replays.reachBack(1);
+    assert.equal(calls, 1, 'asked again, the store is not read again');
+    replays.restart();
+    assert.equal(replays.lost(1), false, 'after a reload revisions may have started over');
+  });
+
+  it('remembers ids whose changes were compacted away', async () => {
+    let calls = 0;
+    const compacted: ChangeHistory = {
+      async since() {
+        calls++;
+        throw new StoreCompactedError();
+      },
+    };
+    const replays = new Replays(compacted, new Ring(100, 500), 100);
+    await replays.reachBack(200);
+    assert.equal(replays.lost(200), true);
+    assert.equal(replays.lost(150), true);
+    assert.equal(replays.lost(201), false);
+    assert.equal(calls, 1);
   });
 
   it('asks for at least the ring size and at least the replay cap', async () => {

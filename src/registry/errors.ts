@@ -31,9 +31,10 @@ export class NoInstanceAvailableError extends RegistryError {
   }
 }
 
+/** A new change stream would pass the gateway's limit (the detail says which one). */
 export class TooManyStreamsError extends RegistryError {
-  constructor(limit: number) {
-    super('too-many-streams', `this gateway already serves its limit of ${limit} change streams; retry later or on another replica`);
+  constructor(detail: string) {
+    super('too-many-streams', `${detail}; retry later or on another replica`);
   }
 }
 

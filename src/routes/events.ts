@@ -24,9 +24,9 @@ function lastEventId(req: FastifyRequest, query: { lastEventId?: string }): numb
   return Number(raw.trim());
 }
 
-/** The token's read right, named so that streams of one token share their snapshots. */
-function access(req: FastifyRequest): Pick<Scope, 'allowed' | 'accessKey'> {
-  return { allowed: req.canRead, accessKey: req.accessToken?.name };
+/** The token's read right. */
+function access(req: FastifyRequest): Pick<Scope, 'allowed'> {
+  return { allowed: req.canRead };
 }
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {

@@ -10,6 +10,8 @@ import type { Change } from '../registry/types.ts';
 
 /** A replay from the store that has not reached its fence by then fails. */
 const REPLAY_TIMEOUT_MS = 10_000;
+/** How long a check of the store's revision may take. */
+const REVISION_CHECK_TIMEOUT_MS = 3000;
 
 export interface Replay {
   /** Every change with a revision above `from`, up to and including `fence`, in order. */
@@ -21,6 +23,8 @@ export interface Replay {
 }
 
 export class History {
+  private revisionCheck: Promise<number> | undefined;
+
   constructor(
     private readonly store: MonitoredStore,
     private readonly keys: KeyLayout,
@@ -37,6 +41,21 @@ export class History {
       throw new StoreUnavailableError('the store is unreachable: changes before this gateway started cannot be read');
     const fence = await this.writeFence();
     return this.read(after, fence, max);
+  }
+
+  /**
+   * The store's current revision, by a cheap round trip (no data read) that
+   * concurrent callers share. StoreUnavailableError when the store does not answer.
+   */
+  revision(): Promise<number> {
+    this.revisionCheck ??= this.store
+      .status(REVISION_CHECK_TIMEOUT_MS)
+      .then(
+        (status) => status.revision,
+        (err: Error) => Promise.reject(asStoreError(err)),
+      )
+      .finally(() => (this.revisionCheck = undefined));
+    return this.revisionCheck;
   }
 
   /** Write a short-lived bookkeeping key and resolve its revision: every change up to it is then in the store's history. */

@@ -5,19 +5,21 @@
 //
 // Resume contract: ids are store revisions. A subscriber that sends id L gets
 // every change in its scope with revision > L, in order, each once, then the
-// live ones; if those changes are gone (compaction), a snapshot with reset:true.
+// live ones; if those changes are gone (compaction), or L is above the store's
+// revision (a typo, a store restored from a backup), a snapshot with reset:true.
 // Changes of one revision are written in one write.
 //
 // A stream starts in two steps: prepare (store reads, may fail: the route then
 // answers an error) and attach (the response is open; nothing fails after).
 import { randomInt } from 'node:crypto';
-import { StoreCompactedError, TooManyStreamsError } from '../registry/errors.ts';
+import { TooManyStreamsError } from '../registry/errors.ts';
 import type { RegistryRoot } from '../registry/index.ts';
 import type { Change } from '../registry/types.ts';
 import { History } from './history.ts';
+import { Block, StreamMemory, whole } from './memory.ts';
 import type { StreamSink } from './outbox.ts';
 import { Replays } from './replays.ts';
-import { Ring, type RingEntry } from './ring.ts';
+import { framesAfter, Ring, type Frames, type RingEntry } from './ring.ts';
 import { Snapshots } from './snapshots.ts';
 import { KEEP_ALIVE, progressFrame, retryFrame } from './sse.ts';
 import { Subscriber, type Scope } from './subscriber.ts';
@@ -25,16 +27,22 @@ import { Subscriber, type Scope } from './subscriber.ts';
 export interface HubObserver {
   clients(n: number): void;
   sent(events: number): void;
+  /** Bytes held for data streams have not read yet (shared data counted once). */
+  unread(bytes: number): void;
 }
 
 export interface HubOptions {
   /** Changes kept for resuming without a store read. */
   history: number;
   keepAliveMs: number;
-  /** Bytes of live changes that may wait behind what a subscriber has not read yet. */
+  /** Bytes that may wait behind what a subscriber has not read yet: live changes and data of its own. */
   bufferBytes: number;
   /** Streams open at once at most; past it a new stream is 503 too-many-streams. */
   maxStreams: number;
+  /** Unread bytes of all streams together past which a new stream is 503 too-many-streams. */
+  memoryBudget: number;
+  /** A stream whose client has taken nothing for this long while data waits is closed. */
+  stallMs: number;
 }
 
 /** A stream whose start is decided: attach its response and it runs. */
@@ -44,11 +52,14 @@ export interface PreparedStream {
 
 /** Subscribers given their reset snapshot per turn of the event loop after a reload. */
 const RESETS_PER_TURN = 50;
+const keepAlive = Block.of(KEEP_ALIVE, false);
 
 export class Hub {
   private readonly subscribers = new Set<Subscriber>();
   private readonly cache: RegistryRoot['cache'];
+  private readonly memory: StreamMemory;
   private readonly ring: Ring;
+  private readonly history: History;
   private readonly replays: Replays;
   private readonly snapshots: Snapshots;
   private readonly ticker: NodeJS.Timeout;
@@ -61,8 +72,10 @@ export class Hub {
     private readonly observer: HubObserver,
   ) {
     this.cache = root.cache;
+    this.memory = new StreamMemory((bytes) => observer.unread(bytes));
     this.ring = new Ring(opts.history, this.cache.appliedRevision);
-    this.replays = new Replays(new History(root.store, root.keys, root.bookkeeping), this.ring, opts.history);
+    this.history = new History(root.store, root.keys, root.bookkeeping);
+    this.replays = new Replays(this.history, this.ring, opts.history);
     this.snapshots = new Snapshots(this.cache);
     this.cache.onChanges((changes) => this.publish(changes));
     root.onReset(() => this.resetAll());
@@ -77,17 +90,17 @@ export class Hub {
    * unreachable) before anything is written.
    */
   async prepare(scope: Scope, lastEventId: number | undefined): Promise<PreparedStream> {
-    this.checkLimit();
-    if (lastEventId !== undefined && lastEventId < this.ring.base) {
-      try {
-        await this.replays.reachBack(lastEventId);
-      } catch (err) {
-        if (!(err instanceof StoreCompactedError)) throw err;
-      }
-      // Other streams may have opened while this one read the store.
-      this.checkLimit();
+    this.checkRoom();
+    let fromTheFuture = false;
+    if (lastEventId !== undefined && lastEventId > this.cache.appliedRevision) {
+      // Above this replica's view: the store is asked whether it has got there (a replica lags a little).
+      fromTheFuture = lastEventId > (await this.history.revision());
+    } else if (lastEventId !== undefined && lastEventId < this.ring.base && !this.replays.lost(lastEventId)) {
+      await this.replays.reachBack(lastEventId);
     }
-    return { attach: (sink) => this.start(sink, scope, lastEventId) };
+    // Again: other streams may have opened while this one asked the store.
+    this.checkRoom();
+    return { attach: (sink) => this.start(sink, scope, fromTheFuture ? undefined : lastEventId, fromTheFuture) };
   }
 
   /** Shutdown: end every stream (clients resume elsewhere with their last id). */
@@ -98,11 +111,13 @@ export class Hub {
 
   /**
    * The cache was reloaded (compaction past the watch, or a store restored from
-   * a backup): changes may have been missed, so every stream starts over from a
-   * reset snapshot, a few streams per turn of the event loop.
+   * a backup so that revisions went back): changes may have been missed, so
+   * every stream starts over from a reset snapshot, a few streams per turn of
+   * the event loop, and nothing learnt about older revisions is kept.
    */
   resetAll(): void {
     this.ring.restart(this.cache.appliedRevision);
+    this.replays.restart();
     const idle = !this.resetQueue.length;
     for (const sub of this.subscribers) {
       if (sub.resetPending) continue;
@@ -112,18 +127,22 @@ export class Hub {
     if (idle && this.resetQueue.length) setImmediate(() => this.sendResets());
   }
 
-  private checkLimit(): void {
-    if (this.subscribers.size >= this.opts.maxStreams) throw new TooManyStreamsError(this.opts.maxStreams);
+  private checkRoom(): void {
+    const { maxStreams, memoryBudget } = this.opts;
+    if (this.subscribers.size >= maxStreams)
+      throw new TooManyStreamsError(`this gateway already serves its limit of ${maxStreams} change streams`);
+    if (this.memory.unread >= memoryBudget)
+      throw new TooManyStreamsError(`this gateway's change streams hold ${memoryBudget} bytes their clients have not read`);
   }
 
-  private start(sink: StreamSink, scope: Scope, lastEventId: number | undefined): void {
-    const sub = new Subscriber(sink, scope, this.opts.bufferBytes, (s) => this.close(s, true));
+  private start(sink: StreamSink, scope: Scope, lastEventId: number | undefined, reset: boolean): void {
+    const sub = new Subscriber(sink, scope, this.memory, this.opts.bufferBytes, (s) => this.close(s, true));
     this.subscribers.add(sub);
     this.observer.clients(this.subscribers.size);
     sink.onClose(() => this.close(sub));
     // Randomized so that the clients of a restarted gateway do not all come back at once.
-    sub.outbox.live(retryFrame(randomInt(1000, 5001)));
-    if (lastEventId === undefined) this.sendSnapshot(sub, false);
+    sub.outbox.live([whole(Block.of(retryFrame(randomInt(1000, 5001)), true))]);
+    if (lastEventId === undefined) this.sendSnapshot(sub, reset);
     else if (lastEventId >= this.cache.appliedRevision) sub.lastId = lastEventId;
     else if (lastEventId >= this.ring.base) this.replayRing(sub, lastEventId);
     else this.sendSnapshot(sub, true); // compacted, or beyond what one replay keeps
@@ -154,61 +173,60 @@ export class Hub {
     for (const broad of [true, false]) {
       for (const sub of this.subscribers) {
         if (!sub.scope.services !== broad || sub.resetPending) continue;
-        const chunk = this.framesFor(sub, entries);
-        if (chunk && sub.outbox.live(chunk.text)) this.observer.sent(chunk.events);
+        const frames = this.framesFor(sub, entries);
+        if (frames && sub.outbox.live(frames.pieces)) this.observer.sent(frames.events);
       }
     }
   }
 
-  /** The frames of `entries` this subscriber has not had and may see, as one chunk; advances its id. */
-  private framesFor(sub: Subscriber, entries: Iterable<RingEntry>): { text: string; events: number } | undefined {
-    let text = '';
-    let events = 0;
-    let last = sub.lastId;
-    for (const e of entries) {
-      if (e.revision <= sub.lastId || !sub.sees(e.service)) continue;
-      text += e.frame;
-      events++;
-      last = e.revision;
-    }
-    if (!events) return undefined;
-    sub.lastId = last;
+  /** The frames of `entries` this subscriber has not had and may see, one piece per revision; advances its id. */
+  private framesFor(sub: Subscriber, entries: Iterable<RingEntry>): Frames | undefined {
+    const frames = framesAfter(entries, sub.lastId, (service) => sub.sees(service));
+    if (!frames) return undefined;
+    sub.lastId = frames.last;
     sub.lastEventAt = Date.now();
-    return { text, events };
+    return frames;
   }
 
   private sendSnapshot(sub: Subscriber, reset: boolean): void {
-    const { revision, body } = this.snapshots.for(sub, reset);
+    const { revision, pieces } = this.snapshots.for(sub, reset);
     sub.lastId = revision;
     sub.lastEventAt = Date.now();
-    sub.outbox.bulk(body);
+    sub.outbox.bulk(pieces);
     this.observer.sent(1);
   }
 
   private replayRing(sub: Subscriber, after: number): void {
     sub.lastId = after;
-    const chunk = this.framesFor(sub, this.ring.after(after));
-    if (!chunk) return;
-    sub.outbox.bulk(chunk.text);
-    this.observer.sent(chunk.events);
+    const frames = this.framesFor(sub, this.ring.after(after));
+    if (!frames) return;
+    sub.outbox.bulk(frames.pieces);
+    this.observer.sent(frames.events);
   }
 
-  /** Keep-alive comments for every stream; a progress event for a quiet one whose id fell behind. */
+  /**
+   * Keep-alive comments for every stream; a progress event for a quiet one whose
+   * id fell behind; a stream whose client has taken nothing for too long while
+   * data waits is closed (its client resumes with its last id when it reads again).
+   */
   private tick(): void {
     const now = Date.now();
     const applied = this.cache.appliedRevision;
     for (const sub of this.subscribers) {
+      const stalledSince = sub.outbox.stalledSince;
+      if (stalledSince !== undefined && now - stalledSince >= this.opts.stallMs) {
+        this.close(sub, true);
+        continue;
+      }
       // A stream still writing a snapshot or replay is not idle, and its id moves on with it.
       if (sub.resetPending || !sub.outbox.idle) continue;
-      let chunk = KEEP_ALIVE;
-      let events = 0;
+      const pieces = [whole(keepAlive)];
       if (applied > sub.lastId && now - sub.lastEventAt >= this.opts.keepAliveMs * 0.9) {
-        chunk += progressFrame(applied);
+        pieces.push(whole(Block.of(progressFrame(applied), true)));
         sub.lastId = applied;
         sub.lastEventAt = now;
-        events = 1;
       }
-      if (sub.outbox.live(chunk) && events) this.observer.sent(events);
+      if (sub.outbox.live(pieces) && pieces.length > 1) this.observer.sent(1);
     }
   }
 }

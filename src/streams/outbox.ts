@@ -2,7 +2,10 @@
 // order, at the pace the client reads. Bulk (a snapshot, a replay) is always
 // written whole, in slices, yielding to the event loop between them, so that a
 // 25 MB snapshot neither blocks other requests nor counts as "too slow". Live
-// changes wait behind it; only their bytes count against the allowance.
+// changes wait behind it. The queue points at shared blocks (memory.ts); what
+// counts against the allowance is the live changes queued and whatever is this
+// stream's alone.
+import type { Block, Piece, StreamMemory } from './memory.ts';
 import { slices, SLICE_BYTES } from './slices.ts';
 
 /** Where a subscriber's bytes go (an HTTP response: response.ts). */
@@ -17,74 +20,85 @@ export interface StreamSink {
   close(abrupt: boolean): void;
 }
 
-const EMPTY = Buffer.alloc(0);
-
 interface Item {
-  data: Buffer;
-  /** Live bytes count against the allowance; bulk does not. */
+  piece: Piece;
+  /** Counts against the allowance: a live change, or bytes of this stream's alone. */
+  owed: number;
   live: boolean;
-  /** Bulk still being rendered: its parts take this item's place once there. */
-  later?: Promise<Buffer[]>;
+}
+
+/** Bulk still being rendered: its pieces take this place once there. */
+interface Pending {
+  later: Promise<Piece[]>;
   awaited?: boolean;
 }
 
 export class Outbox {
-  private readonly queue: Item[] = [];
-  /** How much of queue[0] is already written. */
+  private readonly queue: (Item | Pending)[] = [];
+  /** How much of the first item is already written. */
   private offset = 0;
-  /** Bytes of live changes queued and not yet written. */
-  private liveBytes = 0;
-  private blocked = false;
+  /** Bytes queued that count against the allowance. */
+  private owed = 0;
+  /** Blocks handed to the connection since it last drained: its buffer still holds them. */
+  private inConnection: Block[] = [];
+  private blockedAt: number | undefined;
   private scheduled = false;
   private closed = false;
 
   constructor(
     private readonly sink: StreamSink,
-    /** Live bytes that may wait behind what the client has not read yet. */
+    private readonly memory: StreamMemory,
+    /** Bytes that may wait behind what the client has not read yet (live changes, and what is this stream's alone). */
     private readonly allowance: number,
     /** Called once when the allowance is passed: the subscriber is too slow. */
     private readonly overflow: () => void,
   ) {
     sink.onDrain(() => {
-      this.blocked = false;
+      this.blockedAt = undefined;
+      this.flushed();
       this.pump();
     });
   }
 
   /** Nothing is waiting: the client has been handed everything. */
   get idle(): boolean {
-    return !this.queue.length && !this.blocked;
+    return !this.queue.length && this.blockedAt === undefined;
+  }
+
+  /** Since when the connection has taken nothing while data waits (undefined: it takes what it is given). */
+  get stalledSince(): number | undefined {
+    return this.blockedAt;
   }
 
   /** A snapshot or replay (or one being rendered): written whole however slowly the client reads. */
-  bulk(data: string | Promise<Buffer[]>): void {
-    if (typeof data === 'string') this.push({ data: Buffer.from(data), live: false });
-    else this.push({ data: EMPTY, live: false, later: data });
+  bulk(pieces: Piece[] | Promise<Piece[]>): void {
+    if (this.closed) return;
+    if (Array.isArray(pieces)) for (const piece of pieces) this.push(piece, false);
+    else this.queue.push({ later: pieces });
+    this.pump();
   }
 
-  /** A live change (or a keep-alive): false once the subscriber is too far behind. */
-  live(chunk: string): boolean {
+  /** Live changes (or a keep-alive), each piece one write: false once the subscriber is too far behind. */
+  live(pieces: Piece[]): boolean {
     if (this.closed) return false;
-    if (this.idle) {
-      this.blocked = !this.sink.write(chunk);
-      return true;
-    }
-    // Not counting the chunk at hand: one revision (a big batch) may be larger than the
+    // Not counting the pieces at hand: one revision (a big batch) may be larger than the
     // allowance, and closing every stream for it would close them again on each resume.
-    if (this.liveBytes > this.allowance) {
+    if (!this.idle && this.owed > this.allowance) {
       this.close();
       this.overflow();
       return false;
     }
-    const data = Buffer.from(chunk);
-    this.liveBytes += data.length;
-    this.push({ data, live: true });
+    for (const piece of pieces) this.push(piece, true);
+    this.pump();
     return true;
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
+    for (const item of this.queue) if ('piece' in item) this.memory.release(item.piece.block);
     this.queue.length = 0;
+    this.flushed();
   }
 
   /** The scheduler's turn for this stream's next slice. */
@@ -93,37 +107,38 @@ export class Outbox {
     this.pump();
   }
 
-  private push(item: Item): void {
-    if (this.closed) return;
-    this.queue.push(item);
-    if (this.queue.length === 1) this.pump();
+  private push(piece: Piece, live: boolean): void {
+    const owed = live || piece.block.own ? piece.data.length : 0;
+    this.memory.hold(piece.block);
+    this.owed += owed;
+    this.queue.push({ piece, owed, live });
+  }
+
+  /** The connection's buffer emptied: what it held is no longer this stream's to account for. */
+  private flushed(): void {
+    for (const block of this.inConnection) this.memory.release(block);
+    this.inConnection = [];
   }
 
   private pump(): void {
-    while (!this.closed && !this.blocked && this.queue.length) {
+    while (!this.closed && this.blockedAt === undefined && this.queue.length) {
       const head = this.queue[0]!;
-      if (head.later) {
-        if (head.awaited) return;
-        head.awaited = true;
-        head.later.then(
-          (parts) => {
-            if (this.queue[0] !== head) return; // closed meanwhile
-            this.queue.splice(0, 1, ...parts.map((data) => ({ data, live: false })));
-            this.pump();
-          },
-          () => this.close(),
-        );
+      if ('later' in head) {
+        this.await(head);
         return;
       }
-      const slice = head.live ? head.data : head.data.subarray(this.offset, this.offset + SLICE_BYTES);
+      const { piece, live } = head;
+      const slice = live ? piece.data : piece.data.subarray(this.offset, this.offset + SLICE_BYTES);
       this.offset += slice.length;
-      if (this.offset >= head.data.length) {
+      if (this.offset >= piece.data.length) {
         this.queue.shift();
         this.offset = 0;
-        if (head.live) this.liveBytes -= head.data.length;
+        this.owed -= head.owed;
+        this.inConnection.push(piece.block);
       }
-      this.blocked = !this.sink.write(slice);
-      if (!head.live && !this.blocked && this.queue.length) {
+      if (this.sink.write(slice)) this.flushed();
+      else this.blockedAt = Date.now();
+      if (!live && this.blockedAt === undefined && this.queue.length) {
         // Let other requests and streams run before the next slice.
         if (!this.scheduled) {
           this.scheduled = true;
@@ -132,5 +147,25 @@ export class Outbox {
         return;
       }
     }
+  }
+
+  private await(pending: Pending): void {
+    if (pending.awaited) return;
+    pending.awaited = true;
+    pending.later.then(
+      (pieces) => {
+        if (this.queue[0] !== pending) return; // closed meanwhile
+        this.queue.shift();
+        const items = pieces.map((piece) => {
+          this.memory.hold(piece.block);
+          const owed = piece.block.own ? piece.data.length : 0;
+          this.owed += owed;
+          return { piece, owed, live: false };
+        });
+        this.queue.unshift(...items);
+        this.pump();
+      },
+      () => this.close(),
+    );
   }
 }

@@ -1,14 +1,20 @@
-// The recent changes, each with its frame built once, kept for resuming streams
-// without a store read. Holds whole revisions only, so that "every change above
-// `base` is here" stays true; a replay from the store can extend it backwards.
+// The recent changes, kept for resuming streams without a store read. The frames
+// of one revision are built once, as one block that every stream sends (or a run
+// of it, for a stream that sees only some of its services). Holds whole
+// revisions only, so that "every change above `base` is here" stays true; a
+// replay from the store can extend it backwards.
 import type { Change } from '../registry/types.ts';
 import type { Replay } from './history.ts';
+import { Block, whole, type Piece } from './memory.ts';
 import { changeFrame } from './sse.ts';
 
+/** One change: its frame is block.data[start, end). */
 export interface RingEntry {
   revision: number;
   service: string;
-  frame: string;
+  block: Block;
+  start: number;
+  end: number;
 }
 
 export class Ring {
@@ -39,7 +45,7 @@ export class Ring {
 
   /** Add the changes of the newest revisions; returns their entries. */
   push(changes: Change[]): RingEntry[] {
-    const added = changes.map(toEntry);
+    const added = toEntries(changes);
     for (const e of added) this.entries.push(e);
     this.trim();
     return added;
@@ -53,7 +59,7 @@ export class Ring {
   /** Put a replay's changes in front, if the two meet (the ring still reaches back to the replay's fence). */
   extend(replay: Replay): void {
     if (replay.fence < this.floor || replay.from >= this.floor) return;
-    const older = replay.changes.filter((c) => c.revision <= this.floor).map(toEntry);
+    const older = toEntries(replay.changes.filter((c) => c.revision <= this.floor));
     this.entries = [...older, ...this.entries.slice(this.head)];
     this.head = 0;
     this.floor = replay.from;
@@ -75,6 +81,61 @@ export class Ring {
   }
 }
 
-function toEntry(c: Change): RingEntry {
-  return { revision: c.revision, service: c.service, frame: changeFrame(c) };
+/** What a subscriber is sent of some entries: one piece per revision. */
+export interface Frames {
+  pieces: Piece[];
+  events: number;
+  /** The revision of the last frame. */
+  last: number;
+}
+
+/** The frames of `entries` above `after` whose service `sees` accepts, or undefined when there are none. */
+export function framesAfter(entries: Iterable<RingEntry>, after: number, sees: (service: string) => boolean): Frames | undefined {
+  const pieces: Piece[] = [];
+  let events = 0;
+  let last = after;
+  let run: RingEntry[] = [];
+  const flush = () => {
+    if (!run.length) return;
+    pieces.push(pieceOf(run));
+    events += run.length;
+    last = run[0]!.revision;
+    run = [];
+  };
+  for (const e of entries) {
+    if (run.length && run[0]!.revision !== e.revision) flush();
+    if (e.revision > after && sees(e.service)) run.push(e);
+  }
+  flush();
+  return pieces.length ? { pieces, events, last } : undefined;
+}
+
+/** One revision's frames: the shared block, a run of it, or (frames apart) a copy of their own. */
+function pieceOf(run: RingEntry[]): Piece {
+  const block = run[0]!.block;
+  const contiguous = run.every((e, i) => i === 0 || e.start === run[i - 1]!.end);
+  if (!contiguous) return whole(new Block(Buffer.concat(run.map((e) => block.data.subarray(e.start, e.end))), true));
+  const start = run[0]!.start;
+  const end = run.at(-1)!.end;
+  return { block, data: start === 0 && end === block.data.length ? block.data : block.data.subarray(start, end) };
+}
+
+/** Entries for changes in revision order: one block per revision. */
+function toEntries(changes: Change[]): RingEntry[] {
+  const out: RingEntry[] = [];
+  for (let i = 0; i < changes.length;) {
+    const revision = changes[i]!.revision;
+    let j = i;
+    while (j < changes.length && changes[j]!.revision === revision) j++;
+    const frames = changes.slice(i, j).map((c) => Buffer.from(changeFrame(c)));
+    const block = new Block(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    let start = 0;
+    for (let k = i; k < j; k++) {
+      const end = start + frames[k - i]!.length;
+      out.push({ revision, service: changes[k]!.service, block, start, end });
+      start = end;
+    }
+    i = j;
+  }
+  return out;
 }

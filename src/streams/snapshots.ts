@@ -1,62 +1,72 @@
 // Snapshots: the state of a subscriber's services at the cache's revision, as
-// one frame. Rendered once per scope and revision and shared by every
-// subscriber that needs it; rendered a slice at a time, with turns of the event
-// loop in between, so that a large one never blocks other requests.
-import type { Cache } from '../registry/cache.ts';
-import { snapshotFrame } from './sse.ts';
+// one frame. Each service's part is rendered once per version of its instance
+// list (the cache replaces a list on change, never alters it) and shared by
+// every snapshot that shows it, whatever the scope or revision: streams that
+// never read pin one copy, not one each. Rendering goes a slice at a time, with
+// turns of the event loop in between, so that a large one blocks nothing.
+import type { Cache, CachedInstance } from '../registry/cache.ts';
+import { Block, whole, type Piece } from './memory.ts';
+import { SLICE_BYTES } from './slices.ts';
+import { servicePart, SNAPSHOT_SEPARATOR, SNAPSHOT_TAIL, snapshotHead } from './sse.ts';
 import type { Subscriber } from './subscriber.ts';
 
-/** Snapshots kept for sharing at one revision (rendered or being rendered). */
-const SHARED_SNAPSHOTS = 10_000;
-/** A snapshot is rendered in slices of about this size... */
-const RENDER_SLICE_CHARS = 256 * 1024;
-/** ...and gives the event loop a turn after this much work. */
+/** A part gives the event loop a turn after this much rendering. */
 const RENDER_TURN_MS = 5;
 
+const separator = Block.of(SNAPSHOT_SEPARATOR, false);
+const tail = Block.of(SNAPSHOT_TAIL, false);
+
 export class Snapshots {
-  /** Snapshots rendered (or being rendered) at `renderedAt`, by scope key and reset flag. */
-  private rendered = new Map<string, Promise<Buffer[]>>();
-  private renderedAt = -1;
+  /** Rendered (or being rendered) parts, by the instance list they show: gone with the list. */
+  private readonly parts = new WeakMap<readonly CachedInstance[], Promise<Block[]>>();
 
   constructor(private readonly cache: Cache) {}
 
-  /** The snapshot `sub` gets now, at the cache's revision (returned with it). */
-  for(sub: Subscriber, reset: boolean): { revision: number; body: Promise<Buffer[]> } {
+  /**
+   * The snapshot `sub` gets now, at the cache's revision (returned with it). The
+   * lists are taken now, so it is the state at `revision` however long rendering takes.
+   */
+  for(sub: Subscriber, reset: boolean): { revision: number; pieces: Promise<Piece[]> } {
     const revision = this.cache.appliedRevision;
-    if (revision !== this.renderedAt) {
-      this.rendered = new Map();
-      this.renderedAt = revision;
-    }
-    const key = sub.scopeKey === undefined ? undefined : `${reset}|${sub.scopeKey}`;
-    let body = key === undefined ? undefined : this.rendered.get(key);
-    if (!body) {
-      body = this.render(sub, revision, reset);
-      if (key !== undefined && this.rendered.size < SHARED_SNAPSHOTS) this.rendered.set(key, body);
-    }
-    return { revision, body };
+    const services = this.cache.snapshot((s) => sub.sees(s), sub.namedServices());
+    return { revision, pieces: this.assemble(revision, reset, services) };
   }
 
-  /**
-   * The instance lists are taken now (the cache replaces them on change, never
-   * alters them), so the snapshot is the state at `revision` however long the
-   * rendering takes.
-   */
-  private async render(sub: Subscriber, revision: number, reset: boolean): Promise<Buffer[]> {
-    const services = this.cache.snapshot((s) => sub.sees(s), sub.namedServices());
-    const parts: Buffer[] = [];
-    let slice = '';
-    let turnStart = performance.now();
-    for (const piece of snapshotFrame(revision, services, reset)) {
-      slice += piece;
-      if (slice.length < RENDER_SLICE_CHARS) continue;
-      parts.push(Buffer.from(slice));
-      slice = '';
-      if (performance.now() - turnStart >= RENDER_TURN_MS) {
-        await new Promise((resolve) => setImmediate(resolve));
-        turnStart = performance.now();
-      }
+  private async assemble(revision: number, reset: boolean, services: Map<string, readonly CachedInstance[]>): Promise<Piece[]> {
+    const out: Piece[] = [whole(Block.of(snapshotHead(revision, reset), true))];
+    const turn = { start: performance.now() };
+    let first = true;
+    for (const [name, list] of services) {
+      if (!first) out.push(whole(separator));
+      first = false;
+      let part = this.parts.get(list);
+      if (!part) this.parts.set(list, (part = render(name, list, turn)));
+      for (const block of await part) out.push(whole(block));
     }
-    parts.push(Buffer.from(slice));
-    return parts;
+    out.push(whole(tail));
+    return out;
   }
+}
+
+/** One service's part in blocks of about one write slice each; `turn` is shared by the parts of one snapshot. */
+async function render(name: string, list: readonly CachedInstance[], turn: { start: number }): Promise<Block[]> {
+  const blocks: Block[] = [];
+  let slice = '';
+  for (const piece of servicePart(name, list)) {
+    slice += piece;
+    if (slice.length < SLICE_BYTES) continue;
+    blocks.push(Block.of(slice, false));
+    slice = '';
+    await giveWay(turn);
+  }
+  blocks.push(Block.of(slice, false));
+  await giveWay(turn);
+  return blocks;
+}
+
+/** A turn of the event loop for other work once this one has rendered for RENDER_TURN_MS. */
+async function giveWay(turn: { start: number }): Promise<void> {
+  if (performance.now() - turn.start < RENDER_TURN_MS) return;
+  await new Promise((resolve) => setImmediate(resolve));
+  turn.start = performance.now();
 }

@@ -1,6 +1,6 @@
 // Server-Sent Events on the wire: how each frame of a change stream is spelled.
 // Every frame is built once and shared (a change by every subscriber that sees
-// it, a snapshot by every subscriber of its scope and revision).
+// it, a service's part of a snapshot by every snapshot that shows that list).
 import type { CachedInstance } from '../registry/cache.ts';
 import type { Change } from '../registry/types.ts';
 
@@ -13,23 +13,20 @@ export function changeFrame(c: Change): string {
 }
 
 /**
- * A snapshot in pieces, to be joined in order, from the instances' cached JSON
- * (in the order shown): no object tree of the whole registry is built.
+ * A snapshot is `snapshotHead`, then each service's part (`servicePart`) with
+ * SNAPSHOT_SEPARATOR between them, then SNAPSHOT_TAIL. Services whose list has not
+ * changed give the same part in every snapshot, so it is built once.
  */
-export function* snapshotFrame(
-  revision: number,
-  services: ReadonlyMap<string, readonly CachedInstance[]>,
-  reset: boolean,
-): Iterable<string> {
-  yield `id: ${revision}\nevent: snapshot\ndata: {"revision":${revision}${reset ? ',"reset":true' : ''},"services":{`;
-  let first = true;
-  for (const [name, list] of services) {
-    yield `${first ? '' : ','}${JSON.stringify(name)}:[`;
-    first = false;
-    for (let i = 0; i < list.length; i++) yield i ? `,${list[i]!.json}` : list[i]!.json;
-    yield ']';
-  }
-  yield '}}\n\n';
+export const snapshotHead = (revision: number, reset: boolean): string =>
+  `id: ${revision}\nevent: snapshot\ndata: {"revision":${revision}${reset ? ',"reset":true' : ''},"services":{`;
+export const SNAPSHOT_SEPARATOR = ',';
+export const SNAPSHOT_TAIL = '}}\n\n';
+
+/** One service of a snapshot in pieces, from the instances' cached JSON (in the order shown). */
+export function* servicePart(name: string, list: readonly CachedInstance[]): Iterable<string> {
+  yield `${JSON.stringify(name)}:[`;
+  for (let i = 0; i < list.length; i++) yield i ? `,${list[i]!.json}` : list[i]!.json;
+  yield ']';
 }
 
 /** A quiet stream's id moves on to `revision`. */

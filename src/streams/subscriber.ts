@@ -1,4 +1,5 @@
 // One open change stream: what it may see, how far it has got, and its outbox.
+import type { StreamMemory } from './memory.ts';
 import { Outbox, type StreamSink } from './outbox.ts';
 
 export interface Scope {
@@ -6,8 +7,6 @@ export interface Scope {
   services?: string[];
   /** Further narrowing (access rights): may this subscriber see this service? */
   allowed?: (service: string) => boolean;
-  /** Whose rights `allowed` checks (a token name): streams with the same key and services share snapshots. */
-  accessKey?: string;
 }
 
 export class Subscriber {
@@ -18,20 +17,17 @@ export class Subscriber {
   resetPending = false;
   closed = false;
   readonly outbox: Outbox;
-  /** Subscribers with the same key see the same services (undefined: shares with none). */
-  readonly scopeKey: string | undefined;
   private readonly named: Set<string> | undefined;
 
   constructor(
     readonly sink: StreamSink,
     readonly scope: Scope,
+    memory: StreamMemory,
     bufferBytes: number,
     tooSlow: (sub: Subscriber) => void,
   ) {
     this.named = scope.services && new Set(scope.services);
-    this.outbox = new Outbox(sink, bufferBytes, () => tooSlow(this));
-    const names = scope.services ? [...this.named!].sort().join('/') : '*';
-    this.scopeKey = scope.allowed && scope.accessKey === undefined ? undefined : `${scope.accessKey ?? ''}|${names}`;
+    this.outbox = new Outbox(sink, memory, bufferBytes, () => tooSlow(this));
   }
 
   sees(service: string): boolean {
