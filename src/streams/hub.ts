@@ -52,7 +52,6 @@ export interface PreparedStream {
 
 /** Subscribers given their reset snapshot per turn of the event loop after a reload. */
 const RESETS_PER_TURN = 50;
-const keepAlive = Block.of(KEEP_ALIVE, false);
 
 export class Hub {
   private readonly subscribers = new Set<Subscriber>();
@@ -64,6 +63,7 @@ export class Hub {
   private readonly snapshots: Snapshots;
   private readonly ticker: NodeJS.Timeout;
   private resetQueue: Subscriber[] = [];
+  private readonly keepAlive = Block.of(KEEP_ALIVE, false);
 
   /** Streams of the registry's changes; `root` must be started (the ring starts at its first load). */
   constructor(
@@ -220,7 +220,7 @@ export class Hub {
       }
       // A stream still writing a snapshot or replay is not idle, and its id moves on with it.
       if (sub.resetPending || !sub.outbox.idle) continue;
-      const pieces = [whole(keepAlive)];
+      const pieces = [whole(this.keepAlive)];
       if (applied > sub.lastId && now - sub.lastEventAt >= this.opts.keepAliveMs * 0.9) {
         pieces.push(whole(Block.of(progressFrame(applied), true)));
         sub.lastId = applied;

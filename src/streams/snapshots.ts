@@ -13,12 +13,12 @@ import type { Subscriber } from './subscriber.ts';
 /** A part gives the event loop a turn after this much rendering. */
 const RENDER_TURN_MS = 5;
 
-const separator = Block.of(SNAPSHOT_SEPARATOR, false);
-const tail = Block.of(SNAPSHOT_TAIL, false);
-
 export class Snapshots {
   /** Rendered (or being rendered) parts, by the instance list they show: gone with the list. */
   private readonly parts = new WeakMap<readonly CachedInstance[], Promise<Block[]>>();
+  // Shared by this gateway's snapshots only: each gateway counts its own unread bytes.
+  private readonly separator = Block.of(SNAPSHOT_SEPARATOR, false);
+  private readonly tail = Block.of(SNAPSHOT_TAIL, false);
 
   constructor(private readonly cache: Cache) {}
 
@@ -37,13 +37,13 @@ export class Snapshots {
     const turn = { start: performance.now() };
     let first = true;
     for (const [name, list] of services) {
-      if (!first) out.push(whole(separator));
+      if (!first) out.push(whole(this.separator));
       first = false;
       let part = this.parts.get(list);
       if (!part) this.parts.set(list, (part = render(name, list, turn)));
       for (const block of await part) out.push(whole(block));
     }
-    out.push(whole(tail));
+    out.push(whole(this.tail));
     return out;
   }
 }
