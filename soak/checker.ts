@@ -16,7 +16,8 @@ export type Property =
   | 'abandoned-expired'
   | 'read-own-write'
   | 'blocking-not-behind'
-  | 'read-state';
+  | 'read-state'
+  | 'no-time-travel';
 
 export const PROPERTIES: Record<Property, string> = {
   'history-complete': "the recorder saw every revision of etcd's history (harness integrity)",
@@ -33,6 +34,8 @@ export const PROPERTIES: Record<Property, string> = {
   'blocking-not-behind':
     'before its wait ended, a blocking query was answered only with a revision above its index (at its index by a draining gateway)',
   'read-state': "a read labelled revision V equals etcd's state of the service at V",
+  'no-time-travel':
+    'no stream delivered a revision below one it had already delivered (or resumed from), and no read of a service on a replica was labelled below a read of it there that finished before it started',
 };
 
 export interface Violation {
@@ -137,6 +140,7 @@ export function check(log: RunLog): CheckResult {
   stats.readsChecked = reads.checked;
   stats.blockingBelowIndexAtWaitEnd = reads.lagging;
   stats.snapshotsChecked = checkStates(log.history.events, stateChecks, out);
+  checkNoTimeTravel(log, out);
   return { violations: out.violations, counts: out.counts, lags, expiries, stats };
 }
 
@@ -556,4 +560,51 @@ function checkStates(events: HistoryEvent[], checks: StateCheck[], out: Collecto
       out.add(c.property, `${c.what}: ${c.count} instances, etcd had ${lines.length} at that revision (or other revisions)`, c.subject);
   }
   return checks.length;
+}
+
+/**
+ * etcd-io/etcd#15271 ("watch traveling back in time after network partition"): what
+ * a client saw never goes back. Per stream connection, every revision delivered
+ * (snapshot, change, progress) is at or above the highest one before it and the
+ * Last-Event-ID it resumed from. Per replica and service, a read answered 200 is
+ * labelled at or above every read of it there that had finished when it was sent.
+ */
+function checkNoTimeTravel(log: RunLog, out: Collector): void {
+  for (const sub of log.subscribers) {
+    for (const conn of sub.connections) {
+      if (conn.status !== 200) continue;
+      let high = conn.lastEventId === '' ? 0 : Number(conn.lastEventId);
+      for (const item of conn.items) {
+        if (item.revision < high) {
+          out.add('no-time-travel', `${sub.name} (g${conn.replica}): ${item.kind} at revision ${item.revision} after ${high}`, sub.name);
+        }
+        high = Math.max(high, item.revision);
+      }
+    }
+  }
+  const byReplicaService = new Map<string, RunLog['reads']>();
+  for (const r of log.reads) {
+    if (r.status !== 200) continue;
+    const k = `${r.replica}|${r.service}`;
+    byReplicaService.set(k, [...(byReplicaService.get(k) ?? []), r]);
+  }
+  for (const [k, reads] of byReplicaService) {
+    const finished = [...reads].sort((a, b) => a.answeredAt - b.answeredAt);
+    const started = [...reads].sort((a, b) => a.sentAt - b.sentAt);
+    let i = 0;
+    let high: (typeof reads)[number] | undefined;
+    for (const r of started) {
+      while (i < finished.length && finished[i]!.answeredAt < r.sentAt) {
+        if (!high || finished[i]!.label > high.label) high = finished[i];
+        i++;
+      }
+      if (high && r.label < high.label) {
+        out.add(
+          'no-time-travel',
+          `g${k.split('|')[0]} ${r.service}: read labelled ${r.label} after a read labelled ${high.label} had finished`,
+          k,
+        );
+      }
+    }
+  }
 }

@@ -4,9 +4,11 @@
 // that faults pile up; the smoke run packs one of each kind into its minute.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EtcdCluster } from '../test/helpers/etcd.ts';
+import type { Partitioner } from '../test/helpers/partition.ts';
 import type { HistoryRecorder } from './history.ts';
+import type { NetPipe } from './net-pipe.ts';
 import { now } from './http.ts';
-import { FAULT_KINDS, type Compaction, type FaultKind, type FaultRecord } from './observations.ts';
+import { FAULT_KINDS, SMOKE_FAULT_KINDS, type Compaction, type FaultKind, type FaultRecord } from './observations.ts';
 import { Random } from './random.ts';
 import type { Gateway } from './system.ts';
 import type { Workload } from './workload.ts';
@@ -21,7 +23,7 @@ export interface PlannedFault {
 /** Faults start between `startMs` and `endMs` (a compressed plan: one of each kind from `startMs`). */
 export function planFaults(random: Random, startMs: number, endMs: number, compressed: boolean): PlannedFault[] {
   const plan: PlannedFault[] = [];
-  const firsts = [...FAULT_KINDS];
+  const firsts = [...(compressed ? SMOKE_FAULT_KINDS : FAULT_KINDS)];
   for (let i = firsts.length - 1; i > 0; i--) {
     const j = random.int(0, i);
     [firsts[i], firsts[j]] = [firsts[j]!, firsts[i]!];
@@ -46,6 +48,10 @@ export function planFaults(random: Random, startMs: number, endMs: number, compr
 
 export interface FaultTargets {
   cluster: EtcdCluster;
+  /** The pipes the gateways reach each member's client port through, in member order. */
+  clientPipes: NetPipe[];
+  /** Cuts peer links (startCluster routes them through it). */
+  peers: Partitioner;
   gateways: Gateway[];
   recorder: HistoryRecorder;
   workload: Workload;
@@ -162,6 +168,47 @@ export class FaultInjector {
       }
       case 'burst':
         return record('gateways', await this.t.workload.burst(1000, this.t.burstTtl));
+      case 'client-partition':
+      case 'link-delay':
+      case 'packet-loss': {
+        // The member stays healthy in its cluster; only the gateways' link to it goes bad.
+        const free = [0, 1, 2].filter((i) => !this.busyMembers.has(i));
+        if (free.length < 3) return record('-', 'skipped: another member is down or frozen');
+        const i = r.pick(free);
+        const pipe = this.t.clientPipes[i]!;
+        const seconds = this.t.compressed ? 5 : r.between(5, 60);
+        const delayMs = Math.round(r.between(200, 2000));
+        this.busyMembers.add(i);
+        try {
+          if (f.kind === 'client-partition') pipe.set({ kind: 'blackhole' });
+          if (f.kind === 'link-delay') pipe.set({ kind: 'latency', ms: delayMs });
+          for (const end = Date.now() + seconds * 1000; Date.now() < end;) {
+            if (f.kind === 'packet-loss') pipe.reset();
+            await sleep(f.kind === 'packet-loss' ? r.between(1, 3) * 1000 : end - Date.now());
+          }
+        } finally {
+          pipe.set({ kind: 'pass' });
+          if (f.kind === 'client-partition') pipe.reset(); // a partition's stalled connections do not come back
+          this.busyMembers.delete(i);
+        }
+        const what = f.kind === 'link-delay' ? `${delayMs} ms each way, ` : '';
+        return record(`gateways-m${i}`, `${what}${seconds.toFixed(0)} s`);
+      }
+      case 'minority-leader': {
+        if (this.busyMembers.size) return record('-', 'skipped: another member is down or frozen');
+        const i = await cluster.leaderIndex();
+        // Bounded like a leader freeze: an etcd with etcd-io/etcd#15247 may revoke live leases when a stale leader rejoins.
+        const seconds = this.t.compressed ? 5 : r.between(5, this.t.leaderFreezeMaxSeconds);
+        this.busyMembers.add(i);
+        try {
+          this.t.peers.isolate(i);
+          await sleep(seconds * 1000);
+        } finally {
+          this.t.peers.heal();
+          this.busyMembers.delete(i);
+        }
+        return record(`m${i}`, `leader cut from its followers, ${seconds.toFixed(0)} s`);
+      }
     }
   }
 }

@@ -122,8 +122,34 @@ export interface FaultRecord {
   detail?: string;
 }
 
-export type FaultKind = 'leader-kill' | 'member-freeze' | 'gateway-kill' | 'gateway-term' | 'compaction' | 'burst';
-export const FAULT_KINDS: readonly FaultKind[] = ['leader-kill', 'member-freeze', 'gateway-kill', 'gateway-term', 'compaction', 'burst'];
+export type FaultKind =
+  | 'leader-kill'
+  | 'member-freeze'
+  | 'gateway-kill'
+  | 'gateway-term'
+  | 'compaction'
+  | 'burst'
+  // Network faults (soak/net-pipe.ts on client links, test/helpers/partition.ts on peer links):
+  | 'client-partition'
+  | 'link-delay'
+  | 'packet-loss'
+  | 'minority-leader';
+export const FAULT_KINDS: readonly FaultKind[] = [
+  'leader-kill',
+  'member-freeze',
+  'gateway-kill',
+  'gateway-term',
+  'compaction',
+  'burst',
+  'client-partition',
+  'link-delay',
+  'packet-loss',
+  'minority-leader',
+];
+/** The one-minute smoke: every process fault and one network fault, so that it fits its minute. */
+export const SMOKE_FAULT_KINDS: readonly FaultKind[] = FAULT_KINDS.filter(
+  (k) => !['link-delay', 'packet-loss', 'minority-leader'].includes(k),
+);
 
 /** The gateways' event ring (EVENT_HISTORY): a process's memory is warm once this many changes have passed through it. */
 export const EVENT_RING = 10_000;

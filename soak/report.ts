@@ -319,6 +319,10 @@ const FAULT_COLORS: Record<FaultKind, string> = {
   'gateway-term': '#bcbd22',
   compaction: '#9467bd',
   burst: '#2ca02c',
+  'client-partition': '#17becf',
+  'link-delay': '#8c564b',
+  'packet-loss': '#e377c2',
+  'minority-leader': '#7f7f7f',
 };
 const LINE_COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd'];
 

@@ -21,6 +21,8 @@ import { EVENT_RING, type Compaction, type RssSample, type RunLog, type Scope } 
 import { Random } from './random.ts';
 import { writeReport, type Machine, type Summary } from './report.ts';
 import { Subscriber } from './subscriber.ts';
+import { Partitioner } from '../test/helpers/partition.ts';
+import { NetPipe } from './net-pipe.ts';
 import { compactionWatcher, Gateway, loopDelaySampler, memorySampler, startCluster } from './system.ts';
 import { Workload, type WorkloadLog, type WorkloadOptions } from './workload.ts';
 
@@ -107,7 +109,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
   const services = Array.from({ length: p.services }, (_, i) => `svc-${String(i).padStart(2, '0')}`);
 
   say(`starting etcd (3 members) and ${opts.replicas} gateways; logs in ${logDir}`);
-  const cluster = await startCluster(p.compactionRetention);
+  const peers = new Partitioner();
+  const cluster = await startCluster(p.compactionRetention, peers);
+  // The gateways reach each member through a pipe the network faults control; the recorder (ground truth) does not.
+  const clientPipes = await Promise.all(cluster.endpoints.map((e) => NetPipe.start(e)));
   const compactions: Compaction[] = [];
   const rss: RssSample[] = [];
   const prefix = '/soak';
@@ -121,7 +126,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
   try {
     await recorder.start();
     const env = {
-      ETCD_ENDPOINTS: cluster.endpoints.join(','),
+      ETCD_ENDPOINTS: clientPipes.map((pipe) => pipe.url).join(','),
       ETCD_PREFIX: prefix,
       LOG_LEVEL: 'warn',
       REQUEST_LOG: 'false',
@@ -195,6 +200,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
     const plan = planFaults(planRandom, p.faultsFromMs, durationMs - p.faultsStopBeforeEndMs, opts.profile === 'smoke');
     injector = new FaultInjector({
       cluster,
+      clientPipes,
+      peers,
       gateways,
       recorder,
       workload,
@@ -268,7 +275,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
     await Promise.all(gateways.map((g) => g.stop('SIGKILL', 1000)));
     closeClients();
     await recorder.stop().catch(() => {});
+    await Promise.all(clientPipes.map((pipe) => pipe.close()));
     await cluster.close();
+    await peers.close();
   }
 }
 

@@ -10,11 +10,19 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEtcd, type EtcdCluster } from '../test/helpers/etcd.ts';
+import type { Partitioner } from '../test/helpers/partition.ts';
 import { now } from './http.ts';
 import type { Compaction, MajorGc, RssSample, RunLog } from './observations.ts';
 
-export async function startCluster(compactionRetention: string): Promise<EtcdCluster> {
-  return startEtcd({ size: 3, extraArgs: ['--auto-compaction-mode', 'periodic', '--auto-compaction-retention', compactionRetention] });
+/** The cluster with its peer links routed through `peers` (which can then cut them). */
+export async function startCluster(compactionRetention: string, peers: Partitioner): Promise<EtcdCluster> {
+  const cluster = await startEtcd({
+    size: 3,
+    extraArgs: ['--auto-compaction-mode', 'periodic', '--auto-compaction-retention', compactionRetention],
+    routePeer: peers.route,
+  });
+  await peers.learnIds(cluster);
+  return cluster;
 }
 
 const freePort = () =>

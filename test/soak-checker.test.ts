@@ -147,14 +147,14 @@ describe('soak checker', () => {
     const log = cleanRun();
     const list = items(log, 0);
     [list[2], list[3]] = [list[3]!, list[2]!];
-    assert.deepEqual(violated(log), { 'stream-exact': 1 });
+    assert.deepEqual(violated(log), { 'stream-exact': 1, 'no-time-travel': 1 }, 'the swapped change went back in time');
     assert.match(check(log).violations[0]!.detail, /out of order/);
   });
 
   it('reports a change that is not in the history of the scope', () => {
     const log = cleanRun();
     items(log, 1).push(change('register', 'b/1', 6));
-    assert.deepEqual(violated(log), { 'stream-exact': 1 });
+    assert.deepEqual(violated(log), { 'stream-exact': 1, 'no-time-travel': 1 }, 'revision 6 came after a later one');
   });
 
   it('reports a progress event that skips a change', () => {
@@ -216,6 +216,17 @@ describe('soak checker', () => {
     assert.deepEqual(violated(log), { 'blocking-not-behind': 1 }, 'answered early at its index');
     log.faults.push({ kind: 'gateway-term', target: 'g0', start: 510, end: 900 });
     assert.deepEqual(violated(log), {}, 'answered at its index by a draining gateway');
+  });
+
+  it('reports a read on a replica labelled below a read of it there that had finished', () => {
+    const log = cleanRun();
+    const earlier = log.reads[0]!;
+    // Another replica may be behind; the same replica, once it answered 4, may not answer 3 later.
+    const later = { ...earlier, bound: 0, label: 3, digest: digestOf(['a/1@2', 'a/2@3']), sentAt: 420, answeredAt: 430 };
+    log.reads.push({ ...later, replica: 0 });
+    assert.deepEqual(violated(log), {});
+    log.reads.push(later);
+    assert.deepEqual(violated(log), { 'no-time-travel': 1 });
   });
 
   it('reports an acknowledged write missing at its answered revision', () => {

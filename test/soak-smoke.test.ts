@@ -1,20 +1,21 @@
 // The soak harness and its checker kept honest in CI: one minute of churn,
 // heartbeats, subscribers and readers against 3 gateways over a 3-member etcd
-// cluster, with one fault of each kind, checked against etcd's own history.
+// cluster, with one fault of each process kind and one network fault (a gateway
+// link to a member blackholed), checked against etcd's own history.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { FAULT_KINDS } from '../soak/observations.ts';
+import { SMOKE_FAULT_KINDS } from '../soak/observations.ts';
 import { runSoak } from '../soak/run.ts';
 
-it('a one-minute soak with one fault of each kind keeps every promise', { timeout: 150_000 }, async () => {
+it('a one-minute soak with one fault of each process kind and a network partition keeps every promise', { timeout: 150_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'soak-smoke-'));
   try {
     const { result, summary, log } = await runSoak({ minutes: 1, seed: 17, replicas: 3, out, profile: 'smoke' });
     const injected = new Set(log.faults.filter((f) => !/^(skipped|failed)/.test(f.detail ?? '')).map((f) => f.kind));
-    assert.deepEqual([...injected].sort(), [...FAULT_KINDS].sort(), `faults: ${JSON.stringify(log.faults)}`);
+    assert.deepEqual([...injected].sort(), [...SMOKE_FAULT_KINDS].sort(), `faults: ${JSON.stringify(log.faults)}`);
     assert.deepEqual(result.violations, [], `violations: ${JSON.stringify(summary.properties.filter((p) => p.violations))}`);
     // The run did real work: the checks below would pass vacuously on an idle system.
     assert.ok(result.stats.deliveries > 1000, `deliveries ${result.stats.deliveries}`);
