@@ -1,10 +1,11 @@
 // DNS: dnsperf against the gateway's DNS interface and, in the same run, against
 // dnsmasq serving the same records from a static file (the floor for answering
 // from memory). Each server is pinned to one core (taskset), dnsperf to the
-// other. Reports answers per second at full load and the ratio, p99 latency at
-// half the gateway's rate (both servers at that rate, dnsperf -v timing each
-// query), and the gateway's answers per second while 1,000 instances churn
-// (status flips up/draining through the HTTP API as fast as four writers go).
+// other. Reports answers per second at full load and the ratio (rounds
+// alternating between the two servers, medians), p99 latency at half the
+// gateway's rate (both servers at that rate, dnsperf -v timing each query), and
+// the gateway's answers per second while 1,000 instances churn (status flips
+// up/draining through the HTTP API as fast as four writers go).
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, writeFile } from 'node:fs/promises';
@@ -75,6 +76,11 @@ async function dnsperf(port: number, queries: string, seconds: number, rate?: nu
     result.p99 = latencies[Math.floor(latencies.length * 0.99)];
   }
   return result;
+}
+
+/** The run with the median rate. */
+function median(runs: PerfResult[]): PerfResult {
+  return [...runs].sort((a, b) => a.qps - b.qps)[Math.floor(runs.length / 2)]!;
 }
 
 function pin(pid: number): void {
@@ -173,9 +179,18 @@ export const dns: Scenario = {
       ctx.log(`${SERVICES * PER_SERVICE} instances registered`);
       await dnsperf(dnsPort, queries, 2); // warm-up (JIT)
 
-      const ours = await dnsperf(dnsPort, queries, seconds);
-      const theirs = await dnsperf(floor.port, queries, seconds);
-      ctx.log(`full load: gateway ${ours.qps.toFixed(0)}/s, dnsmasq ${theirs.qps.toFixed(0)}/s`);
+      // Rounds alternate the two servers, so that both meet the same background load; medians are reported.
+      const oursRounds: PerfResult[] = [];
+      const theirsRounds: PerfResult[] = [];
+      for (let round = 0; round < ctx.rounds; round++) {
+        oursRounds.push(await dnsperf(dnsPort, queries, seconds));
+        theirsRounds.push(await dnsperf(floor.port, queries, seconds));
+        ctx.log(
+          `full load, round ${round + 1}: gateway ${oursRounds[round]!.qps.toFixed(0)}/s, dnsmasq ${theirsRounds[round]!.qps.toFixed(0)}/s`,
+        );
+      }
+      const ours = median(oursRounds);
+      const theirs = median(theirsRounds);
       const half = ours.qps / 2;
       const oursHalf = await dnsperf(dnsPort, queries, seconds, half);
       const theirsHalf = await dnsperf(floor.port, queries, seconds, half);

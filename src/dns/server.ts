@@ -86,10 +86,10 @@ export class DnsServer {
   private async bindUdp(host: string, port: number): Promise<dgram.Socket> {
     const socket = dgram.createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4', recvBufferSize: UDP_RECEIVE_BUFFER });
     socket.on('message', (msg, peer) => {
-      this.answer(msg, udpLimit).then(
-        (out) => out && socket.send(out, peer.port, peer.address),
-        (err: unknown) => this.observer.failed(err),
-      );
+      // A send can throw (the socket closed while the answer was made): caught with the rest.
+      this.answer(msg, udpLimit)
+        .then((out) => out && socket.send(out, peer.port, peer.address))
+        .catch((err: unknown) => this.observer.failed(err));
     });
     // A send to a client that went away (ICMP unreachable) must not end the server.
     socket.on('error', (err) => this.observer.failed(err));
