@@ -330,6 +330,15 @@ export interface paths {
           content?: never;
         };
         /** @description Problem details */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+        /** @description Problem details */
         401: {
           headers: {
             [name: string]: unknown;

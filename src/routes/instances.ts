@@ -110,7 +110,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Deregister an instance',
         params: InstanceParams,
-        response: { 204: Type.Null({ description: 'Deregistered' }), ...problems(401, 403, 404, 503) },
+        response: { 204: Type.Null({ description: 'Deregistered' }), ...problems(400, 401, 403, 404, 503) },
       },
     },
     async (req, reply) => {
