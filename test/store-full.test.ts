@@ -7,6 +7,16 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { type EtcdCluster, startEtcd, storeRevision } from './helpers/etcd.ts';
 import { eventually, instanceBody as instance, metricValue, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { openSse } from './helpers/sse.ts';
+
+/** Changes enough to push the early revisions out of the ring (EVENT_HISTORY below): two batches of 110. */
+async function pushOutOfTheRing(): Promise<void> {
+  for (const round of [0, 1]) {
+    const register = Array.from({ length: 110 }, (_, i) => ({ service: 'ring', id: `r${round}-${i}`, ...instance('10.9.1.1', 1000 + i) }));
+    const res = await gw.request('POST', '/batch', { register });
+    assert.equal(res.status, 200, res.text);
+  }
+}
 
 /** A quota small enough to fill in a few puts. */
 const QUOTA_BYTES = 1024 * 1024;
@@ -18,7 +28,8 @@ let etcd: EtcdCluster;
 let gw: TestGateway;
 before(async () => {
   etcd = await startEtcd({ quotaBackendBytes: QUOTA_BYTES });
-  gw = await startGateway({ etcd });
+  // A small event ring, so that a resume from before the test's batches must replay from the store.
+  gw = await startGateway({ etcd, env: { EVENT_HISTORY: '100' } });
 });
 after(async () => {
   await gw?.close();
@@ -54,7 +65,21 @@ test('a full store refuses new data with 507, keeps serving the rest, and recove
   assert.equal(leaving.status, 201, leaving.text);
   assert.equal(await nospace(), 0);
 
+  await pushOutOfTheRing();
   await fillStore();
+
+  // A resume from before the ring needs a replay from the store, whose fence write a full
+  // store refuses: the subscriber still gets its stream, starting from a reset snapshot.
+  const resumed = await openSse(`${gw.base}/services/full/events`, { lastEventId: String(kept.json.revision) });
+  try {
+    assert.equal(resumed.status, 200, resumed.body);
+    await resumed.until('a snapshot', () => resumed.events.some((e) => e.event === 'snapshot'), 10_000);
+    const snapshot = JSON.parse(resumed.events.find((e) => e.event === 'snapshot')!.data);
+    assert.equal(snapshot.reset, true);
+    assert.deepEqual(snapshot.services.full.map((x: { id: string }) => x.id).sort(), ['kept', 'leaving']);
+  } finally {
+    resumed.close();
+  }
 
   // Refused at once, again and again: a full store is no outage, so no breaker opens on it.
   for (let i = 0; i < 5; i++) {

@@ -4,7 +4,7 @@
 // meanwhile. A gap one replay cannot cover (compacted, or more than it keeps) is
 // remembered: resumes from below it get their reset at once, so a client that
 // loops on an old id costs the store one replay, not one per attempt.
-import { StoreCompactedError } from '../registry/errors.ts';
+import { StoreCompactedError, StoreFullError } from '../registry/errors.ts';
 import type { Replay } from './history.ts';
 import type { Ring } from './ring.ts';
 
@@ -95,6 +95,10 @@ export class Replays {
           // A watch from after + 1 needs after + 1 >= the compaction revision.
           const gone = err.compactRevision === undefined ? batch.after + 1 : err.compactRevision - 1;
           if (epoch === this.epoch) this.gone = Math.max(this.gone, gone, batch.after + 1);
+          batch.settle();
+        } else if (err instanceof StoreFullError) {
+          // A full store refuses the fence, yet a resume is a read and must go on: it gets
+          // a reset snapshot. Nothing is remembered, so once space is freed it replays again.
           batch.settle();
         } else batch.settle(err);
       }
