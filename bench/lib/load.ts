@@ -62,6 +62,9 @@ export interface Contender<S extends LoadStats> {
   run: (round: number) => Promise<S>;
 }
 
+/** The median of each figure, and every round's run (for ratios taken within a round). */
+export type Compared<S extends LoadStats> = S & { rounds: S[] };
+
 /**
  * Warm every contender, then `rounds` rounds in which each runs once in turn
  * (interleaved, so drift in the machine's load hits all alike); the median of each.
@@ -70,7 +73,7 @@ export async function compare<K extends string, S extends LoadStats>(
   rounds: number,
   contenders: Record<K, Contender<S>>,
   log?: (m: string) => void,
-): Promise<Record<K, S>> {
+): Promise<Record<K, Compared<S>>> {
   const names = Object.keys(contenders) as K[];
   for (const k of names) await contenders[k].warm?.();
   const runs = Object.fromEntries(names.map((k) => [k, [] as S[]])) as Record<K, S[]>;
@@ -81,7 +84,7 @@ export async function compare<K extends string, S extends LoadStats>(
       log?.(`round ${r + 1}/${rounds} ${k}: ${Math.round(s.rps)}/s, p99 ${s.p99.toFixed(2)} ms${s.errors ? `, ${s.errors} errors` : ''}`);
     }
   }
-  return Object.fromEntries(names.map((k) => [k, medianOf(runs[k])])) as Record<K, S>;
+  return Object.fromEntries(names.map((k) => [k, { ...medianOf(runs[k]), rounds: runs[k] }])) as Record<K, Compared<S>>;
 }
 
 /**
@@ -124,4 +127,13 @@ export async function pool<T>(items: T[], limit: number, fn: (item: T, i: number
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * ours / baseline within each round (adjacent runs), the median over rounds:
+ * when the machine's load drifts between rounds, a ratio of two medians can
+ * pair a busy round's run with a quiet one's.
+ */
+export function roundRatio(ours: Compared<LoadStats>, baseline: Compared<LoadStats>): number {
+  return median(ours.rounds.map((r, i) => r.rps / baseline.rounds[i]!.rps));
 }

@@ -7,7 +7,7 @@
 // which must agree with the main ratio.
 import { instanceId, instanceInput, keys, registerByBatch } from '../lib/fixtures.ts';
 import { statSync } from 'node:fs';
-import { compare, type Contender } from '../lib/load.ts';
+import { compare, roundRatio, type Contender } from '../lib/load.ts';
 import { startTrivialRoute } from '../lib/ceiling.ts';
 import { captureAnswer, startBaseline, startGateway, type Child } from '../lib/procs.ts';
 import { guarded, latencyRow, ratioRow, type Row, type Scenario } from '../lib/table.ts';
@@ -82,13 +82,15 @@ export const discovery: Scenario = {
         `wrk ceiling: the same wrk run against haproxy (one thread) answering the same bytes and headers; a ratio whose faster side is within 10% of it is INVALID. ` +
           `wrk used ${Math.round((r.gateway.wrkCpuS / durationS) * 100)}% of a core against the gateway, ${Math.round((r.ceiling.wrkCpuS / durationS) * 100)}% against haproxy`,
       );
-      const main = r.gateway.rps / r.fastify.rps;
+      const main = roundRatio(r.gateway, r.fastify);
       const outsideRow = ratioRow(
         `outside check: plain wrk -t1 -c${CONNECTIONS} -d${OUTSIDE_S}s`,
         r.outsideGateway.rps,
         r.outsideFastify.rps,
         'fastify',
         'req/s',
+        undefined,
+        roundRatio(r.outsideGateway, r.outsideFastify),
       );
       const agreement = (outsideRow.ratio ?? NaN) / main;
       ctx.note(
@@ -96,7 +98,7 @@ export const discovery: Scenario = {
           `its ratio is ${agreement.toFixed(3)}× the main one`,
       );
       const rows: Row[] = [
-        guarded(ratioRow('GET /services/{name}', r.gateway.rps, r.fastify.rps, 'fastify', 'req/s', 0.85), r.ceiling.rps),
+        guarded(ratioRow('GET /services/{name}', r.gateway.rps, r.fastify.rps, 'fastify', 'req/s', 0.85, main), r.ceiling.rps),
         latencyRow('  p99 latency at saturation', r.gateway.p99, r.fastify.p99, 'fastify', 1.2),
         {
           metric: '  p50 / p90 latency',
@@ -110,12 +112,34 @@ export const discovery: Scenario = {
           { ...ratioRow('  vs etcd JSON gateway range', r.gateway.rps, r.etcd.rps, 'etcd /v3/kv/range', 'req/s'), target: 'report' },
           r.ceiling.rps,
         ),
-        guarded(ratioRow('GET ?tag=canary (5 of 10)', r.tagged.rps, r.fastify.rps, 'fastify', 'req/s', 0.8), r.ceiling.rps),
+        guarded(
+          ratioRow('GET ?tag=canary (5 of 10)', r.tagged.rps, r.fastify.rps, 'fastify', 'req/s', 0.8, roundRatio(r.tagged, r.fastify)),
+          r.ceiling.rps,
+        ),
         latencyRow('  p99 latency at saturation', r.tagged.p99, r.fastify.p99, 'fastify'),
-        guarded(ratioRow('GET with If-None-Match (304)', r.notModified.rps, r.fastify.rps, 'fastify 200', 'req/s', 0.9), r.ceiling.rps),
+        guarded(
+          ratioRow(
+            'GET with If-None-Match (304)',
+            r.notModified.rps,
+            r.fastify.rps,
+            'fastify 200',
+            'req/s',
+            0.9,
+            roundRatio(r.notModified, r.fastify),
+          ),
+          r.ceiling.rps,
+        ),
         latencyRow('  p99 latency at saturation', r.notModified.p99, r.fastify.p99, 'fastify'),
         { metric: 'etcd range p50 / p99 at saturation', ours: r.etcd.p50, baseline: r.etcd.p99, against: 'p99', unit: 'ms' },
-        ratioRow('wrk ceiling / the fastify floor', r.ceiling.rps, r.fastify.rps, 'fastify', 'req/s', 1.3),
+        ratioRow(
+          'wrk ceiling / the fastify floor',
+          r.ceiling.rps,
+          r.fastify.rps,
+          'fastify',
+          'req/s',
+          1.3,
+          roundRatio(r.ceiling, r.fastify),
+        ),
         guarded(
           { ...outsideRow, target: `within ${AGREEMENT * 100}% of ${main.toFixed(2)}×`, pass: Math.abs(agreement - 1) <= AGREEMENT },
           r.outsideCeiling.rps,

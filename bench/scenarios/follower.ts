@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { KEEPALIVE_STREAMS } from '../../src/registry/store/etcd.ts';
 import { startTrivialRoute } from '../lib/ceiling.ts';
 import { instanceId, instanceInput, registerByBatch } from '../lib/fixtures.ts';
-import { closedLoop, compare, type Contender, type LoadStats } from '../lib/load.ts';
+import { closedLoop, compare, roundRatio, type Contender, type LoadStats } from '../lib/load.ts';
 import { captureAnswer, startGateway, type Child, type Gateway } from '../lib/procs.ts';
 import { RawEtcd } from '../lib/raw-etcd.ts';
 import { guarded, ratioRow, type Row, type Scenario } from '../lib/table.ts';
@@ -93,13 +93,24 @@ export const follower: Scenario = {
           `raw: the etcd3 client in the bench process, ${CONNECTIONS} async workers renewing ${INSTANCES} leases round robin over ${KEEPALIVE_STREAMS} keepalive streams (as many as the gateway's pool) to one member`,
       );
       ctx.note(`wrk ceiling: heartbeat.lua against haproxy (one thread) answering a captured heartbeat answer`);
-      const gatewayRatio = r.follower.rps / r.leader.rps;
-      const rawRatio = r.rawFollower.rps / r.rawLeader.rps;
+      const gatewayRatio = roundRatio(r.follower, r.leader);
+      const rawRatio = roundRatio(r.rawFollower, r.rawLeader);
       const rows: Row[] = [
-        guarded(ratioRow('heartbeats via follower / via leader', r.follower.rps, r.leader.rps, 'via leader', '/s', 0.9), r.ceiling.rps),
+        guarded(
+          ratioRow('heartbeats via follower / via leader', r.follower.rps, r.leader.rps, 'via leader', '/s', 0.9, gatewayRatio),
+          r.ceiling.rps,
+        ),
         { metric: '  p50 / p99 via follower', ours: r.follower.p50, baseline: r.follower.p99, against: 'p99', unit: 'ms' },
         { metric: '  p50 / p99 via leader', ours: r.leader.p50, baseline: r.leader.p99, against: 'p99', unit: 'ms' },
-        ratioRow('raw etcd3 keepalives via follower / via leader', r.rawFollower.rps, r.rawLeader.rps, 'via leader', '/s'),
+        ratioRow(
+          'raw etcd3 keepalives via follower / via leader',
+          r.rawFollower.rps,
+          r.rawLeader.rps,
+          'via leader',
+          '/s',
+          undefined,
+          rawRatio,
+        ),
         { metric: '  p50 / p99 raw via follower', ours: r.rawFollower.p50, baseline: r.rawFollower.p99, against: 'p99', unit: 'ms' },
         { metric: '  p50 / p99 raw via leader', ours: r.rawLeader.p50, baseline: r.rawLeader.p99, against: 'p99', unit: 'ms' },
         {
