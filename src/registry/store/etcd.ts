@@ -361,7 +361,8 @@ export class EtcdStore implements Store {
       warnings: [
         knownLeaseBug(res.version),
         ...gone.map(
-          (e) => `ETCD_ENDPOINTS lists ${e}, which is no member of the store's cluster any more (removed or replaced): update it`,
+          (e) =>
+            `ETCD_ENDPOINTS lists ${e}, which no member of the store's cluster advertises (removed, replaced, or never a member): update it`,
         ),
       ].filter((w) => w !== undefined),
     };
