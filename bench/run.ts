@@ -20,6 +20,7 @@ import { summarizeProfiles } from './lib/profile.ts';
 import { markdownTable, targetsSummary, textTable, type Scenario, type ScenarioResult } from './lib/table.ts';
 import { ensureHaproxy } from './lib/ceiling.ts';
 import { ensureWrk, WRK } from './lib/wrk.ts';
+import { apiProperties } from './scenarios/api-properties.ts';
 import { discovery } from './scenarios/discovery.ts';
 import { dns } from './scenarios/dns.ts';
 import { failover } from './scenarios/failover.ts';
@@ -44,6 +45,7 @@ const SCENARIOS: Scenario[] = [
   fleetRestartHerd,
   fleetSnapshots,
   dns,
+  apiProperties,
 ];
 const RESULTS_DIR = 'bench/results';
 const MD_FILE = 'BENCHMARKS.md';
