@@ -39,6 +39,8 @@ export interface AgentOptions {
   /** Seconds between the deregistration and the signal to CMD. */
   readonly drain: number;
   readonly token: string | undefined;
+  /** PEM file of the CA that signed the gateway's certificate (HTTPS with a private CA). */
+  readonly caFile: string | undefined;
   /** CMD and its arguments; empty = no CMD (sidecar mode). */
   readonly command: readonly string[];
 }
@@ -71,6 +73,7 @@ const RUN_FLAGS = {
   grace: { type: 'string' },
   drain: { type: 'string' },
   token: { type: 'string' },
+  'ca-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -162,9 +165,12 @@ export function parseInvocation(argv: readonly string[], env: Readonly<Record<st
     throw new UsageError(`${values.token !== undefined ? '--token' : 'DISCOVERY_TOKEN'}: a token is non-empty and has no spaces`);
   }
 
+  const caFile = values['ca-file'];
+  if (caFile === '') throw new UsageError('--ca-file: missing value');
+
   return {
     kind: 'run',
-    options: { gateway, service, id, address, port, ttl, tags, metadata, weight, check, grace, drain, token, command },
+    options: { gateway, service, id, address, port, ttl, tags, metadata, weight, check, grace, drain, token, caFile, command },
   };
 }
 

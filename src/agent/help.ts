@@ -19,7 +19,8 @@ export const HELP = `NAME
 SYNOPSIS
     discovery-agent run --gateway URL --service NAME --address ADDR --port PORT
         [--id ID] [--ttl S] [--tag T]... [--meta K=V]... [--weight W]
-        [--check URL] [--grace S] [--drain S] [--token T] [-- CMD ARGS...]
+        [--check URL] [--grace S] [--drain S] [--token T] [--ca-file F]
+        [-- CMD ARGS...]
     discovery-agent --help | --version
 
 DESCRIPTION
@@ -93,6 +94,8 @@ OPTIONS
     --drain S        seconds between the deregistration and the signal to
                      CMD, for clients to stop sending (default: 0)
     --token T        bearer token for the gateway (default: $DISCOVERY_TOKEN)
+    --ca-file F      PEM file of the CA that signed the gateway's HTTPS
+                     certificate (a private CA), trusted instead of the default CAs
     -h, --help       show this text
     --version        show the version
 

@@ -37,7 +37,18 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<nu
   }
 
   const { options } = invocation;
-  const client = new DiscoveryClient({ gateways: options.gateway.href, ...(options.token === undefined ? {} : { token: options.token }) });
+  let ca: string | undefined;
+  try {
+    ca = options.caFile === undefined ? undefined : readFileSync(options.caFile, 'utf8');
+  } catch (err) {
+    log(`--ca-file: cannot read ${options.caFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    return 2;
+  }
+  const client = new DiscoveryClient({
+    gateways: options.gateway.href,
+    ...(options.token === undefined ? {} : { token: options.token }),
+    ...(ca === undefined ? {} : { ca }),
+  });
   const agent = new Agent(options, client, log);
   const onStop = (signal: NodeJS.Signals) => agent.signal(signal);
   const onForward = (signal: NodeJS.Signals) => agent.forward(signal);

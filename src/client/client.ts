@@ -19,6 +19,11 @@ export interface ClientOptions {
   readonly timeoutMs?: number;
   /** Share one Session between clients to read, through any of them, what any of them wrote. */
   readonly session?: Session;
+  /**
+   * Over HTTPS with a private CA: the CA's certificate(s), PEM text, trusted instead of the
+   * default CAs (Node only; e.g. `ca: readFileSync('ca.crt', 'utf8')`).
+   */
+  readonly ca?: string | readonly string[];
 }
 
 /** Options of the discovery reads. */
@@ -50,6 +55,7 @@ export class DiscoveryClient {
       token: options.token,
       timeoutMs: this.#timeoutMs,
       session: this.session,
+      ca: options.ca,
     });
   }
 

@@ -6,11 +6,17 @@ import { GatewayRefusedError, GatewayUnreachableError } from './errors.ts';
 import { describeNetworkError, withTimeout } from './transport.ts';
 
 /** Opens the stream; resolves once the gateway answered 200 with its headers. */
-export async function openStream(url: URL, headers: Record<string, string>, signal: AbortSignal, timeoutMs: number): Promise<Response> {
+export async function openStream(
+  fetchStream: (url: URL, init: RequestInit) => Promise<Response>,
+  url: URL,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<Response> {
   const deadline = withTimeout(signal, timeoutMs);
   let response: Response;
   try {
-    response = await fetch(url, { headers: { ...headers, accept: 'text/event-stream' }, signal: deadline.signal });
+    response = await fetchStream(url, { headers: { ...headers, accept: 'text/event-stream' }, signal: deadline.signal });
   } catch (err) {
     if (signal.aborted) throw signal.reason;
     throw new GatewayUnreachableError(describeNetworkError(err, deadline.timedOut(), timeoutMs), { cause: err });

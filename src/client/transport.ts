@@ -4,6 +4,7 @@
 import { GatewayRefusedError, GatewayUnreachableError } from './errors.ts';
 import type { Session } from './session.ts';
 import { unref } from './timers.ts';
+import { dispatcherTrusting } from './tls.ts';
 
 /** Query parameters; an array repeats the parameter. */
 export type Query = Record<string, string | readonly string[] | undefined>;
@@ -32,6 +33,8 @@ export interface TransportOptions {
   readonly token: string | undefined;
   readonly timeoutMs: number;
   readonly session: Session;
+  /** PEM certificates to trust instead of the default CAs (Node only). */
+  readonly ca?: string | readonly string[] | undefined;
 }
 
 /** Calls to the gateway replicas, failing over to the next one on no answer. */
@@ -40,6 +43,7 @@ export class Transport {
   readonly #token: string | undefined;
   readonly #timeoutMs: number;
   readonly session: Session;
+  readonly #dispatcher: Promise<object> | undefined;
   /** The replica that answered last: calls start there. */
   #current = 0;
 
@@ -49,7 +53,15 @@ export class Transport {
     this.#token = options.token;
     this.#timeoutMs = options.timeoutMs;
     this.session = options.session;
+    this.#dispatcher = options.ca === undefined ? undefined : dispatcherTrusting(options.ca);
+    this.#dispatcher?.catch(() => undefined); // reported by the first call
   }
+
+  /** fetch, trusting the configured CA when there is one. */
+  readonly fetch = async (url: URL, init: RequestInit): Promise<Response> => {
+    const dispatcher = await this.#dispatcher;
+    return fetch(url, dispatcher === undefined ? init : ({ ...init, dispatcher } as RequestInit));
+  };
 
   /** How many replica URLs there are. */
   get gatewayCount(): number {
@@ -103,7 +115,7 @@ export class Transport {
     let response: Response;
     let text: string;
     try {
-      response = await fetch(url, {
+      response = await this.fetch(url, {
         method,
         headers,
         body: options.body === undefined ? undefined : JSON.stringify(options.body),

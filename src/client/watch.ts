@@ -172,7 +172,7 @@ export class Watch implements AsyncIterable<WatchEvent> {
       try {
         const headers = this.#transport.headers(this.#revision > 0 ? { 'last-event-id': String(this.#revision) } : {});
         const url = this.#transport.url(this.#gateway, this.#path, this.#query);
-        const response = await openStream(url, headers, signal, this.#timeoutMs);
+        const response = await openStream(this.#transport.fetch, url, headers, signal, this.#timeoutMs);
         if (this.#revision > 0) this.#settleReady?.resolve(); // resumed: no snapshot comes, only what changed since
         for await (const batch of readEvents(response, signal)) {
           for (const message of batch) this.#apply(message);
