@@ -1,5 +1,8 @@
 // Every metric family of API.md "Operations", on one prom-client Registry per
-// app (tests build several apps in one process).
+// app (tests build several apps in one process), and the domain events (events.ts)
+// that move them.
+import type { GatewayEvents } from './events.ts';
+import type { Change } from './registry/types.ts';
 import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics, type Metric } from 'prom-client';
 
 /** One label set of a RouteHistogram: cumulative counts are computed at scrape. */
@@ -89,7 +92,9 @@ export class RouteHistogram {
   }
 }
 
-export class Metrics {
+type MetricEvents = Omit<GatewayEvents, 'storeWarning' | 'warning' | 'notice'>;
+
+export class Metrics implements MetricEvents {
   /** The prom-client registry (not the service registry). */
   readonly prom = new PromRegistry();
   readonly httpDuration = new RouteHistogram(
@@ -176,5 +181,52 @@ export class Metrics {
     for (const type of ['register', 'update', 'deregister']) this.watchEvents.inc({ type }, 0);
     this.storeUp.set(0);
     this.storeAlarms([]);
+  }
+
+  storeRequest(op: string, seconds: number): void {
+    this.storeDuration.observe({ op }, seconds);
+  }
+
+  storeReachable(up: boolean): void {
+    this.storeUp.set(up ? 1 : 0);
+  }
+
+  changesApplied(changes: readonly Change[]): void {
+    for (const c of changes) {
+      this.watchEvents.inc({ type: c.type });
+      if (c.reason === 'expired') this.expirations.inc();
+    }
+  }
+
+  watchReloaded(): void {
+    this.watchRestarts.inc();
+  }
+
+  discoveryRead(result: 'hit' | 'miss'): void {
+    this.cacheRequests.inc({ result });
+  }
+
+  registered(instances: number): void {
+    this.registrations.inc(instances);
+  }
+
+  deregistered(instances: number): void {
+    this.deregistrations.inc(instances);
+  }
+
+  heartbeat(result: 'ok' | 'not_found' | 'error'): void {
+    this.heartbeats.inc({ result });
+  }
+
+  streamsOpen(streams: number): void {
+    this.sseClients.set(streams);
+  }
+
+  eventsSent(events: number): void {
+    this.sseEventsSent.inc(events);
+  }
+
+  streamsUnread(bytes: number): void {
+    this.sseUnreadBytes.set(bytes);
   }
 }

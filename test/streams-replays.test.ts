@@ -3,6 +3,7 @@
 // most the newest REPLAY_MAX_CHANGES changes.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { joinEvents } from '../src/events.ts';
 import { BookkeepingLease } from '../src/registry/bookkeeping.ts';
 import { StoreCompactedError } from '../src/registry/errors.ts';
 import { KeyLayout } from '../src/registry/keys.ts';
@@ -110,7 +111,7 @@ describe('replays from the store', () => {
   });
 
   it('a store replay keeps the newest changes, whole revisions, and says where it starts', async () => {
-    const store = new MonitoredStore(new MemoryStore(), { request() {}, reachability() {}, warning() {} });
+    const store = new MonitoredStore(new MemoryStore(), joinEvents());
     const keys = new KeyLayout('/cap');
     const put = (id: string) => {
       const record = newRecord('svc', id, { address: '10.0.0.1', port: 80 }, 30);

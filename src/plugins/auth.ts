@@ -38,6 +38,11 @@ const REALM = 'Bearer realm="etcd-discovery-gateway"';
 type Failure = 'missing' | 'invalid';
 const failures = new WeakMap<FastifyRequest, Failure>();
 
+/** The request carries no valid token where one is needed: it will be answered 401. */
+export function isRefused(req: FastifyRequest): boolean {
+  return failures.has(req);
+}
+
 function isOpen(req: FastifyRequest, protectMetrics: boolean): boolean {
   // CORS preflights carry no credentials; an unmatched path is a plain 404.
   if (req.method === 'OPTIONS' || req.is404) return true;

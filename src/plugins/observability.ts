@@ -1,5 +1,5 @@
 // Request timing for /metrics and one log line per request (each route gets its own
-// hook as it is added), and the /metrics route.
+// hook as it is added).
 // Change streams are left out of both: their "duration" is a connection lifetime.
 import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
@@ -29,21 +29,6 @@ function decodedKey(key: string): string {
     return key;
   }
 }
-
-const MetricsAnswer = {
-  200: {
-    description: 'Prometheus text exposition format 0.0.4',
-    content: {
-      'text/plain': {
-        schema: {
-          type: 'string',
-          example:
-            '# HELP discovery_store_up 1 when the store answers, 0 when it does not\n# TYPE discovery_store_up gauge\ndiscovery_store_up 1\n',
-        },
-      },
-    },
-  },
-};
 
 export default fp(async function observability(app: FastifyInstance, opts: { requestLog: boolean }) {
   const { metrics } = app.gateway;
@@ -80,15 +65,3 @@ export default fp(async function observability(app: FastifyInstance, opts: { req
   const unmatched = onResponse('unmatched', false);
   app.addHook('onResponse', (req, reply, done) => (req.is404 ? unmatched.call(app, req, reply, done) : done()));
 });
-
-/** GET /metrics: a route of its own, registered after the OpenAPI plugin so that the document lists it. */
-export const metricsRoute = async function metricsRoute(app: FastifyInstance) {
-  const { metrics } = app.gateway;
-  const schema = { tags: ['operations'], summary: 'Prometheus metrics (text format)', response: MetricsAnswer };
-  app.get('/metrics', { schema }, async (_req, reply) => {
-    const held = app.gateway.discovery.counts();
-    metrics.services.set(held.services);
-    metrics.instances.set(held.instances);
-    return reply.type(metrics.prom.contentType).send(await metrics.prom.metrics());
-  });
-};

@@ -2,6 +2,7 @@
 // minRevision, blocking waits, consistent reads and the store fallback, and
 // freshness (stale, age) while the store is unreachable. Routes only turn a
 // read into status, headers and a body. Writes are the Registry's (registry.ts).
+import type { GatewayEvents } from '../events.ts';
 import { MAX_WAIT_MS, MIN_REVISION_WAIT_MS } from '../rules.ts';
 import type { Cache, CachedInstance } from './cache.ts';
 import { InstanceNotFoundError, RevisionNotReachedError, StoreUnavailableError } from './errors.ts';
@@ -68,11 +69,6 @@ export interface DiscoverOptions extends CatchUp {
   onHold?: () => void;
 }
 
-export interface ReadObserver {
-  /** One discovery read: from the cache (hit) or from the store (miss). */
-  read(result: 'hit' | 'miss'): void;
-}
-
 const FRESH: Freshness = { stale: false, age: 0 };
 
 /**
@@ -110,7 +106,7 @@ export class Discovery {
     private readonly keys: KeyLayout,
     private readonly cache: Cache,
     private readonly sync: WatchSync,
-    private readonly readObserver: ReadObserver,
+    private readonly events: GatewayEvents,
   ) {
     this.storeRevision = new StoreRevision(async () => (await store.get(keys.revisionProbe)).revision, MIN_REVISION_WAIT_MS);
   }
@@ -121,7 +117,7 @@ export class Discovery {
     const caught = this.caughtUp(opts);
     const inCache = caught === true || (await caught);
     if (opts.consistent || !inCache) {
-      this.readObserver.read('miss');
+      this.events.discoveryRead('miss');
       const { revision, instances } = await this.readService(service, opts.minRevision);
       const list = filter ? instances.filter((x) => matchesFilter(x, filter)) : instances;
       return {
@@ -137,7 +133,7 @@ export class Discovery {
       await this.holdPast(service, opts.index, opts.waitMs ?? MAX_WAIT_MS, opts.signal);
     }
     const freshness = this.freshness(this.cache.knows(service));
-    this.readObserver.read('hit');
+    this.events.discoveryRead('hit');
     return new CachedServiceRead(freshness, this.cache.serviceRevision(service), this.cache, service, filter);
   }
 
@@ -162,12 +158,12 @@ export class Discovery {
     const { include } = opts;
     const caught = this.caughtUp(opts);
     if (caught !== true && !(await caught)) {
-      this.readObserver.read('miss');
+      this.events.discoveryRead('miss');
       const { revision, services } = await this.readServices(opts.minRevision);
       return { ...FRESH, revision, source: 'store', services: include ? services.filter((s) => include(s.name)) : services };
     }
     const freshness = this.freshness(true);
-    this.readObserver.read('hit');
+    this.events.discoveryRead('hit');
     const cache = this.cache;
     return {
       ...freshness,
@@ -183,14 +179,14 @@ export class Discovery {
   async instance(service: string, id: string, opts: CatchUp = {}): Promise<InstanceRead> {
     const caught = this.caughtUp(opts);
     if (caught !== true && !(await caught)) {
-      this.readObserver.read('miss');
+      this.events.discoveryRead('miss');
       const record = (await this.readService(service, opts.minRevision)).instances.find((x) => x.id === id);
       if (!record) throw new InstanceNotFoundError(service, id);
       return { ...FRESH, revision: record.revision, source: 'store', instance: { record, json: JSON.stringify(record) } };
     }
     const freshness = this.freshness(this.cache.knows(service));
     const x = this.cache.instance(service, id);
-    this.readObserver.read('hit');
+    this.events.discoveryRead('hit');
     if (!x) throw new InstanceNotFoundError(service, id);
     return { ...freshness, revision: x.record.revision, source: 'cache', instance: x };
   }
@@ -201,7 +197,7 @@ export class Discovery {
    */
   all(opts: { services?: string[]; filter?: ServiceFilter; include?: (service: string) => boolean } = {}): AllRead {
     const freshness = this.freshness(true);
-    this.readObserver.read('hit');
+    this.events.discoveryRead('hit');
     const instances: SerializedInstance[] = [];
     for (const service of opts.services ?? this.cache.serviceNames()) {
       if (opts.include && !opts.include(service)) continue;

@@ -5,19 +5,20 @@
 // reload tells onReset listeners; the registry restarts a watch that lags
 // behind its writes.
 import { readSettingFile, type Config } from '../config.ts';
+import type { GatewayEvents } from '../events.ts';
 import { BookkeepingLease } from './bookkeeping.ts';
 import { Cache } from './cache.ts';
 import { StoreAccessError } from './errors.ts';
 import { Health } from './health.ts';
 import { KeyLayout } from './keys.ts';
-import { Discovery, type ReadObserver } from './discovery.ts';
-import { Registry, type RegistryObserver } from './registry.ts';
+import { Discovery } from './discovery.ts';
+import { Registry } from './registry.ts';
 import { RestoreCheck } from './restore-check.ts';
 import { EtcdStore } from './store/etcd.ts';
 import { MemoryStore } from './store/memory.ts';
-import { MonitoredStore, type StoreObserver } from './store/monitored.ts';
+import { MonitoredStore } from './store/monitored.ts';
 import type { Store } from './store/store.ts';
-import { WatchSync, type SyncObserver } from './sync.ts';
+import { WatchSync } from './sync.ts';
 import type { Change } from './types.ts';
 
 /** How long start-up keeps trying to read the store before giving up. */
@@ -31,12 +32,6 @@ export interface RegistryOptions {
   writeDeadlineMs: number;
   /** Interval of the background store probe. */
   probeIntervalMs: number;
-}
-
-/** Everything worth a metric or a log line. */
-export interface RegistryObservers extends RegistryObserver, ReadObserver, StoreObserver, Omit<SyncObserver, 'reset'> {
-  /** The watch lost its place and the cache was reloaded. */
-  reloaded(): void;
 }
 
 /** The store the config names; a certificate file that cannot be read stops the start naming its setting. */
@@ -69,12 +64,12 @@ export class RegistryRoot {
   constructor(
     store: Store,
     private readonly opts: RegistryOptions,
-    private readonly observe: RegistryObservers,
+    private readonly events: GatewayEvents,
   ) {
-    this.store = new MonitoredStore(store, observe);
+    this.store = new MonitoredStore(store, events);
     const keys = (this.keys = new KeyLayout(opts.prefix));
     this.cache = new Cache(keys);
-    this.sync = new WatchSync(this.store, keys, this.cache, { ...observe, reset: () => this.reloaded() });
+    this.sync = new WatchSync(this.store, keys, this.cache, events, () => this.reloaded());
     this.bookkeeping = new BookkeepingLease(this.store);
     this.registry = new Registry(
       this.store,
@@ -84,9 +79,10 @@ export class RegistryRoot {
       this.bookkeeping,
       opts.defaultTtlSeconds,
       opts.writeDeadlineMs,
-      observe,
+      events,
     );
-    this.discovery = new Discovery(this.store, keys, this.cache, this.sync, observe);
+    this.discovery = new Discovery(this.store, keys, this.cache, this.sync, events);
+    this.cache.onChanges((changes) => events.changesApplied(changes));
     const restore = new RestoreCheck(this.store, keys, this.cache, this.sync);
     this.health = new Health(this.store, this.sync, this.cache, (status) => restore.check(status));
   }
@@ -113,7 +109,7 @@ export class RegistryRoot {
         break;
       } catch (err) {
         if (err instanceof StoreAccessError || Date.now() + delay > deadline) throw err;
-        this.observe.warn(`store not readable yet; retrying in ${delay} ms`, err);
+        this.events.warning(`store not readable yet; retrying in ${delay} ms`, err);
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -139,7 +135,7 @@ export class RegistryRoot {
   }
 
   private reloaded(): void {
-    this.observe.reloaded();
+    this.events.watchReloaded();
     for (const listener of this.resetListeners) listener();
   }
 }

@@ -2,6 +2,7 @@
 // discovery.ts's). Writes go to the store; the
 // watch brings them back into the cache, and every write waits for that before
 // it answers, so a read on this gateway after a write returns shows the write.
+import type { GatewayEvents } from '../events.ts';
 import { randomUUID } from 'node:crypto';
 import type { BookkeepingLease } from './bookkeeping.ts';
 import type { Cache } from './cache.ts';
@@ -24,12 +25,6 @@ import type { Instance, InstanceInput, InstanceStatus } from './types.ts';
 import { MAX_BATCH_OPS, WRITE_VISIBLE_TIMEOUT_MS } from '../rules.ts';
 
 const CONFLICT_RETRIES = 5;
-
-export interface RegistryObserver {
-  registered(n: number): void;
-  deregistered(n: number): void;
-  heartbeat(result: 'ok' | 'not_found' | 'error'): void;
-}
 
 export interface HeartbeatResult {
   ttl: number;
@@ -69,7 +64,7 @@ export class Registry {
     private readonly defaultTtl: number,
     /** One deadline for each write request, whatever it retries inside (deadline.ts). */
     private readonly writeDeadlineMs: number,
-    private readonly observer: RegistryObserver,
+    private readonly events: GatewayEvents,
   ) {}
 
   /** PUT/POST: create or replace. `created` is false when the id was registered already. */
@@ -106,7 +101,7 @@ export class Registry {
       if (res.succeeded) {
         record.revision = res.revision;
         if (current && current.lease !== '0' && current.lease !== lease?.id) this.revokeLater(current.lease);
-        this.observer.registered(1);
+        this.events.registered(1);
         return { instance: record, created: !current };
       }
       if (lease) this.revokeLater(lease.id);
@@ -120,10 +115,10 @@ export class Registry {
     try {
       const result = await deadline.run(this.renew(service, id, status, deadline));
       await this.visible(result.revision, deadline);
-      this.observer.heartbeat('ok');
+      this.events.heartbeat('ok');
       return result;
     } catch (err) {
-      this.observer.heartbeat(err instanceof RegistryError && err.code === 'instance-not-found' ? 'not_found' : 'error');
+      this.events.heartbeat(err instanceof RegistryError && err.code === 'instance-not-found' ? 'not_found' : 'error');
       throw err;
     }
   }
@@ -267,8 +262,8 @@ export class Registry {
     }
     for (const lease of replaced) this.revokeLater(lease);
     for (const r of records) r.revision = res.revision;
-    if (records.length) this.observer.registered(records.length);
-    if (deregister.length) this.observer.deregistered(deregister.length);
+    if (records.length) this.events.registered(records.length);
+    if (deregister.length) this.events.deregistered(deregister.length);
     return { revision: res.revision, instances: records };
   }
 

@@ -6,19 +6,12 @@
 // watch that cannot resume (its revision was compacted, or the store cancelled
 // it) is replaced by a fresh full read plus a new watch, and listeners are told
 // with onReset, because changes in between are lost to them.
+import type { GatewayEvents } from '../events.ts';
 import type { Cache } from './cache.ts';
 import { StoreUnavailableError } from './errors.ts';
 import type { KeyLayout } from './keys.ts';
 import type { MonitoredStore } from './store/monitored.ts';
 import type { Watch } from './store/store.ts';
-
-export interface SyncObserver {
-  /** The cache was reloaded after the watch lost its place. */
-  reset(): void;
-  /** A watch problem worth a log line (once per state change). */
-  warn(message: string, err?: unknown): void;
-  info(message: string): void;
-}
 
 const RETRY_MIN_MS = 200;
 const RETRY_MAX_MS = 5000;
@@ -39,7 +32,9 @@ export class WatchSync {
     private readonly store: MonitoredStore,
     private readonly keys: KeyLayout,
     private readonly cache: Cache,
-    private readonly observer: SyncObserver,
+    private readonly events: GatewayEvents,
+    /** The cache was reloaded after the watch lost its place. */
+    private readonly onReload: () => void,
   ) {}
 
   /** True when the watch is connected and the cache holds everything up to its revision. */
@@ -71,13 +66,13 @@ export class WatchSync {
       onError: (err) => current() && this.lostPlace(err),
       onDisconnected: (err) => {
         if (!current()) return;
-        if (this.connected) this.observer.warn('store watch disconnected; it resumes from the last revision when the store is back', err);
+        if (this.connected) this.events.warning('store watch disconnected; it resumes from the last revision when the store is back', err);
         this.connected = false;
         this.store.lost(err);
       },
       onConnected: () => {
         if (!current()) return;
-        if (!this.connected && this.watch) this.observer.info('store watch connected again');
+        if (!this.connected && this.watch) this.events.notice('store watch connected again');
         this.connected = true;
         this.store.heardFrom();
       },
@@ -105,7 +100,7 @@ export class WatchSync {
     if (this.closed || this.resyncing || this.restarting || !this.watch) return;
     const old = this.watch;
     const from = this.cache.appliedRevision + 1;
-    this.observer.warn(`${reason}; restarting the store watch from revision ${from}`);
+    this.events.warning(`${reason}; restarting the store watch from revision ${from}`);
     this.restarting = true;
     this.connected = false;
     this.startWatch(from).then(
@@ -118,7 +113,7 @@ export class WatchSync {
         // (one attempt at a time, each bounded by the store's call timeout). Reads stay stale.
         this.restarting = false;
         if (this.closed) return;
-        this.observer.warn('store watch restart failed; retrying', err);
+        this.events.warning('store watch restart failed; retrying', err);
         this.retryTimer = setTimeout(() => this.restart(reason), RETRY_MIN_MS);
       },
     );
@@ -137,7 +132,7 @@ export class WatchSync {
 
   private lostPlace(err: Error, message = 'store watch lost its place (compaction or cancellation); reloading the cache'): void {
     if (this.closed) return;
-    this.observer.warn(message, err);
+    this.events.warning(message, err);
     this.generation++; // the dead watch (and one still starting) is replaced by the resync
     const dead = this.watch;
     this.watch = undefined;
@@ -151,12 +146,12 @@ export class WatchSync {
     this.resyncing = this.loadAndWatch().then(
       () => {
         this.resyncing = undefined;
-        this.observer.reset();
+        this.onReload();
       },
       (err: unknown) => {
         this.resyncing = undefined;
         if (this.closed) return;
-        this.observer.warn(`cache reload failed; retrying in ${delayMs} ms`, err);
+        this.events.warning(`cache reload failed; retrying in ${delayMs} ms`, err);
         this.retryTimer = setTimeout(() => this.resync(Math.min(delayMs * 2, RETRY_MAX_MS)), delayMs);
       },
     );

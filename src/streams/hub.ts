@@ -11,6 +11,7 @@
 //
 // A stream starts in two steps: prepare (store reads, may fail: the route then
 // answers an error) and attach (the response is open; nothing fails after).
+import type { GatewayEvents } from '../events.ts';
 import { randomInt } from 'node:crypto';
 import { TooManyStreamsError } from '../registry/errors.ts';
 import type { RegistryRoot } from '../registry/index.ts';
@@ -23,13 +24,6 @@ import { framesAfter, Ring, type Frames, type RingEntry } from './ring.ts';
 import { Snapshots } from './snapshots.ts';
 import { KEEP_ALIVE, progressFrame, retryFrame } from './sse.ts';
 import { Subscriber, type Scope } from './subscriber.ts';
-
-export interface HubObserver {
-  clients(n: number): void;
-  sent(events: number): void;
-  /** Bytes held for data streams have not read yet (shared data counted once). */
-  unread(bytes: number): void;
-}
 
 export interface HubOptions {
   /** Changes kept for resuming without a store read. */
@@ -69,10 +63,10 @@ export class Hub {
   constructor(
     root: RegistryRoot,
     private readonly opts: HubOptions,
-    private readonly observer: HubObserver,
+    private readonly events: GatewayEvents,
   ) {
     this.cache = root.cache;
-    this.memory = new StreamMemory((bytes) => observer.unread(bytes));
+    this.memory = new StreamMemory((bytes) => events.streamsUnread(bytes));
     this.ring = new Ring(opts.history, this.cache.appliedRevision);
     this.history = new History(root.store, root.keys, root.bookkeeping);
     this.replays = new Replays(this.history, this.ring, opts.history);
@@ -138,7 +132,7 @@ export class Hub {
   private start(sink: StreamSink, scope: Scope, lastEventId: number | undefined, reset: boolean): void {
     const sub = new Subscriber(sink, scope, this.memory, this.opts.bufferBytes, (s) => this.close(s, true));
     this.subscribers.add(sub);
-    this.observer.clients(this.subscribers.size);
+    this.events.streamsOpen(this.subscribers.size);
     sink.onClose(() => this.close(sub));
     // Randomized so that the clients of a restarted gateway do not all come back at once.
     sub.outbox.live([whole(Block.of(retryFrame(randomInt(1000, 5001)), true))]);
@@ -152,7 +146,7 @@ export class Hub {
     if (sub.closed) return;
     sub.closed = true;
     this.subscribers.delete(sub);
-    this.observer.clients(this.subscribers.size);
+    this.events.streamsOpen(this.subscribers.size);
     sub.outbox.close();
     sub.sink.close(abrupt);
   }
@@ -174,7 +168,7 @@ export class Hub {
       for (const sub of this.subscribers) {
         if (!sub.scope.services !== broad || sub.resetPending) continue;
         const frames = this.framesFor(sub, entries);
-        if (frames && sub.outbox.live(frames.pieces)) this.observer.sent(frames.events);
+        if (frames && sub.outbox.live(frames.pieces)) this.events.eventsSent(frames.events);
       }
     }
   }
@@ -193,7 +187,7 @@ export class Hub {
     sub.lastId = revision;
     sub.lastEventAt = Date.now();
     sub.outbox.bulk(pieces);
-    this.observer.sent(1);
+    this.events.eventsSent(1);
   }
 
   private replayRing(sub: Subscriber, after: number): void {
@@ -201,7 +195,7 @@ export class Hub {
     const frames = this.framesFor(sub, this.ring.after(after));
     if (!frames) return;
     sub.outbox.bulk(frames.pieces);
-    this.observer.sent(frames.events);
+    this.events.eventsSent(frames.events);
   }
 
   /**
@@ -226,7 +220,7 @@ export class Hub {
         sub.lastId = applied;
         sub.lastEventAt = now;
       }
-      if (sub.outbox.live(pieces) && pieces.length > 1) this.observer.sent(1);
+      if (sub.outbox.live(pieces) && pieces.length > 1) this.events.eventsSent(1);
     }
   }
 }

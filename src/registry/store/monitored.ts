@@ -2,19 +2,9 @@
 // answers: the one place that knows "is the store reachable, since when".
 // Reachability changes are logged once per change, not once per request, and
 // warnings about the store's version once each.
+import type { GatewayEvents } from '../../events.ts';
 import { StoreUnavailableError } from '../errors.ts';
 import type { Compare, Store, StoreStatus, TxnOp, Watch, WatchHandlers } from './store.ts';
-
-export interface StoreObserver {
-  /** One store round trip of `op` that took `seconds`. */
-  request(op: string, seconds: number): void;
-  /** The store became reachable (true) or unreachable (false). */
-  reachability(up: boolean, err?: unknown): void;
-  /** The store's raised alarms changed (StoreStatus.alarms; [] once cleared). */
-  alarms?(active: string[]): void;
-  /** A known defect of the store's version (StoreStatus.warnings): called once per distinct message. */
-  warning(message: string): void;
-}
 
 export class MonitoredStore implements Store {
   /** Store round trips made so far, status probes aside (tests count them to prove a read made none). */
@@ -27,7 +17,7 @@ export class MonitoredStore implements Store {
 
   constructor(
     private readonly inner: Store,
-    private readonly observer: StoreObserver,
+    private readonly events: GatewayEvents,
   ) {}
 
   get kind(): Store['kind'] {
@@ -57,7 +47,7 @@ export class MonitoredStore implements Store {
     if (up) this.lastContactMs = Date.now();
     if (up === this.up || this.closed) return; // a call failing because we closed is no outage
     this.up = up;
-    this.observer.reachability(up, err);
+    this.events.storeReachable(up, err);
   }
 
   private async timed<T>(op: string, call: () => Promise<T>): Promise<T> {
@@ -71,7 +61,7 @@ export class MonitoredStore implements Store {
       if (err instanceof StoreUnavailableError) this.mark(false, err);
       throw err;
     } finally {
-      this.observer.request(op, Number(process.hrtime.bigint() - start) / 1e9);
+      this.events.storeRequest(op, Number(process.hrtime.bigint() - start) / 1e9);
     }
   }
 
@@ -101,13 +91,13 @@ export class MonitoredStore implements Store {
     const alarms = status.alarms ?? [];
     if (alarms.join() !== this.raised.join()) {
       this.raised = alarms;
-      this.observer.alarms?.(alarms);
+      this.events.storeAlarms(alarms);
     }
     // Each status call may reach another member: a member left on an old version is named when it answers.
     for (const message of status.warnings ?? []) {
       if (this.warned.has(message)) continue;
       this.warned.add(message);
-      this.observer.warning(message);
+      this.events.storeWarning(message);
     }
     return status;
   }
