@@ -13,7 +13,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
-import { eventually, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { eventually, instancePath, startGateway, type TestGateway } from './helpers/gateway.ts';
 import { labelNamesOf, parsePrometheusText, sumOf, type Family } from './helpers/prometheus.ts';
 import { openSse } from './helpers/sse.ts';
 import { freePort } from './helpers/ports.ts';
@@ -22,7 +22,6 @@ import { RouteHistogram } from '../src/metrics.ts';
 import { knownLeaseBug } from '../src/registry/store/etcd-versions.ts';
 
 const ROOT = new URL('../', import.meta.url);
-const inst = (svc: string, id: string) => `/services/${svc}/instances/${id}`;
 
 /** API.md "Operations": [family, type, labels]. */
 const FAMILIES: [string, Family['type'], string[]][] = [
@@ -126,11 +125,11 @@ describe('observability on etcd', () => {
   it('counts registrations, deregistrations, heartbeats by result, store ops by op and watch events by type', async () => {
     const { families: before } = await scrape(gw);
     for (const id of ['a', 'b'])
-      assert.equal((await gw.request('PUT', inst('obs-count', id), { address: '10.1.0.1', port: 80, ttl: 30 })).status, 201);
-    assert.equal((await gw.request('PUT', `${inst('obs-count', 'a')}/heartbeat`)).status, 200);
-    assert.equal((await gw.request('PUT', `${inst('obs-count', 'a')}/heartbeat`, { status: 'draining' })).status, 200);
-    assert.equal((await gw.request('PUT', `${inst('obs-count', 'missing')}/heartbeat`)).status, 404);
-    assert.equal((await gw.request('DELETE', inst('obs-count', 'b'))).status, 204);
+      assert.equal((await gw.request('PUT', instancePath('obs-count', id), { address: '10.1.0.1', port: 80, ttl: 30 })).status, 201);
+    assert.equal((await gw.request('PUT', `${instancePath('obs-count', 'a')}/heartbeat`)).status, 200);
+    assert.equal((await gw.request('PUT', `${instancePath('obs-count', 'a')}/heartbeat`, { status: 'draining' })).status, 200);
+    assert.equal((await gw.request('PUT', `${instancePath('obs-count', 'missing')}/heartbeat`)).status, 404);
+    assert.equal((await gw.request('DELETE', instancePath('obs-count', 'b'))).status, 204);
 
     const delta = (now: Map<string, Family>, name: string, labels: Record<string, string> = {}) =>
       sumOf(now, name, labels) - sumOf(before, name, labels);
@@ -176,7 +175,7 @@ describe('observability on etcd', () => {
       assert.equal(stream.status, 200);
       await stream.waitFor((e) => e.event === 'snapshot', 5000, 'the snapshot');
       assert.equal(await clients(), sumOf(before, 'discovery_sse_clients') + 1);
-      assert.equal((await gw.request('PUT', inst('obs-sse', 'x'), { address: '10.1.0.2', port: 80, ttl: 0 })).status, 201);
+      assert.equal((await gw.request('PUT', instancePath('obs-sse', 'x'), { address: '10.1.0.2', port: 80, ttl: 0 })).status, 201);
       await stream.waitFor((e) => e.event === 'register', 5000, 'the register event');
       const sent = sumOf((await scrape(gw)).families, 'discovery_sse_events_sent_total') - sumOf(before, 'discovery_sse_events_sent_total');
       assert.ok(sent >= 2, `snapshot and register counted as sent (got ${sent})`);
@@ -190,7 +189,7 @@ describe('observability on etcd', () => {
 
   it('counts an instance whose TTL ran out as an expiration', async () => {
     const { families: before } = await scrape(gw);
-    assert.equal((await gw.request('PUT', inst('obs-ttl', 'short'), { address: '10.1.0.3', port: 80, ttl: 2 })).status, 201);
+    assert.equal((await gw.request('PUT', instancePath('obs-ttl', 'short'), { address: '10.1.0.3', port: 80, ttl: 2 })).status, 201);
     // etcd grants at least ~2 s and checks expiry about every 500 ms (LIBRARIES.md 16)
     const now = await eventually(
       async () => {
@@ -206,7 +205,7 @@ describe('observability on etcd', () => {
       sumOf(before, 'discovery_deregistrations_total'),
       'an expiry is not a deregistration through the API',
     );
-    assert.equal((await gw.request('GET', inst('obs-ttl', 'short'))).status, 404);
+    assert.equal((await gw.request('GET', instancePath('obs-ttl', 'short'))).status, 404);
   });
 
   it('keeps a blocking query out of the latency histogram', async () => {
@@ -348,8 +347,8 @@ describe('observability on etcd', () => {
     const start = logs.requests().length;
     const asked = [
       ['GET', '/services/obs-count', 200, '/services/:name'],
-      ['GET', inst('obs-count', 'nope'), 404, '/services/:name/instances/:id'],
-      ['PUT', inst('obs-count', 'bad'), 400, '/services/:name/instances/:id'],
+      ['GET', instancePath('obs-count', 'nope'), 404, '/services/:name/instances/:id'],
+      ['PUT', instancePath('obs-count', 'bad'), 400, '/services/:name/instances/:id'],
       ['GET', '/health/live', 200, '/health/live'],
       ['GET', '/not/a/route', 404, 'unmatched'],
     ] as const;
@@ -402,7 +401,7 @@ describe('observability on etcd', () => {
   // Last: it takes etcd away and brings it back.
   it('reports the store down and up again by itself: store_up, readiness, /health, stale reads, one log line per change', async (t) => {
     assert.equal((await gw.request('GET', '/health/ready')).status, 200);
-    assert.equal((await gw.request('PUT', inst('obs-stale', 'x'), { address: '10.1.0.4', port: 80, ttl: 0 })).status, 201);
+    assert.equal((await gw.request('PUT', instancePath('obs-stale', 'x'), { address: '10.1.0.4', port: 80, ttl: 0 })).status, 201);
     assert.equal((await gw.request('GET', '/services/obs-stale')).status, 200);
     const unreachableBefore = logs.count('store unreachable');
     const reachableBefore = logs.count('store reachable');
@@ -435,7 +434,7 @@ describe('observability on etcd', () => {
     assert.equal(stale.status, 200);
     assert.equal(stale.headers.get('x-registry-stale'), 'true');
     assert.match(stale.headers.get('age') ?? '', /^\d+$/);
-    assert.equal((await gw.request('PUT', inst('obs-stale', 'y'), { address: '10.1.0.5', port: 80 })).status, 503);
+    assert.equal((await gw.request('PUT', instancePath('obs-stale', 'y'), { address: '10.1.0.5', port: 80 })).status, 503);
     await sleep(2500); // more probes fail: still one line
     assert.equal(logs.count('store unreachable') - unreachableBefore, 1, 'one "store unreachable" line for the outage');
 
@@ -447,7 +446,7 @@ describe('observability on etcd', () => {
     assert.equal(back.json.store.reachable, true);
     assert.equal(back.json.store.inSync, true);
     assert.equal((await gw.request('GET', '/services/obs-stale')).headers.get('x-registry-stale'), null);
-    assert.equal((await gw.request('PUT', inst('obs-stale', 'y'), { address: '10.1.0.5', port: 80 })).status, 201);
+    assert.equal((await gw.request('PUT', instancePath('obs-stale', 'y'), { address: '10.1.0.5', port: 80 })).status, 201);
     assert.equal(logs.count('store unreachable') - unreachableBefore, 1, 'no flapping after the restart');
     assert.equal(logs.count('store reachable') - reachableBefore, 1, 'one "store reachable" line');
   });
@@ -503,10 +502,10 @@ describe('logs keep secrets out', () => {
 
   it('never logs an Authorization header or an access_token value', async () => {
     const bearer = { authorization: `Bearer ${SECRET}` };
-    assert.equal((await gw.request('PUT', inst('obs-auth', 'a'), { address: '10.2.0.1', port: 80 }, bearer)).status, 201);
+    assert.equal((await gw.request('PUT', instancePath('obs-auth', 'a'), { address: '10.2.0.1', port: 80 }, bearer)).status, 201);
     assert.equal((await gw.request('GET', '/services/obs-auth', undefined, bearer)).status, 200);
     assert.equal((await gw.request('GET', '/services/obs-auth', undefined, { authorization: 'Bearer wrong-SECRET-1' })).status, 401);
-    assert.equal((await gw.request('PUT', inst('obs-auth', 'b'), { port: 'x' }, bearer)).status, 400);
+    assert.equal((await gw.request('PUT', instancePath('obs-auth', 'b'), { port: 'x' }, bearer)).status, 400);
     assert.equal((await gw.request('GET', `/services/obs-auth?access_token=${SECRET}`)).status, 401); // streams only
     assert.ok([401, 404].includes((await gw.request('GET', '/no/route?access_token=query-SECRET-2')).status));
     const stream = await openSse(`${gw.base}/events?service=obs-auth&access_token=${SECRET}`);

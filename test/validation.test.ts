@@ -1,9 +1,9 @@
 // Bad input gets a clear problem+json 4xx and changes nothing: each case below is
 // sent to a gateway, and the store's revision is the same afterwards.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
+import { after, before, it } from 'node:test';
 import { startGateway, type TestGateway } from './helpers/gateway.ts';
+import { eachStore } from './helpers/stores.ts';
 
 const ok = { address: '10.0.0.1', port: 80 };
 const I = '/services/svc/instances/i-1';
@@ -120,39 +120,34 @@ const CASES: Case[] = [
   ['no such route', 'GET', '/nothing/here', undefined, 404, 'not-found'],
 ];
 
-for (const kind of ['memory', 'etcd'] as const) {
-  describe(`bad input on the ${kind} store`, () => {
-    let etcd: EtcdCluster | undefined;
-    let gw: TestGateway;
-    const revision = async () => (await gw.app.registryRoot.store.status(2000)).revision;
+eachStore('bad input', (store) => {
+  let gw: TestGateway;
+  const revision = async () => (await gw.app.registryRoot.store.status(2000)).revision;
 
-    before(async () => {
-      if (kind === 'etcd') etcd = await startEtcd();
-      gw = await startGateway({ etcd });
-      await gw.request('PUT', I, { ...ok, ttl: 0 });
-    });
-    after(async () => {
-      await gw?.close();
-      await etcd?.close();
-    });
-
-    it(`has at least 30 cases`, () => assert.ok(CASES.length >= 30));
-
-    for (const [name, method, path, body, status, code, headers, names] of CASES) {
-      it(`${name} → ${status} ${code}, nothing written`, async () => {
-        const before = await revision();
-        const listBefore = (await gw.request('GET', '/services')).text;
-        const r = await gw.request(method, path, body, headers);
-        assert.equal(r.status, status, r.text);
-        assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/);
-        assert.equal(r.json.code, code);
-        assert.equal(r.json.status, status);
-        for (const f of ['type', 'title', 'detail']) assert.equal(typeof r.json[f], 'string');
-        assert.doesNotMatch(r.text, /node_modules|\.ts:\d+|\n\s+at /, 'no stack trace');
-        if (names) assert.match(r.json.detail, new RegExp(names), `the detail names ${names}`);
-        assert.equal(await revision(), before, 'the store revision did not move');
-        assert.equal((await gw.request('GET', '/services')).text, listBefore);
-      });
-    }
+  before(async () => {
+    gw = await startGateway({ etcd: store.etcd });
+    await gw.request('PUT', I, { ...ok, ttl: 0 });
   });
-}
+  after(async () => {
+    await gw?.close();
+  });
+
+  it(`has at least 30 cases`, () => assert.ok(CASES.length >= 30));
+
+  for (const [name, method, path, body, status, code, headers, names] of CASES) {
+    it(`${name} → ${status} ${code}, nothing written`, async () => {
+      const before = await revision();
+      const listBefore = (await gw.request('GET', '/services')).text;
+      const r = await gw.request(method, path, body, headers);
+      assert.equal(r.status, status, r.text);
+      assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(r.json.code, code);
+      assert.equal(r.json.status, status);
+      for (const f of ['type', 'title', 'detail']) assert.equal(typeof r.json[f], 'string');
+      assert.doesNotMatch(r.text, /node_modules|\.ts:\d+|\n\s+at /, 'no stack trace');
+      if (names) assert.match(r.json.detail, new RegExp(names), `the detail names ${names}`);
+      assert.equal(await revision(), before, 'the store revision did not move');
+      assert.equal((await gw.request('GET', '/services')).text, listBefore);
+    });
+  }
+});

@@ -81,6 +81,9 @@ export async function eventually<T>(fn: () => Promise<T | undefined | false>, ti
 }
 
 /** An instance body: address and port, plus any other fields. */
+/** The path of one instance. */
+export const instancePath = (service: string, id: string) => `/services/${service}/instances/${id}`;
+
 export const instanceBody = (address: string, port: number, extra: Record<string, unknown> = {}) => ({ address, port, ...extra });
 
 /** One sample of a Prometheus metric from /metrics text (0 when absent). */

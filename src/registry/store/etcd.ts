@@ -295,8 +295,8 @@ export class EtcdStore implements Store {
     return { kvs: raw.map(toKeyValue), revision: num(revision) };
   }
 
-  async txn(compares: Compare[], success: TxnOp[], failure: TxnOp[] = []): Promise<TxnResult> {
-    const req = { compare: compares.map(toCompare), success: success.map(toOp), failure: failure.map(toOp) };
+  async txn(compares: Compare[], success: TxnOp[]): Promise<TxnResult> {
+    const req = { compare: compares.map(toCompare), success: success.map(toOp), failure: [] };
     try {
       // Without compares a txn is a batch of puts/deletes: idempotent, safe to retry. With
       // compares, a retry after a lost answer would report the compare as failed.

@@ -135,21 +135,19 @@ export class MemoryStore implements Store {
     return { kvs, revision: this.revision };
   }
 
-  async txn(compares: Compare[], success: TxnOp[], failure: TxnOp[] = []): Promise<TxnResult> {
+  async txn(compares: Compare[], success: TxnOp[]): Promise<TxnResult> {
     this.check();
-    // etcd validates both branches before evaluating anything.
-    for (const ops of [success, failure]) {
-      if (ops.length > MAX_TXN_OPS) throw new InvalidRequestError('too many operations in txn request');
-      const seen = new Set<string>();
-      for (const op of ops) {
-        if (seen.has(op.key)) throw new InvalidRequestError('duplicate key given in txn request');
-        seen.add(op.key);
-      }
+    // etcd validates the operations before evaluating anything.
+    if (success.length > MAX_TXN_OPS) throw new InvalidRequestError('too many operations in txn request');
+    const seen = new Set<string>();
+    for (const op of success) {
+      if (seen.has(op.key)) throw new InvalidRequestError('duplicate key given in txn request');
+      seen.add(op.key);
     }
     if (compares.length > MAX_TXN_OPS) throw new InvalidRequestError('too many operations in txn request');
     const succeeded = compares.every((c) => this.holds(c));
-    const ops = succeeded ? success : failure;
-    // Like etcd, only the branch that runs is checked for leases, all before any write.
+    const ops = succeeded ? success : [];
+    // Like etcd, leases are checked only when the operations run, all before any write.
     for (const op of ops) {
       if (op.type === 'put' && op.lease && op.lease !== '0' && !this.leases.has(op.lease)) {
         throw new LeaseNotFoundError();

@@ -7,8 +7,6 @@ import { StoreUnavailableError } from '../errors.ts';
 import type { Compare, Store, StoreStatus, TxnOp, Watch, WatchHandlers } from './store.ts';
 
 export class MonitoredStore implements Store {
-  /** Store round trips made so far, status probes aside (tests count them to prove a read made none). */
-  requests = 0;
   private up = false;
   private lastContactMs = 0;
   private closed = false;
@@ -51,7 +49,6 @@ export class MonitoredStore implements Store {
   }
 
   private async timed<T>(op: string, call: () => Promise<T>): Promise<T> {
-    if (op !== 'status') this.requests++;
     const start = process.hrtime.bigint();
     try {
       const result = await call();
@@ -80,8 +77,8 @@ export class MonitoredStore implements Store {
   range(prefix: string) {
     return this.timed('range', () => this.inner.range(prefix));
   }
-  txn(compares: Compare[], success: TxnOp[], failure?: TxnOp[]) {
-    return this.timed('txn', () => this.inner.txn(compares, success, failure));
+  txn(compares: Compare[], success: TxnOp[]) {
+    return this.timed('txn', () => this.inner.txn(compares, success));
   }
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch> {
     return this.timed('watch', () => this.inner.watch(prefix, fromRevision, handlers));

@@ -1,7 +1,7 @@
 // The Store interface: what the registry needs from etcd, and nothing more.
-// Two implementations share these semantics: store/etcd.ts (the only file that
-// imports etcd3) and store/memory.ts (the embedded store). Revisions are plain
-// numbers (etcd's int64 revisions stay far below 2^53); lease ids are strings
+// Two implementations share these semantics: store/etcd.ts (it and the etcd-*.ts
+// files beside it are the only ones that import etcd3) and store/memory.ts (the
+// embedded store). Revisions are plain numbers (etcd's int64 revisions stay far below 2^53); lease ids are strings
 // (etcd's exceed 2^53). A lease id of '0' means "no lease".
 
 export interface KeyValue {
@@ -112,8 +112,8 @@ export interface Store {
   get(key: string): Promise<{ kv: KeyValue | undefined; revision: number }>;
   /** All keys under `prefix`, sorted by key (byte order), read linearizably. */
   range(prefix: string): Promise<RangeResult>;
-  /** Atomically: if every compare holds, run `success`, else `failure` (default none). */
-  txn(compares: Compare[], success: TxnOp[], failure?: TxnOp[]): Promise<TxnResult>;
+  /** Atomically: if every compare holds, run `success`; else write nothing (`succeeded` false). */
+  txn(compares: Compare[], success: TxnOp[]): Promise<TxnResult>;
 
   /**
    * Watch every key under `prefix` from `fromRevision` (inclusive) on, with
