@@ -40,13 +40,13 @@ function matcher(patterns: string[]): (service: string) => boolean {
 
 const digest = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
 
-interface Entry {
+interface StoredToken {
   digest: Buffer;
   token: AccessToken;
 }
 
 export class TokenSet {
-  private constructor(private readonly entries: Entry[]) {}
+  private constructor(private readonly entries: StoredToken[]) {}
 
   /**
    * The token whose secret this is, or undefined. Every stored digest is compared
@@ -74,7 +74,7 @@ export class TokenSet {
     }
     if (list.length === 0) throw new TokenFileError(`${where}: "tokens" is empty; to run without access control, unset AUTH_TOKENS_FILE`);
     const problems: string[] = [];
-    const entries: Entry[] = [];
+    const entries: StoredToken[] = [];
     const names = new Set<string>();
     const digests = new Set<string>();
     list.forEach((raw: unknown, i) => {
