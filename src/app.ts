@@ -19,6 +19,7 @@ import parsing from './plugins/parsing.ts';
 import rateLimit from './plugins/rate-limit.ts';
 import shutdown from './plugins/shutdown.ts';
 import timeouts from './plugins/timeouts.ts';
+import tlsReload from './plugins/tls-reload.ts';
 import { createStore, RegistryRoot } from './registry/index.ts';
 import type { Store } from './registry/store/store.ts';
 import batchRoutes from './routes/batch.ts';
@@ -90,6 +91,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   await app.register(shutdown, { tls: !!config.tls, drainMs: config.drainMs });
   await app.register(errors);
+  if (config.tls) await app.register(tlsReload, config.tls);
   // Both give each route its own hooks as it is added: before any route.
   await app.register(timeouts, { timeoutMs: deps.handlerTimeoutMs ?? HANDLER_TIMEOUT_MS });
   await app.register(observability, { requestLog: config.requestLog });

@@ -85,3 +85,43 @@ export async function makeCerts(): Promise<TestCerts> {
   const client = await signed(dir, ca, 'client', 'gateway');
   return { dir, ca, server, client, otherCa, remove: () => rm(dir, { recursive: true, force: true }) };
 }
+
+/** A certificate for 127.0.0.1/localhost signed by `ca`, valid from a minute ago until `notAfter` (to the second). */
+export async function issueUntil(dir: string, ca: KeyPair, name: string, notAfter: Date): Promise<KeyPair> {
+  const pair = { certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) };
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  const db = join(dir, `${name}.db`);
+  const config = join(dir, `${name}.cnf`);
+  // `openssl x509 -days` counts whole days: `openssl ca` takes exact dates, with a small database of its own.
+  await writeFile(db, '');
+  await writeFile(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
+  await writeFile(
+    config,
+    `[ca]\ndefault_ca=d\n[d]\ndatabase=${db}\nnew_certs_dir=${dir}\nrand_serial=yes\ndefault_md=sha256\npolicy=p\nunique_subject=no\n[p]\ncommonName=supplied\n`,
+  );
+  const stamp = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
+  await run(OPENSSL, ['req', ...EC, '-keyout', pair.keyFile, '-out', csr, '-subj', `/CN=${name}`]);
+  await run(OPENSSL, [
+    'ca',
+    '-batch',
+    '-notext',
+    '-config',
+    config,
+    '-cert',
+    ca.certFile,
+    '-keyfile',
+    ca.keyFile,
+    '-in',
+    csr,
+    '-out',
+    pair.certFile,
+    '-startdate',
+    stamp(new Date(Date.now() - 60_000)),
+    '-enddate',
+    stamp(notAfter),
+    '-extfile',
+    ext,
+  ]);
+  return pair;
+}
