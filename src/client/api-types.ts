@@ -1609,6 +1609,7 @@ export interface paths {
                 error?: string;
                 /** @description Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507 */
                 alarms?: string[];
+                /** @description Versions, member ids, sizes: only to a request with a valid token when access control is on */
                 details?: {
                   [key: string]: unknown;
                 };
@@ -1667,6 +1668,7 @@ export interface paths {
                 error?: string;
                 /** @description Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507 */
                 alarms?: string[];
+                /** @description Versions, member ids, sizes: only to a request with a valid token when access control is on */
                 details?: {
                   [key: string]: unknown;
                 };
@@ -1752,6 +1754,7 @@ export interface paths {
                 error?: string;
                 /** @description Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507 */
                 alarms?: string[];
+                /** @description Versions, member ids, sizes: only to a request with a valid token when access control is on */
                 details?: {
                   [key: string]: unknown;
                 };
@@ -1810,6 +1813,7 @@ export interface paths {
                 error?: string;
                 /** @description Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507 */
                 alarms?: string[];
+                /** @description Versions, member ids, sizes: only to a request with a valid token when access control is on */
                 details?: {
                   [key: string]: unknown;
                 };

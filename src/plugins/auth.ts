@@ -103,8 +103,12 @@ export default fp(async function auth(app: FastifyInstance, opts: AuthOptions) {
   const { tokens, protectMetrics } = opts;
 
   app.addHook('onRequest', async (req) => {
-    if (isOpen(req, protectMetrics)) return;
     const secret = presented(req);
+    // An open route never refuses a token, but learns a valid one: /health shows it the store's details.
+    if (isOpen(req, protectMetrics)) {
+      if (secret) req.accessToken = tokens.lookup(secret);
+      return;
+    }
     const token = secret ? tokens.lookup(secret) : undefined;
     if (token) {
       req.accessToken = token;

@@ -1,7 +1,7 @@
 // Probes for orchestrators: live (the process serves), ready (the store answers
 // and the cache is in sync), and a body that says why.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { StoreHealth } from '../registry/health.ts';
 
@@ -21,7 +21,11 @@ const HealthAnswer = Type.Object(
           description: "Alarms raised in the store; 'nospace': its space quota is exhausted and registrations answer 507",
         }),
       ),
-      details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+      details: Type.Optional(
+        Type.Record(Type.String(), Type.Unknown(), {
+          description: 'Versions, member ids, sizes: only to a request with a valid token when access control is on',
+        }),
+      ),
     }),
     dns: Type.Object(
       {
@@ -72,9 +76,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   );
 
   // /health/ready and /health give the same answer; /health is the one people read.
-  const answer = async (_req: unknown, reply: FastifyReply) => {
+  const answer = async (req: FastifyRequest, reply: FastifyReply) => {
     const h = await health.check();
-    return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store: h, dns: app.dns });
+    // The probes stay open; what maps the cluster is for token holders only, as Consul's /v1/agent/self.
+    const { details, ...open } = h;
+    const store = app.gateway.config.authTokensFile && !req.accessToken ? open : { ...open, details };
+    return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store, dns: app.dns });
   };
   const response = { 200: HealthAnswer, 503: HealthAnswer };
   app.get(
