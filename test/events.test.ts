@@ -31,7 +31,10 @@ const expectedOf = (e: SseEvent): Expected => {
 async function put(gw: TestGateway, svc: string, id: string, body: Record<string, unknown> = {}) {
   const r = await gw.request('PUT', instancePath(svc, id), { address: '10.0.0.1', port: 8080, ttl: 0, ...body });
   assert.ok(r.status === 200 || r.status === 201, `PUT ${svc}/${id}: ${r.status} ${r.text}`);
-  return { rev: Number(r.headers.get('x-registry-revision')), instance: r.json, created: r.status === 201 };
+  // The answer carries the first heartbeat's `interval` beside the instance; events carry the record alone.
+  const instance = { ...r.json };
+  delete instance.interval;
+  return { rev: Number(r.headers.get('x-registry-revision')), instance, created: r.status === 201 };
 }
 
 async function remove(gw: TestGateway, svc: string, id: string): Promise<number> {
