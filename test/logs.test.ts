@@ -1,0 +1,84 @@
+// One JSON log line per request, with no secret in it (Authorization, access_token), and none with REQUEST_LOG=false.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually, instancePath, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { openSse } from './helpers/sse.ts';
+
+/** Log lines as the gateway writes them (one JSON object per line). */
+class LogCapture {
+  readonly raw: string[] = [];
+  readonly lines: Record<string, unknown>[] = [];
+  write(chunk: string): void {
+    this.raw.push(chunk);
+    for (const line of chunk.split('\n')) if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
+  }
+  requests(): Record<string, unknown>[] {
+    return this.lines.filter((l) => l.msg === 'request');
+  }
+  count(msg: string): number {
+    return this.lines.filter((l) => l.msg === msg).length;
+  }
+}
+
+describe('logs keep secrets out', () => {
+  const SECRET = 'tok-SECRET-4f1d9c';
+  let dir: string;
+  let gw: TestGateway;
+  const logs = new LogCapture();
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'obs-auth-'));
+    const tokens = join(dir, 'tokens.json');
+    await writeFile(tokens, JSON.stringify({ tokens: [{ name: 'ops', token: SECRET, read: ['*'], write: ['*'] }] }));
+    gw = await startGateway({ env: { LOG_LEVEL: 'trace', AUTH_TOKENS_FILE: tokens }, deps: { logStream: logs } });
+  });
+  after(async () => {
+    await gw?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('never logs an Authorization header or an access_token value', async () => {
+    const bearer = { authorization: `Bearer ${SECRET}` };
+    assert.equal((await gw.request('PUT', instancePath('obs-auth', 'a'), { address: '10.2.0.1', port: 80 }, bearer)).status, 201);
+    assert.equal((await gw.request('GET', '/services/obs-auth', undefined, bearer)).status, 200);
+    assert.equal((await gw.request('GET', '/services/obs-auth', undefined, { authorization: 'Bearer wrong-SECRET-1' })).status, 401);
+    assert.equal((await gw.request('PUT', instancePath('obs-auth', 'b'), { port: 'x' }, bearer)).status, 400);
+    assert.equal((await gw.request('GET', `/services/obs-auth?access_token=${SECRET}`)).status, 401); // streams only
+    assert.ok([401, 404].includes((await gw.request('GET', '/no/route?access_token=query-SECRET-2')).status));
+    const stream = await openSse(`${gw.base}/events?service=obs-auth&access_token=${SECRET}`);
+    assert.equal(stream.status, 200);
+    stream.close();
+    const refused = await openSse(`${gw.base}/events?access%5Ftoken=encoded-SECRET-3`);
+    assert.equal(refused.status, 401);
+    await eventually(async () => logs.requests().length >= 7, 3000, 'the request lines');
+    const all = logs.raw.join('');
+    assert.ok(logs.lines.length > 7, 'lines were captured');
+    assert.ok(!all.includes('SECRET'), `a secret in the logs:\n${logs.raw.filter((l) => l.includes('SECRET')).join('')}`);
+    assert.ok(!/bearer/i.test(all), 'no Authorization header in the logs');
+    assert.ok(
+      logs.requests().some((l) => String(l.url).includes('access_token=[redacted]')),
+      'the redaction is visible',
+    );
+  });
+});
+
+describe('REQUEST_LOG=false', () => {
+  let gw: TestGateway;
+  const logs = new LogCapture();
+  before(async () => {
+    gw = await startGateway({ env: { LOG_LEVEL: 'info', REQUEST_LOG: 'false' }, deps: { logStream: logs } });
+  });
+  after(async () => gw?.close());
+
+  it('writes no request lines, other lines still', async () => {
+    assert.equal((await gw.request('GET', '/services')).status, 200);
+    assert.equal((await gw.request('GET', '/nope')).status, 404);
+    await sleep(100);
+    assert.ok(logs.lines.length > 0, 'start-up lines were captured');
+    assert.equal(logs.requests().length, 0);
+  });
+});
