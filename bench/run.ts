@@ -30,6 +30,7 @@ import { fleetSnapshots } from './scenarios/fleet-snapshots.ts';
 import { fleetSubscribers } from './scenarios/fleet-subscribers.ts';
 import { follower } from './scenarios/follower.ts';
 import { heartbeats } from './scenarios/heartbeats.ts';
+import { hostile } from './scenarios/hostile.ts';
 import { sizes } from './scenarios/sizes.ts';
 import { writes } from './scenarios/writes.ts';
 
@@ -46,6 +47,7 @@ const SCENARIOS: Scenario[] = [
   fleetSnapshots,
   dns,
   apiProperties,
+  hostile,
 ];
 const RESULTS_DIR = 'bench/results';
 const MD_FILE = 'BENCHMARKS.md';

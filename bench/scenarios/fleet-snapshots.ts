@@ -7,6 +7,7 @@
 import { Etcd3 } from 'etcd3';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadDirect, serviceName } from '../lib/fixtures.ts';
+import { pollHealth } from '../lib/health-poll.ts';
 import { percentile } from '../lib/load.ts';
 import { freePort, rssMb } from '../lib/procs.ts';
 import { clock, pacedWrites, sampleMax, startFleetGateway, SubscriberFleet } from '../lib/sse-fleet.ts';
@@ -39,7 +40,7 @@ export const fleetSnapshots: Scenario = {
       await sleep(1000);
       const rssBefore = rssMb(gw.pid);
       const rss = sampleMax(() => rssMb(gw.pid), 100);
-      const health = pollHealth(`${gw.url}/health/live`);
+      const health = pollHealth(`${gw.url}/health/live`, HEALTH_EVERY_MS);
       loops.push(rss, health);
       const writing = pacedWrites(gw.url, {
         rate: WRITE_RATE,
@@ -158,32 +159,3 @@ export const fleetSnapshots: Scenario = {
     }
   },
 };
-
-/** GET `url` every HEALTH_EVERY_MS (one at a time) until stopped: each answer's latency; a failure or non-200 is counted. */
-function pollHealth(url: string): { stop(): Promise<{ latencies: number[]; failed: number }> } {
-  const latencies: number[] = [];
-  let failed = 0;
-  let running = true;
-  const loop = (async () => {
-    for (let next = performance.now(); running;) {
-      const t0 = performance.now();
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-        await res.arrayBuffer();
-        if (res.status === 200) latencies.push(performance.now() - t0);
-        else failed++;
-      } catch {
-        failed++;
-      }
-      next += HEALTH_EVERY_MS;
-      await sleep(Math.max(0, next - performance.now()));
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return { latencies, failed };
-    },
-  };
-}
