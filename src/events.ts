@@ -1,5 +1,5 @@
 // The one observer interface: everything the domain (store, watch, registry, change
-// streams) reports that is worth a metric or a log line. Metrics (metrics.ts) and the
+// streams) and the DNS interface report that is worth a metric or a log line. Metrics (metrics.ts) and the
 // log (logEvents below) each implement the events they care about; app.ts joins them.
 // A new metric: an event here if none fits, its call where it happens, its counter in metrics.ts.
 import type { FastifyBaseLogger } from 'fastify';
@@ -28,6 +28,8 @@ export interface GatewayEvents {
   eventsSent(events: number): void;
   /** Bytes change streams hold that their clients have not read. */
   streamsUnread(bytes: number): void;
+  /** One DNS message answered: the question's type (or `none`) and the answer's code. */
+  dnsQuery(qtype: string, rcode: string): void;
   /** Something an operator should read (a watch trouble, a start-up retry). */
   warning(message: string, err?: unknown): void;
   notice(message: string): void;
@@ -47,6 +49,7 @@ const EVENT_NAMES = {
   streamsOpen: true,
   eventsSent: true,
   streamsUnread: true,
+  dnsQuery: true,
   warning: true,
   notice: true,
 } satisfies Record<keyof GatewayEvents, true>;

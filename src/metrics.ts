@@ -92,6 +92,9 @@ export class RouteHistogram {
   }
 }
 
+/** Question types counted by name in discovery_dns_queries_total; any other is `other` (a bounded label set). */
+const COUNTED_DNS_TYPES = new Set(['A', 'AAAA', 'SRV', 'SOA', 'ANY', 'NS', 'PTR', 'TXT', 'MX', 'CNAME', 'HTTPS', 'SVCB', 'none']);
+
 type MetricEvents = Omit<GatewayEvents, 'storeWarning' | 'warning' | 'notice'>;
 
 export class Metrics implements MetricEvents {
@@ -162,6 +165,8 @@ export class Metrics implements MetricEvents {
     labelNames: ['qtype', 'rcode'] as const,
     registers: [this.prom],
   });
+  /** dnsQueries' children by (qtype, rcode), found once per pair: no label hashing per query. */
+  private readonly dnsQuerySeries = new Map<string, { inc(): void }>();
 
   /** The store's raised alarms: 1 for each of them, 0 for every alarm seen before (nospace is always listed). */
   storeAlarms(active: string[]): void {
@@ -228,5 +233,13 @@ export class Metrics implements MetricEvents {
 
   streamsUnread(bytes: number): void {
     this.sseUnreadBytes.set(bytes);
+  }
+
+  dnsQuery(qtype: string, rcode: string): void {
+    const type = COUNTED_DNS_TYPES.has(qtype) ? qtype : 'other';
+    const key = `${type} ${rcode}`;
+    let series = this.dnsQuerySeries.get(key);
+    if (!series) this.dnsQuerySeries.set(key, (series = this.dnsQueries.labels(type, rcode)));
+    series.inc();
   }
 }

@@ -5,9 +5,9 @@
 // it cannot have stops the start like a bad setting, and closes with the app.
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Counter } from 'prom-client';
 import type { TokenSet } from '../auth/tokens.ts';
 import { ConfigError } from '../config.ts';
+import type { GatewayEvents } from '../events.ts';
 import { ZoneNames } from './names.ts';
 import { DnsServer } from './server.ts';
 import { Zone } from './zone.ts';
@@ -28,23 +28,8 @@ declare module 'fastify' {
   }
 }
 
-/** Question types counted by name in discovery_dns_queries_total; any other is `other` (a bounded label set). */
-const COUNTED_TYPES = new Set(['A', 'AAAA', 'SRV', 'SOA', 'ANY', 'NS', 'PTR', 'TXT', 'MX', 'CNAME', 'HTTPS', 'SVCB', 'none']);
-
-/** Counts per (qtype, rcode) through prom-client's children, found once per pair: no label hashing per query. */
-function queryCounter(counter: Counter<'qtype' | 'rcode'>): (qtype: string, rcode: string) => void {
-  const children = new Map<string, { inc(): void }>();
-  return (qtype, rcode) => {
-    const type = COUNTED_TYPES.has(qtype) ? qtype : 'other';
-    const key = `${type} ${rcode}`;
-    let child = children.get(key);
-    if (!child) children.set(key, (child = counter.labels(type, rcode)));
-    child.inc();
-  };
-}
-
-async function dns(app: FastifyInstance, opts: { tokens?: TokenSet }): Promise<void> {
-  const { config, discovery, metrics } = app.gateway;
+async function dns(app: FastifyInstance, opts: { tokens?: TokenSet; events: GatewayEvents }): Promise<void> {
+  const { config, discovery } = app.gateway;
   const settings = config.dns;
   if (!settings) return void app.decorate('dns', { enabled: false });
   let canRead: ((service: string) => boolean) | undefined;
@@ -60,11 +45,7 @@ async function dns(app: FastifyInstance, opts: { tokens?: TokenSet }): Promise<v
   }
 
   const zone = new Zone(new ZoneNames(settings.domain), discovery, { ttlSeconds: settings.ttlSeconds, canRead });
-  const count = queryCounter(metrics.dnsQueries);
-  const server = new DnsServer(zone, {
-    answered: count,
-    failed: (err) => app.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'DNS answer failed'),
-  });
+  const server = new DnsServer(zone, opts.events);
   const status: DnsStatus = { enabled: false, domain: settings.domain };
   app.decorate('dns', status);
   app.addHook('onReady', async () => {

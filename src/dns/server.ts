@@ -7,7 +7,8 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { isIP } from 'node:net';
 import { MAX_TCP_PAYLOAD, readQuery, udpLimit, writeRefusal, writeReply, type Query } from './wire.ts';
-import type { Rcode, Zone } from './zone.ts';
+import type { GatewayEvents } from '../events.ts';
+import type { Zone } from './zone.ts';
 
 /** A query is a header and one question (with an OPT record): frames longer than this are not queries. */
 const MAX_TCP_QUERY = 4096;
@@ -21,12 +22,8 @@ const UDP_RECEIVE_BUFFER = 4 << 20;
 /** With DNS_PORT=0, tries to find one port free for both UDP and TCP. */
 const FREE_PORT_TRIES = 10;
 
-export interface DnsObserver {
-  /** One answered message: the question's type (or `none`) and the answer's code. */
-  answered(qtype: string, rcode: Rcode | 'BADVERS'): void;
-  /** A failure while answering (answered SERVFAIL). */
-  failed(err: unknown): void;
-}
+/** What the server reports: each answered message (a metric) and each failure (a log line). */
+type DnsEvents = Pick<GatewayEvents, 'dnsQuery' | 'warning'>;
 
 export class DnsServer {
   private udp: dgram.Socket | undefined;
@@ -35,7 +32,7 @@ export class DnsServer {
 
   constructor(
     private readonly zone: Zone,
-    private readonly observer: DnsObserver,
+    private readonly events: DnsEvents,
   ) {}
 
   /** Listen on UDP and TCP; resolves the port (a free one when `port` is 0). */
@@ -66,21 +63,25 @@ export class DnsServer {
     const read = readQuery(msg);
     if (!read) return undefined;
     if ('rcode' in read) {
-      this.observer.answered(read.question?.type ?? 'none', read.rcode);
+      this.events.dnsQuery(read.question?.type ?? 'none', read.rcode);
       return writeRefusal(read);
     }
     const query = read;
     const qtype = query.question.type;
     try {
       const reply = await this.zone.answer(query.question.name, qtype);
-      this.observer.answered(qtype, reply.rcode);
+      this.events.dnsQuery(qtype, reply.rcode);
       return writeReply(query, reply, limit(query));
     } catch (err) {
       // A store that cannot be reached for a service this gateway has no copy of, or a bug: never silence.
-      this.observer.failed(err);
-      this.observer.answered(qtype, 'SERVFAIL');
+      this.failed(err);
+      this.events.dnsQuery(qtype, 'SERVFAIL');
       return writeReply(query, { rcode: 'SERVFAIL', answers: [], authorities: [] }, limit(query));
     }
+  }
+
+  private failed(err: unknown): void {
+    this.events.warning('DNS answer failed', err);
   }
 
   private async bindUdp(host: string, port: number): Promise<dgram.Socket> {
@@ -89,10 +90,10 @@ export class DnsServer {
       // A send can throw (the socket closed while the answer was made): caught with the rest.
       this.answer(msg, udpLimit)
         .then((out) => out && socket.send(out, peer.port, peer.address))
-        .catch((err: unknown) => this.observer.failed(err));
+        .catch((err: unknown) => this.failed(err));
     });
     // A send to a client that went away (ICMP unreachable) must not end the server.
-    socket.on('error', (err) => this.observer.failed(err));
+    socket.on('error', (err) => this.failed(err));
     socket.bind(port, host);
     await Promise.race([once(socket, 'listening'), once(socket, 'error').then(([err]) => Promise.reject(err as Error))]);
     return socket;
@@ -103,7 +104,7 @@ export class DnsServer {
     server.maxConnections = MAX_TCP_CONNECTIONS;
     server.listen(port, host);
     await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
-    server.on('error', (err) => this.observer.failed(err));
+    server.on('error', (err) => this.failed(err));
     return server;
   }
 
@@ -129,7 +130,7 @@ export class DnsServer {
   }
 
   private async answerTcp(socket: net.Socket, msg: Buffer): Promise<void> {
-    const out = await this.answer(msg, () => MAX_TCP_PAYLOAD).catch((err: unknown) => void this.observer.failed(err));
+    const out = await this.answer(msg, () => MAX_TCP_PAYLOAD).catch((err: unknown) => void this.failed(err));
     if (!out || socket.destroyed) return;
     if (socket.writableLength > TCP_MAX_UNREAD) return void socket.destroy();
     const frame = Buffer.allocUnsafe(2 + out.length);
