@@ -46,6 +46,12 @@ export const hostile: Scenario = {
     let gw: Gateway | undefined;
     let holder: Child | undefined;
     let health: ReturnType<typeof pollHealth> | undefined;
+    /** /health/live latencies of each part, sampled only while it runs. */
+    const parts: { name: string; latencies: number[]; failed: number }[] = [];
+    const sampleHealthDuring = async (name: string) => {
+      if (health) parts.push({ name, ...(await health.stop()) });
+      health = undefined;
+    };
     try {
       gw = await startGateway({ etcd: ctx.etcd });
       health = pollHealth(`${gw.url}/health/live`, HEALTH_EVERY_MS);
@@ -96,8 +102,7 @@ export const hostile: Scenario = {
 
       // 2. A client looping on Last-Event-ID: 1.
       // The churn is setup, not a hostile client: /health/live is not sampled while the gateway applies it.
-      const streamPolls = await health.stop();
-      health = undefined;
+      await sampleHealthDuring('streams');
       let t = performance.now();
       const churnRevision = await loadChurn(etcd);
       await waitForRevision(gw.url, CHURN, churnRevision);
@@ -138,6 +143,9 @@ export const hostile: Scenario = {
         },
       );
 
+      await sampleHealthDuring('resume loop');
+      health = pollHealth(`${gw.url}/health/live`, HEALTH_EVERY_MS);
+
       // 3. minRevision from the future.
       const windows: { ops: number; statuses: Record<string, number> }[] = [];
       for (let b = 0; b < bursts; b++) {
@@ -166,13 +174,16 @@ export const hostile: Scenario = {
         unit: '',
       });
 
-      const laterPolls = await health.stop();
-      health = undefined;
-      const polls = { latencies: [...streamPolls.latencies, ...laterPolls.latencies], failed: streamPolls.failed + laterPolls.failed };
+      await sampleHealthDuring('minRevision bursts');
+      const polls = { latencies: parts.flatMap((p) => p.latencies), failed: parts.reduce((n, p) => n + p.failed, 0) };
       const h = Float64Array.from(polls.latencies).sort();
       rows.push(
         underRow(`/health/live p99 during 1–3 (${polls.latencies.length} polls, ${polls.failed} failed)`, percentile(h, 99), 'ms', 50),
         { metric: '  /health/live p50 / max', ours: percentile(h, 50), baseline: h[h.length - 1], against: 'max', unit: 'ms' },
+        ...parts.map((p) => {
+          const l = Float64Array.from(p.latencies).sort();
+          return { metric: `  p99 / max during ${p.name}`, ours: percentile(l, 99), baseline: l[l.length - 1], against: 'max', unit: 'ms' };
+        }),
       );
       if (polls.failed) rows[rows.length - 2]!.pass = false;
       ctx.note(
@@ -180,6 +191,9 @@ export const hostile: Scenario = {
           `the streams from one Python child (SO_RCVBUF 4096, ${streams / 2} resuming /services/${BIG}/events from revision ${oldId}, ${streams / 2} on /events?service=${BIG}&service=z{i}), held ${SETTLE_MS / 1000} s before RSS (/proc VmRSS) and the gauge are read; ` +
           `the churn: ${CHURN_CHANGES.toLocaleString('en-US')} puts on ${CHURN_KEYS} keys of service "${CHURN}", ${CHURN_KEYS} per transaction; fence writes counted by an etcd watch on ${PREFIX}/_/fence/, replays and ranges from discovery_store_request_duration_seconds_count; ` +
           `minRevision: store requests = get + range + watch + txn (the health probe's status calls are not counted); etcd CPU from /proc/<pid>/stat; /health/live every ${HEALTH_EVERY_MS} ms from the bench process during parts 1–3, not while the gateway applies the churn`,
+      );
+      ctx.note(
+        `the resumes from id 1, in order (first event, ms to it): ${firsts.map((f) => `${f.event} ${Math.round(f.ms)}`).join('; ')}`,
       );
       if (ctx.quick) ctx.note(`--quick: ${streams} streams, ${resumes} resumes, ${bursts} bursts`);
       return rows;
