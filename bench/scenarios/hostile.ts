@@ -290,7 +290,10 @@ async function firstEvent(url: string, lastEventId: string): Promise<FirstEvent>
   const timer = setTimeout(() => abort.abort(), 60_000);
   try {
     const res = await fetch(url, { headers: { 'Last-Event-ID': lastEventId }, signal: abort.signal });
-    if (res.status !== 200 || !res.body) return { event: `status ${res.status}`, ms: performance.now() - t0 };
+    if (res.status !== 200 || !res.body) {
+      const code = /"code"\s*:\s*"([^"]+)"/.exec(await res.text())?.[1] ?? '';
+      return { event: `${res.status} ${code}`.trim(), ms: performance.now() - t0 };
+    }
     const decoder = new TextDecoder();
     let text = '';
     for await (const chunk of res.body) {
