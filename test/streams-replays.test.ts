@@ -11,7 +11,7 @@ import { encodeRecord, newRecord } from '../src/registry/records.ts';
 import { MemoryStore } from '../src/registry/store/memory.ts';
 import { MonitoredStore } from '../src/registry/store/monitored.ts';
 import type { Change } from '../src/registry/types.ts';
-import { History, type Replay } from '../src/streams/history.ts';
+import { History, ReplayTimedOutError, type Replay } from '../src/streams/history.ts';
 import { Replays, type ChangeHistory } from '../src/streams/replays.ts';
 import { Ring } from '../src/streams/ring.ts';
 
@@ -54,6 +54,23 @@ describe('replays from the store', () => {
     assert.equal(ring.base, 10, 'the ring now reaches back to the lowest id');
     await replays.reachBack(15);
     assert.equal(history.calls.length, 2, 'a later resume the ring covers costs the store nothing');
+  });
+
+  it('remembers a replay that ran out of time: the resume gets its reset, and a loop on the same id costs the store nothing', async () => {
+    const ring = new Ring(100, 100_000);
+    let calls = 0;
+    const slow: ChangeHistory = {
+      async since() {
+        calls++;
+        throw new ReplayTimedOutError('replay from the store timed out');
+      },
+    };
+    const replays = new Replays(slow, ring, 100);
+    await replays.reachBack(1); // resolves: the ring, which does not reach back, decides on a reset
+    assert.equal(ring.base, 100_000);
+    assert.equal(replays.lost(1), true);
+    for (let i = 0; i < 5; i++) await replays.reachBack(1);
+    assert.equal(calls, 1, 'asked again, the store is not read again');
   });
 
   it('remembers a gap one replay could not cover: a resume from below it costs the store nothing', async () => {

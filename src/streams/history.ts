@@ -13,6 +13,9 @@ const REPLAY_TIMEOUT_MS = 10_000;
 /** How long a check of the store's revision may take. */
 const REVISION_CHECK_TIMEOUT_MS = 3000;
 
+/** A replay that did not reach its fence in time: the store answers, but cannot replay this much history quickly enough. */
+export class ReplayTimedOutError extends StoreUnavailableError {}
+
 export interface Replay {
   /** Every change with a revision above `from`, up to and including `fence`, in order. */
   changes: Change[];
@@ -78,7 +81,7 @@ export class History {
         if (err) reject(err);
         else resolve({ changes, from, fence });
       };
-      const timer = setTimeout(() => finish(new StoreUnavailableError('replay from the store timed out')), REPLAY_TIMEOUT_MS);
+      const timer = setTimeout(() => finish(new ReplayTimedOutError('replay from the store timed out')), REPLAY_TIMEOUT_MS);
       const watchP = this.store.watch(this.keys.root, after + 1, {
         onBatch: (batch) => {
           for (const [rev, events] of byRevision(batch.events)) {

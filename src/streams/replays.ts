@@ -1,11 +1,12 @@
 // Resumes from before the ring: the ring is extended backwards from the store's
 // history. Resumes that arrive together share one replay (one fence, one watch)
 // from the lowest id among them; one replay runs at a time and the next gathers
-// meanwhile. A gap one replay cannot cover (compacted, or more than it keeps) is
-// remembered: resumes from below it get their reset at once, so a client that
-// loops on an old id costs the store one replay, not one per attempt.
+// meanwhile. A gap one replay cannot cover (compacted, more than it keeps, or more
+// than it can read before its deadline) is remembered: resumes from below it get
+// their reset at once, so a client that loops on an old id costs the store one
+// replay, not one per attempt.
 import { StoreCompactedError, StoreFullError } from '../registry/errors.ts';
-import type { Replay } from './history.ts';
+import { ReplayTimedOutError, type Replay } from './history.ts';
 import type { Ring } from './ring.ts';
 
 /**
@@ -95,6 +96,11 @@ export class Replays {
           // A watch from after + 1 needs after + 1 >= the compaction revision.
           const gone = err.compactRevision === undefined ? batch.after + 1 : err.compactRevision - 1;
           if (epoch === this.epoch) this.gone = Math.max(this.gone, gone, batch.after + 1);
+          batch.settle();
+        } else if (err instanceof ReplayTimedOutError) {
+          // The store answered but could not replay this much in time: trying again would
+          // cost it as much again, so the gap is remembered and the resume gets its reset.
+          if (epoch === this.epoch) this.gone = Math.max(this.gone, batch.after + 1);
           batch.settle();
         } else if (err instanceof StoreFullError) {
           // A full store refuses the fence, yet a resume is a read and must go on: it gets
