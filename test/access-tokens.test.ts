@@ -3,8 +3,7 @@
 // tokens file stopping the start, and no token in any log line.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,21 +12,12 @@ import { buildApp } from '../src/app.ts';
 import { tokenDigest } from '../src/auth/tokens.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { instancePath, startGateway, type TestGateway } from './helpers/gateway.ts';
-import { assertProblem, bearer, body, runMain, SECRET, writeTokensFile } from './helpers/security.ts';
+import { assertProblem, bearer, body, runMain, SECRET, tokensFixture } from './helpers/security.ts';
 import { openSse, toChange } from './helpers/sse.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-let dir: string;
-let tokensFile: string;
-
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'gw-sec-'));
-  tokensFile = await writeTokensFile(dir);
-});
-after(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+const tokens = tokensFixture();
 
 describe('access tokens', () => {
   let gw: TestGateway;
@@ -37,7 +27,7 @@ describe('access tokens', () => {
 
   before(async () => {
     gw = await startGateway({
-      env: { AUTH_TOKENS_FILE: tokensFile, LOG_LEVEL: 'info' },
+      env: { AUTH_TOKENS_FILE: tokens.file, LOG_LEVEL: 'info' },
       deps: { logStream: { write: (line: string) => void logs.push(line) } },
     });
   });
@@ -184,7 +174,7 @@ describe('access tokens', () => {
 
 describe('tokens file and AUTH_METRICS', () => {
   it('AUTH_METRICS=true: /metrics needs a valid token (any), probes stay open', async () => {
-    const gw = await startGateway({ env: { AUTH_TOKENS_FILE: tokensFile, AUTH_METRICS: 'true' } });
+    const gw = await startGateway({ env: { AUTH_TOKENS_FILE: tokens.file, AUTH_METRICS: 'true' } });
     try {
       assertProblem(await gw.request('GET', '/metrics'), 401, 'unauthorized');
       assert.equal((await gw.request('GET', '/metrics', undefined, bearer(SECRET.orders))).status, 200);
@@ -205,7 +195,7 @@ describe('tokens file and AUTH_METRICS', () => {
       ['unknown field', JSON.stringify({ tokens: [{ name: 'x', token: 't', reads: ['*'] }] })],
     ];
     for (const [what, text] of bad) {
-      const file = join(dir, `bad-${what.replace(/\W/g, '-')}.json`);
+      const file = join(tokens.dir, `bad-${what.replace(/\W/g, '-')}.json`);
       if (text !== undefined) await writeFile(file, text);
       await assert.rejects(
         buildApp(loadConfig({ AUTH_TOKENS_FILE: file, LOG_LEVEL: 'silent' })),
@@ -213,7 +203,7 @@ describe('tokens file and AUTH_METRICS', () => {
         what,
       );
     }
-    const r = await runMain({ AUTH_TOKENS_FILE: join(dir, 'bad-bad-pattern.json') });
+    const r = await runMain({ AUTH_TOKENS_FILE: join(tokens.dir, 'bad-bad-pattern.json') });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /AUTH_TOKENS_FILE.*pay\*ments/);
   });

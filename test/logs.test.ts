@@ -6,23 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually, instancePath, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { LogCapture } from './helpers/logs.ts';
 import { openSse } from './helpers/sse.ts';
-
-/** Log lines as the gateway writes them (one JSON object per line). */
-class LogCapture {
-  readonly raw: string[] = [];
-  readonly lines: Record<string, unknown>[] = [];
-  write(chunk: string): void {
-    this.raw.push(chunk);
-    for (const line of chunk.split('\n')) if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
-  }
-  requests(): Record<string, unknown>[] {
-    return this.lines.filter((l) => l.msg === 'request');
-  }
-  count(msg: string): number {
-    return this.lines.filter((l) => l.msg === msg).length;
-  }
-}
 
 describe('logs keep secrets out', () => {
   const SECRET = 'tok-SECRET-4f1d9c';

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
 import { eventually, instancePath, startGateway, type TestGateway } from './helpers/gateway.ts';
 import { labelNamesOf, parsePrometheusText, sumOf, type Family } from './helpers/prometheus.ts';
+import { LogCapture } from './helpers/logs.ts';
 import { openSse } from './helpers/sse.ts';
 import { freePort } from './helpers/ports.ts';
 import { Histogram, Registry as PromRegistry } from 'prom-client';
@@ -55,22 +56,6 @@ function need(t: TestContext, bin: string, pkg: string): boolean {
   if (process.env.CI === 'true') assert.fail(`${why}: CI must have it, tests never skip there`);
   t.skip(why);
   return false;
-}
-
-/** Log lines as the gateway writes them (one JSON object per line). */
-class LogCapture {
-  readonly raw: string[] = [];
-  readonly lines: Record<string, unknown>[] = [];
-  write(chunk: string): void {
-    this.raw.push(chunk);
-    for (const line of chunk.split('\n')) if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
-  }
-  requests(): Record<string, unknown>[] {
-    return this.lines.filter((l) => l.msg === 'request');
-  }
-  count(msg: string): number {
-    return this.lines.filter((l) => l.msg === msg).length;
-  }
 }
 
 async function scrape(gw: TestGateway): Promise<{ text: string; families: Map<string, Family> }> {

@@ -1,29 +1,17 @@
 // RATE_LIMIT_MAX (API.md "Running"): per token, per address without one, probes never
 // counted, and failed token guesses counted against the address.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startGateway, type TestGateway } from './helpers/gateway.ts';
-import { assertProblem, bearer, SECRET, writeTokensFile } from './helpers/security.ts';
+import { assertProblem, bearer, SECRET, tokensFixture } from './helpers/security.ts';
 
-let dir: string;
-let tokensFile: string;
-
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'gw-sec-'));
-  tokensFile = await writeTokensFile(dir);
-});
-after(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+const tokens = tokensFixture();
 
 describe('rate limits', () => {
   let gw: TestGateway;
   before(async () => {
-    gw = await startGateway({ env: { AUTH_TOKENS_FILE: tokensFile, RATE_LIMIT_MAX: '3' }, deps: { rateLimitWindowMs: 1500 } });
+    gw = await startGateway({ env: { AUTH_TOKENS_FILE: tokens.file, RATE_LIMIT_MAX: '3' }, deps: { rateLimitWindowMs: 1500 } });
   });
   after(() => gw?.close());
 

@@ -2,8 +2,10 @@
 // timeouts): the tokens they use, answers they check, and the gateway run as npm start does.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
+import { after, before } from 'node:test';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tokenDigest } from '../../src/auth/tokens.ts';
@@ -73,8 +75,16 @@ export function runMain(
 }
 
 /** TOKENS_FILE written into `dir`: its path. */
-export async function writeTokensFile(dir: string): Promise<string> {
-  const file = join(dir, 'tokens.json');
-  await writeFile(file, JSON.stringify(TOKENS_FILE));
-  return file;
+/** A temp directory holding the tokens file, made before the calling file's tests and removed after them. */
+export function tokensFixture(): { dir: string; file: string } {
+  const fixture = { dir: '', file: '' };
+  before(async () => {
+    fixture.dir = await mkdtemp(join(tmpdir(), 'gw-sec-'));
+    fixture.file = join(fixture.dir, 'tokens.json');
+    await writeFile(fixture.file, JSON.stringify(TOKENS_FILE));
+  });
+  after(async () => {
+    if (fixture.dir) await rm(fixture.dir, { recursive: true, force: true });
+  });
+  return fixture;
 }
