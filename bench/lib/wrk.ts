@@ -97,13 +97,7 @@ export async function wrk(o: WrkOptions): Promise<WrkStats> {
     ...args,
   ];
   const sh = 'wrk_bin="$1"; shift; "$wrk_bin" "$@"; rc=$?; printf "SH_STAT %s\\n" "$(cat /proc/$$/stat)"; exit $rc';
-  const proc = spawn('sh', ['-c', sh, 'sh', WRK, ...wrkArgs], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  live.add(proc);
-  let out = '';
-  proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  proc.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const [code] = (await once(proc, 'exit')) as [number | null];
-  live.delete(proc);
+  const { code, out } = await runCollecting('sh', ['-c', sh, 'sh', WRK, ...wrkArgs]);
   const line = /^WRK_JSON (.*)$/m.exec(out)?.[1];
   if (code !== 0 || !line) throw new Error(`wrk ${o.script} ${o.url} failed (exit ${code}):\n${out.slice(-2000)}`);
   const r = JSON.parse(line) as WrkJson;
@@ -160,16 +154,7 @@ export function checkedLoad(o: Omit<WrkOptions, 'durationS' | 'countStatuses'>, 
  * not printed without --latency, so only the rate and failures are reported (the rest NaN).
  */
 export async function plainWrk(url: string, o: { threads: number; connections: number; durationS: number }): Promise<WrkStats> {
-  const proc = spawn(WRK, ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, url], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  live.add(proc);
-  let out = '';
-  proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  proc.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const [code] = (await once(proc, 'exit')) as [number | null];
-  live.delete(proc);
+  const { code, out } = await runCollecting(WRK, ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, url]);
   const rate = /^Requests\/sec:\s+([\d.]+)/m.exec(out)?.[1];
   const total = /^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)\b/m.exec(out);
   if (code !== 0 || !rate || !total) throw new Error(`wrk ${url} failed (exit ${code}):\n${out.slice(-2000)}`);
@@ -192,4 +177,16 @@ export async function plainWrk(url: string, o: { threads: number; connections: n
     max: NaN,
     seconds: o.durationS,
   };
+}
+
+/** Run a load process (killed with the others if the bench stops) and collect its stdout and stderr together. */
+async function runCollecting(command: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  live.add(proc);
+  let out = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  live.delete(proc);
+  return { code, out };
 }
