@@ -117,11 +117,23 @@ export class Metrics implements MetricEvents {
     labelNames: ['result'] as const,
     registers: [this.prom],
   });
-  readonly cacheRequests = new Counter({
+  /**
+   * Discovery reads by cache result, counted as plain integers on the read path and
+   * handed to the counter at scrape: a labelled inc() hashes its labels on every read.
+   */
+  private readonly reads = { hit: 0, miss: 0 };
+  private readonly readsCounted = { hit: 0, miss: 0 };
+  private readonly cacheRequests = new Counter({
     name: 'discovery_cache_requests_total',
     help: 'Discovery reads by cache result: hit (served from memory) or miss (read from the store)',
     labelNames: ['result'] as const,
     registers: [this.prom],
+    collect: () => {
+      for (const result of ['hit', 'miss'] as const) {
+        this.cacheRequests.inc({ result }, this.reads[result] - this.readsCounted[result]);
+        this.readsCounted[result] = this.reads[result];
+      }
+    },
   });
   readonly storeDuration = new Histogram({
     name: 'discovery_store_request_duration_seconds',
@@ -208,7 +220,7 @@ export class Metrics implements MetricEvents {
   }
 
   discoveryRead(result: 'hit' | 'miss'): void {
-    this.cacheRequests.inc({ result });
+    this.reads[result]++;
   }
 
   registered(instances: number): void {
