@@ -30,9 +30,13 @@ function decodedKey(key: string): string {
   }
 }
 
+const QUIETER_THAN_INFO = new Set(['warn', 'error', 'fatal', 'silent']);
+
 export default fp(async function observability(app: FastifyInstance, opts: { requestLog: boolean }) {
   const { metrics } = app.gateway;
   app.decorateRequest('heldByBlockingQuery', false);
+  // The level is fixed at start: when info lines are not written (LOG_LEVEL=warn), the line is not even built.
+  const requestLog = opts.requestLog && !QUIETER_THAN_INFO.has(app.log.level);
 
   /** The hook of one route (or of unmatched requests): its label and stream flag fixed, no per-request route lookup. */
   const onResponse = (route: string, stream: boolean): onResponseHookHandler => {
@@ -52,7 +56,7 @@ export default fp(async function observability(app: FastifyInstance, opts: { req
       if (stream && reply.statusCode === 200) return done();
       // A blocking query's time is mostly the wait its client asked for: not latency.
       if (!req.heldByBlockingQuery) observe(req.method, reply.statusCode, reply.elapsedTime / 1000);
-      if (opts.requestLog) logged(req, reply);
+      if (requestLog) logged(req, reply);
       done();
     };
   };
