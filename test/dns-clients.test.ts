@@ -172,7 +172,7 @@ describe('access control', () => {
     const admin = { authorization: 'Bearer admin-secret' };
     await gw.request('PUT', '/services/payments/instances/p', { address: '10.4.0.1', port: 80 }, admin);
     await gw.request('PUT', '/services/secret/instances/s', { address: '10.4.0.2', port: 80 }, admin);
-    const port = await dnsPort(gw);
+    const port = await dnsPort(gw, admin);
     assert.deepEqual(
       (await dig(port, 'payments.service.discovery', 'A')).answer.map((r) => r.data),
       ['10.4.0.1'],
@@ -180,14 +180,15 @@ describe('access control', () => {
     assert.equal((await dig(port, 'secret.service.discovery', 'A')).status, 'NXDOMAIN');
   });
 
-  test('with tokens configured and no DNS_TOKEN, DNS stays off and /health and the log say why', async (t) => {
+  test('with tokens configured and no DNS_TOKEN, DNS stays off and /health (to a token holder) and the log say why', async (t) => {
     const lines: string[] = [];
     const gw = await startGateway({
       env: { DNS_PORT: '0', AUTH_TOKENS_FILE: tokensFile, LOG_LEVEL: 'warn' },
       deps: { logStream: { write: (line: string) => void lines.push(line) } },
     });
     t.after(() => gw.close());
-    const dns = (await gw.request('GET', '/health')).json.dns;
+    assert.deepEqual((await gw.request('GET', '/health')).json.dns, { enabled: false }, 'the reason only to a token holder');
+    const dns = (await gw.request('GET', '/health', undefined, { authorization: 'Bearer admin-secret' })).json.dns;
     assert.equal(dns.enabled, false);
     assert.match(dns.reason, /DNS_TOKEN/);
     assert.ok(

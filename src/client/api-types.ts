@@ -1614,7 +1614,7 @@ export interface paths {
                   [key: string]: unknown;
                 };
               };
-              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP) */
+              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP); with access control on, all but `enabled` only to a request with a valid token */
               dns: {
                 enabled: boolean;
                 host?: string;
@@ -1673,7 +1673,7 @@ export interface paths {
                   [key: string]: unknown;
                 };
               };
-              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP) */
+              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP); with access control on, all but `enabled` only to a request with a valid token */
               dns: {
                 enabled: boolean;
                 host?: string;
@@ -1759,7 +1759,7 @@ export interface paths {
                   [key: string]: unknown;
                 };
               };
-              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP) */
+              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP); with access control on, all but `enabled` only to a request with a valid token */
               dns: {
                 enabled: boolean;
                 host?: string;
@@ -1818,7 +1818,7 @@ export interface paths {
                   [key: string]: unknown;
                 };
               };
-              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP) */
+              /** @description The DNS interface: whether it answers, and on which address (UDP and TCP); with access control on, all but `enabled` only to a request with a valid token */
               dns: {
                 enabled: boolean;
                 host?: string;

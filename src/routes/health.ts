@@ -35,7 +35,10 @@ const HealthAnswer = Type.Object(
         domain: Type.Optional(Type.String()),
         reason: Type.Optional(Type.String({ description: 'Why DNS is off although DNS_PORT is set' })),
       },
-      { description: 'The DNS interface: whether it answers, and on which address (UDP and TCP)' },
+      {
+        description:
+          'The DNS interface: whether it answers, and on which address (UDP and TCP); with access control on, all but `enabled` only to a request with a valid token',
+      },
     ),
   },
   {
@@ -78,10 +81,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   // /health/ready and /health give the same answer; /health is the one people read.
   const answer = async (req: FastifyRequest, reply: FastifyReply) => {
     const h = await health.check();
-    // The probes stay open; what maps the cluster is for token holders only, as Consul's /v1/agent/self.
+    // The probes stay open; what maps the cluster (the store's details, the DNS address) is for
+    // token holders only, as Consul's /v1/agent/self.
     const { details, ...open } = h;
-    const store = app.gateway.config.authTokensFile && !req.accessToken ? open : { ...open, details };
-    return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store, dns: app.dns });
+    const everything = !app.gateway.config.authTokensFile || req.accessToken !== undefined;
+    const store = everything ? { ...open, details } : open;
+    const dns = everything ? app.dns : { enabled: app.dns.enabled };
+    return reply.code(ready(h) ? 200 : 503).send({ status: ready(h) ? 'ok' : 'unavailable', store, dns });
   };
   const response = { 200: HealthAnswer, 503: HealthAnswer };
   app.get(

@@ -24,9 +24,9 @@ export interface DigAnswer {
   raw: string;
 }
 
-/** The DNS port a gateway listens on (UDP and TCP), as /health says. */
-export async function dnsPort(gw: TestGateway): Promise<number> {
-  const health = await gw.request('GET', '/health');
+/** The DNS port a gateway listens on (UDP and TCP), as /health says (to a token holder, with access control on). */
+export async function dnsPort(gw: TestGateway, headers: { [name: string]: string } = {}): Promise<number> {
+  const health = await gw.request('GET', '/health', undefined, headers);
   if (!health.json?.dns?.enabled) throw new Error(`DNS is off: ${health.text}`);
   return health.json.dns.port as number;
 }
