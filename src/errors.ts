@@ -10,6 +10,7 @@ export const PROBLEMS = {
   'instance-not-found': { status: 404, title: 'Instance not found' },
   'no-instance-available': { status: 404, title: 'No instance available' },
   'not-found': { status: 404, title: 'Not found' },
+  'method-not-allowed': { status: 405, title: 'Method not allowed' },
   'request-timeout': { status: 408, title: 'Request timeout' },
   'payload-too-large': { status: 413, title: 'Payload too large' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type' },

@@ -118,7 +118,12 @@ const CASES: Case[] = [
   ['minRevision negative', 'GET', '/services/svc?minRevision=-1', undefined, 400, 'invalid-request'],
   ['Last-Event-ID not a revision', 'GET', '/events', undefined, 400, 'invalid-request', { 'last-event-id': 'abc' }],
   ['no such route', 'GET', '/nothing/here', undefined, 404, 'not-found'],
+  ['PATCH on an instance', 'PATCH', I, ok, 405, 'method-not-allowed', undefined, 'PUT'],
+  ['POST on a service', 'POST', '/services/svc', ok, 405, 'method-not-allowed', undefined, 'GET'],
 ];
+
+/** The `Allow` header of a 405: every method the path has a route for (RFC 9110). */
+const ALLOW: Record<string, string[]> = { [I]: ['DELETE', 'GET', 'PUT'], '/services/svc': ['GET'] };
 
 eachStore('bad input', (store) => {
   let gw: TestGateway;
@@ -146,8 +151,18 @@ eachStore('bad input', (store) => {
       for (const f of ['type', 'title', 'detail']) assert.equal(typeof r.json[f], 'string');
       assert.doesNotMatch(r.text, /node_modules|\.ts:\d+|\n\s+at /, 'no stack trace');
       if (names) assert.match(r.json.detail, new RegExp(names), `the detail names ${names}`);
+      if (status === 405) for (const m of ALLOW[path]!) assert.match(r.headers.get('allow') ?? '', new RegExp(`\\b${m}\\b`));
       assert.equal(await revision(), before, 'the store revision did not move');
       assert.equal((await gw.request('GET', '/services')).text, listBefore);
     });
   }
+});
+
+it('with CORS on (its preflight route matches every path), an unknown path is still 404 and a wrong method 405', async (t) => {
+  const gw = await startGateway({ env: { CORS_ORIGINS: 'http://allowed.example' } });
+  t.after(() => gw.close());
+  assert.equal((await gw.request('GET', '/nothing/here')).json.code, 'not-found');
+  const patch = await gw.request('PATCH', I, ok);
+  assert.equal(patch.status, 405);
+  assert.match(patch.headers.get('allow') ?? '', /\bPUT\b/);
 });

@@ -1914,6 +1914,7 @@ export interface components {
         | 'instance-not-found'
         | 'no-instance-available'
         | 'not-found'
+        | 'method-not-allowed'
         | 'request-timeout'
         | 'payload-too-large'
         | 'unsupported-media-type'

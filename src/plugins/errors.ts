@@ -3,6 +3,7 @@
 // Anything else is a logged 500 that says nothing about the inside.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import FindMyWay from 'find-my-way';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { PROBLEMS, type ErrorCode } from '../errors.ts';
@@ -93,7 +94,41 @@ const CLIENT_ERRORS: Record<string, [ErrorCode, string]> = {
   HPE_HEADER_OVERFLOW: ['headers-too-large', 'the request line and headers are larger than the gateway accepts'],
 };
 
+/**
+ * Which methods have a route for a path: a request whose path matches a route but not its
+ * method is 405 with `Allow` (RFC 9110), not 404. A second router of the same paths, asked
+ * only when fastify's own found nothing.
+ */
+class AllowedMethods {
+  private readonly router = FindMyWay({ ignoreTrailingSlash: false });
+  private readonly methods = new Set<string>();
+
+  add(methods: string | string[], url: string): void {
+    for (const method of [methods].flat()) {
+      this.methods.add(method);
+      this.router.on(method as FindMyWay.HTTPMethod, url, () => undefined);
+    }
+  }
+
+  for(path: string): string[] {
+    return [...this.methods].filter((method) => this.router.find(method as FindMyWay.HTTPMethod, path) !== null);
+  }
+}
+
 export default fp(async function errors(app: FastifyInstance) {
+  const allowed = new AllowedMethods();
+  // A catch-all (the CORS preflight's `OPTIONS *`) says nothing about which paths exist.
+  app.addHook('onRoute', (route) => {
+    if (route.url !== '*') allowed.add(route.method, route.url);
+  });
   app.setErrorHandler(answerError);
-  app.setNotFoundHandler((req, reply) => sendProblem(reply, 'not-found', `no route matches ${req.method} ${req.url.split('?')[0]}`));
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0]!;
+    const methods = allowed.for(path);
+    if (methods.length > 0)
+      return sendProblem(reply, 'method-not-allowed', `${req.method} is not allowed on ${path}; allowed: ${methods.join(', ')}`, {
+        allow: methods.join(', '),
+      });
+    return sendProblem(reply, 'not-found', `no route matches ${req.method} ${path}`);
+  });
 });
