@@ -43,12 +43,23 @@ export interface Violation {
   detail: string;
 }
 
+/** One change a subscriber got: when, how long after the recorder saw it, and how it came. */
+export interface Lag {
+  at: number;
+  ms: number;
+  /**
+   * It happened before the connection that brought it was opened: the subscriber was away
+   * (a move, a broken stream) and got it in the replay, so its lag includes the time away.
+   */
+  resumed: boolean;
+}
+
 export interface CheckResult {
   violations: Violation[];
   /** Violations per property (every one counted; `violations` keeps the first few of each kind per subject). */
   counts: Record<Property, number>;
-  /** Delivery lag of every change a subscriber got: [received at, lag ms]. */
-  lags: [number, number][];
+  /** Delivery lag of every change a subscriber got. */
+  lags: Lag[];
   /** Why the instances that expired did (undefined for logs before unanswered deregistrations were recorded). */
   expiries: ExpiryAccount | undefined;
   stats: {
@@ -118,7 +129,7 @@ export function check(log: RunLog): CheckResult {
   };
   checkHistoryComplete(log, out);
   const stateChecks: StateCheck[] = [];
-  const lags: [number, number][] = [];
+  const lags: Lag[] = [];
   const atOfRevision = new Map<number, number>();
   for (const e of log.history.events) if (!atOfRevision.has(e.revision)) atOfRevision.set(e.revision, e.at);
   const scoped = new ScopeIndex(changes);
@@ -127,9 +138,9 @@ export function check(log: RunLog): CheckResult {
     stats.deliveries += r.deliveries;
     stats.resets += r.resets;
     stats.connections += r.connections;
-    for (const [at, revision] of r.received) {
+    for (const [at, revision, openedAt] of r.received) {
       const seen = atOfRevision.get(revision);
-      if (seen !== undefined) lags.push([at, Math.max(0, at - seen)]);
+      if (seen !== undefined) lags.push({ at, ms: Math.max(0, at - seen), resumed: seen < openedAt });
     }
   }
   stats.writesChecked = checkAckedWrites(log, out);
@@ -272,7 +283,8 @@ function checkSubscriber(log: RunLog, sub: RunLog['subscribers'][number], scoped
   let lastRevision: number | undefined;
   const delivered = new Set<number>();
   const missing = new Set<number>();
-  const received: [number, number][] = [];
+  /** [received at, revision, opened at of the connection that brought it]. */
+  const received: [number, number, number][] = [];
   let resets = 0;
   let connections = 0;
   const markMissingUpTo = (upTo: number) => {
@@ -318,7 +330,7 @@ function checkSubscriber(log: RunLog, sub: RunLog['subscribers'][number], scoped
         lastRevision = Math.max(lastRevision ?? 0, item.revision);
         return;
       }
-      received.push([item.at, item.revision]);
+      received.push([item.at, item.revision, conn.openedAt]);
       const key = `${item.service}/${item.id}`;
       const q = scoped.position.get(`${item.revision}|${key}`);
       if (q === undefined) {

@@ -179,6 +179,17 @@ export interface MajorGc {
   reservedMb: number;
 }
 
+/** One scrape of a gateway's delay histograms (soak/gateway-lag.ts): cumulative counts per bucket since its start. */
+export interface GatewayLagSample {
+  replica: number;
+  pid: number;
+  at: number;
+  /** discovery_watch_lag_seconds: a write it made acknowledged → its watch applied it. */
+  watch: number[];
+  /** discovery_stream_delivery_seconds: its watch applied changes → their frames handed to the connections. */
+  delivery: number[];
+}
+
 /** Heartbeat answers in one time bucket (a heartbeat a second per instance is too many to keep one by one). */
 export interface HeartbeatBucket {
   /** Start of the bucket. */
@@ -226,6 +237,8 @@ export interface RunLog {
   gatewayNodeOptions?: string;
   /** The driver's own event-loop delay (p99 per sample): delivery lag includes it. */
   loopDelay: { at: number; p99: number }[];
+  /** The gateways' delay histograms, scraped every 5 s; `bounds` are the buckets' upper bounds in seconds (absent in older logs). */
+  gatewayLag?: { bounds: number[]; samples: GatewayLagSample[] };
 }
 
 /** The digest both the clients and the checker compute for a set of instances: the hash of their "svc/id@modRevision" lines, sorted. */

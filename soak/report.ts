@@ -4,7 +4,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROPERTIES, type CheckResult, type Property } from './checker.ts';
+import { lagBreakdown, type LagBreakdown } from './lag.ts';
 import { EVENT_RING, type FaultKind, type RunLog } from './observations.ts';
+import { percentile, percentiles, type Percentiles } from './percentiles.ts';
 
 export interface Machine {
   cpu: string;
@@ -19,6 +21,7 @@ interface Series {
   at: number[];
   writeP99: (number | null)[];
   lagP99: (number | null)[];
+  liveLagP99: (number | null)[];
   loopDelayP99: (number | null)[];
   heartbeatFailures: number[];
   rss: (number | null)[][];
@@ -37,6 +40,8 @@ export interface Summary {
   properties: { property: Property; meaning: string; violations: number }[];
   violations: CheckResult['violations'];
   latencyMs: { write: Percentiles; deliveryLag: Percentiles };
+  /** Delivery lag by stage, over the run and between faults (absent in reports of older runs). */
+  lag?: LagBreakdown;
   heartbeats: { ok: number; notFound: number; failed: number };
   /** Failed heartbeats by answer (0: none came) and how many waited longer than the driver's 5 s socket timeout (queued in its pool). */
   failedHeartbeats: { byStatus: Record<string, number>; waitedOver5s: number } | undefined;
@@ -44,18 +49,6 @@ export interface Summary {
   expiries: CheckResult['expiries'];
   stats: CheckResult['stats'];
   gatewayNodeOptions: string | undefined;
-}
-
-type Percentiles = { p50: number | null; p99: number | null; max: number | null; count: number };
-
-export function percentile(sorted: number[], p: number): number | null {
-  if (!sorted.length) return null;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-function percentiles(values: number[]): Percentiles {
-  const s = [...values].sort((a, b) => a - b);
-  return { p50: percentile(s, 50), p99: percentile(s, 99), max: s.at(-1) ?? null, count: s.length };
 }
 
 type Point = { at: number; v: number };
@@ -265,8 +258,9 @@ export function summarize(
     violations: result.violations.slice(0, 200),
     latencyMs: {
       write: percentiles(log.writes.map((w) => w.answeredAt - w.sentAt)),
-      deliveryLag: percentiles(result.lags.map(([, l]) => l)),
+      deliveryLag: percentiles(result.lags.map((l) => l.ms)),
     },
+    lag: lagBreakdown(log, result),
     heartbeats: hb,
     failedHeartbeats: log.failedHeartbeats && {
       byStatus: countBy(log.failedHeartbeats.map((f) => String(f.status))),
@@ -285,7 +279,11 @@ function series(log: RunLog, result: CheckResult, bucketMs: number): Series {
   const writes: number[][] = Array.from({ length: n }, () => []);
   for (const w of log.writes) writes[idx(w.sentAt)]!.push(w.answeredAt - w.sentAt);
   const lags: number[][] = Array.from({ length: n }, () => []);
-  for (const [at, lag] of result.lags) lags[idx(at)]!.push(lag);
+  const live: number[][] = Array.from({ length: n }, () => []);
+  for (const l of result.lags) {
+    lags[idx(l.at)]!.push(l.ms);
+    if (!l.resumed) live[idx(l.at)]!.push(l.ms);
+  }
   const loop: number[][] = Array.from({ length: n }, () => []);
   for (const d of log.loopDelay ?? []) loop[idx(d.at)]!.push(d.p99);
   const hb = new Array<number>(n).fill(0);
@@ -305,6 +303,7 @@ function series(log: RunLog, result: CheckResult, bucketMs: number): Series {
     at: Array.from({ length: n }, (_, i) => i * bucketMs),
     writeP99: writes.map(p99),
     lagP99: lags.map(p99),
+    liveLagP99: live.map(p99),
     loopDelayP99: loop.map((v) => (v.length ? Math.max(...v) : null)),
     heartbeatFailures: hb,
     rss: rss.map((r) => r.map((v) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : null))),
@@ -341,6 +340,7 @@ export function timelineSvg(log: RunLog, s: Series, bucketMs: number): string {
       unit: 'ms',
       lines: [
         { name: 'lag p99', values: s.lagP99 },
+        { name: 'live only', values: s.liveLagP99 },
         { name: 'driver loop delay', values: s.loopDelayP99 },
       ],
     },
@@ -470,6 +470,7 @@ export function markdown(s: Summary): string {
     `| acknowledged write | ${fmt(s.latencyMs.write.p50)} | ${fmt(s.latencyMs.write.p99)} | ${fmt(s.latencyMs.write.max)} | ${s.latencyMs.write.count} |`,
     `| delivery lag (recorder saw it → subscriber got it) | ${fmt(s.latencyMs.deliveryLag.p50)} | ${fmt(s.latencyMs.deliveryLag.p99)} | ${fmt(s.latencyMs.deliveryLag.max)} | ${s.latencyMs.deliveryLag.count} |`,
     '',
+    ...lagSection(s.lag),
     '## Gateway memory',
     '',
     `Slopes in MB/hour over the longest-lived process of each replica once warm (${EVENT_RING} changes through its event ring, a cache that grows until full): RSS and V8 heap reserved by least squares over every sample;`,
@@ -495,6 +496,27 @@ export function markdown(s: Summary): string {
     '',
   );
   return lines.join('\n');
+}
+
+/** Delivery lag by stage (soak/lag.ts), over the run and between faults, and the steady-state p99 against its target. */
+function lagSection(lag: LagBreakdown | undefined): string[] {
+  if (!lag) return [];
+  const v = (x: number | null, bucketed?: boolean) => (x === null ? 'n/a' : `${bucketed ? '≤ ' : ''}${x.toFixed(x < 10 ? 1 : 0)}`);
+  const met = lag.steadyP99 !== null && lag.steadyP99 <= lag.targetMs;
+  return [
+    '### Delivery lag by stage',
+    '',
+    `**Steady state (between faults, ${lag.steadyMinutes.toFixed(1)} min): live deliveries p99 ${v(lag.steadyP99)} ms against a target of ${lag.targetMs} ms: ${met ? 'met' : 'missed'}.**`,
+    'Outside stages are times in the driver process; gateway stages come from their histograms (the upper bound of the bucket the percentile falls in).',
+    '',
+    '| stage | p50 ms | p99 ms | count | between faults: p50 ms | p99 ms | count |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...lag.all.map((a, i) => {
+      const b = lag.steady[i]!;
+      return `| ${a.stage} | ${v(a.p50, a.bucketed)} | ${v(a.p99, a.bucketed)} | ${a.count} | ${v(b.p50, b.bucketed)} | ${v(b.p99, b.bucketed)} | ${b.count} |`;
+    }),
+    '',
+  ];
 }
 
 /** Fleet instances that expired while the driver still heartbeated them, with what their heartbeats got. */

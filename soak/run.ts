@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { check, type CheckResult } from './checker.ts';
 import { FaultInjector, planFaults } from './faults.ts';
+import { gatewayLagSampler } from './gateway-lag.ts';
 import { HistoryRecorder } from './history.ts';
 import { closeClients, now, restartClock } from './http.ts';
 import { EVENT_RING, type Compaction, type RssSample, type RunLog, type Scope } from './observations.ts';
@@ -121,7 +122,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
   const agents: ChildProcess[] = [];
   const subscribers: Subscriber[] = [];
   const loopDelay: RunLog['loopDelay'] = [];
-  const samplers = [compactionWatcher(cluster, now, compactions), memorySampler(gateways, now, rss), loopDelaySampler(now, loopDelay)];
+  const gatewayLag: NonNullable<RunLog['gatewayLag']> = { bounds: [], samples: [] };
+  const samplers = [
+    compactionWatcher(cluster, now, compactions),
+    memorySampler(gateways, now, rss),
+    loopDelaySampler(now, loopDelay),
+    gatewayLagSampler(gateways, now, gatewayLag),
+  ];
   let injector: FaultInjector | undefined;
   try {
     await recorder.start();
@@ -254,6 +261,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       majorGcs: gateways.flatMap((g) => g.majorGcs()),
       gatewayNodeOptions: opts.gatewayNodeOptions,
       loopDelay,
+      gatewayLag,
     };
     // The raw log (kept out of git: large) lets the checker be run again: npm run soak -- --recheck DIR.
     const workloadSummary = {

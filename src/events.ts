@@ -16,6 +16,8 @@ export interface GatewayEvents {
   storeWarning(message: string): void;
   /** The watch applied these changes; the cache holds them. */
   changesApplied(changes: readonly Change[]): void;
+  /** A write this gateway made came back through its watch `seconds` after the store acknowledged it (0: already there). */
+  writeWatched(seconds: number): void;
   /** The watch lost its place and the cache was reloaded. */
   watchReloaded(): void;
   /** One discovery read, from the cache (hit) or from the store (miss). */
@@ -26,6 +28,8 @@ export interface GatewayEvents {
   /** Change streams open now. */
   streamsOpen(streams: number): void;
   eventsSent(events: number): void;
+  /** Changes the watch applied were handed to change-stream connections `seconds` later (see metrics.ts). */
+  streamDelivered(seconds: number): void;
   /** Bytes change streams hold that their clients have not read. */
   streamsUnread(bytes: number): void;
   /** One DNS message answered: the question's type (or `none`) and the answer's code. */
@@ -41,6 +45,7 @@ const EVENT_NAMES = {
   storeAlarms: true,
   storeWarning: true,
   changesApplied: true,
+  writeWatched: true,
   watchReloaded: true,
   discoveryRead: true,
   registered: true,
@@ -48,6 +53,7 @@ const EVENT_NAMES = {
   heartbeat: true,
   streamsOpen: true,
   eventsSent: true,
+  streamDelivered: true,
   streamsUnread: true,
   dnsQuery: true,
   warning: true,

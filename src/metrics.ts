@@ -95,6 +95,9 @@ export class RouteHistogram {
 /** Question types counted by name in discovery_dns_queries_total; any other is `other` (a bounded label set). */
 const COUNTED_DNS_TYPES = new Set(['A', 'AAAA', 'SRV', 'SOA', 'ANY', 'NS', 'PTR', 'TXT', 'MX', 'CNAME', 'HTTPS', 'SVCB', 'none']);
 
+/** Delivery delays: from well under a millisecond (a fan-out in one turn) to seconds (a member that stalls). */
+const LAG_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
 type MetricEvents = Omit<GatewayEvents, 'storeWarning' | 'warning' | 'notice'>;
 
 export class Metrics implements MetricEvents {
@@ -164,8 +167,20 @@ export class Metrics implements MetricEvents {
     'Times the watch lost its place (compaction, cancellation) and the cache was reloaded',
   );
   readonly expirations = this.counter('discovery_expirations_total', 'Instances whose TTL ran out, as the watch saw them');
+  readonly watchLag = new Histogram({
+    name: 'discovery_watch_lag_seconds',
+    help: 'From the store acknowledging a write this gateway made to its watch applying that revision (0: applied before the answer)',
+    buckets: LAG_BUCKETS,
+    registers: [this.prom],
+  });
   readonly sseClients = new Gauge({ name: 'discovery_sse_clients', help: 'Open change streams', registers: [this.prom] });
   readonly sseEventsSent = this.counter('discovery_sse_events_sent_total', 'Events written to change streams');
+  readonly sseDelivery = new Histogram({
+    name: 'discovery_stream_delivery_seconds',
+    help: 'From the watch applying changes to their frames being handed to change-stream connections: once per batch for the whole fan-out, again for each frame that waited behind a full connection or a snapshot',
+    buckets: LAG_BUCKETS,
+    registers: [this.prom],
+  });
   readonly sseUnreadBytes = new Gauge({
     name: 'discovery_sse_unread_bytes',
     help: 'Bytes held for change-stream data not yet handed to the connections (shared data counted once)',
@@ -241,6 +256,14 @@ export class Metrics implements MetricEvents {
 
   eventsSent(events: number): void {
     this.sseEventsSent.inc(events);
+  }
+
+  streamDelivered(seconds: number): void {
+    this.sseDelivery.observe(seconds);
+  }
+
+  writeWatched(seconds: number): void {
+    this.watchLag.observe(seconds);
   }
 
   streamsUnread(bytes: number): void {

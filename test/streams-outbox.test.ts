@@ -39,13 +39,15 @@ class FakeSink implements StreamSink {
 const shared = (text: string): Piece[] => [whole(Block.of(text, false))];
 const own = (text: string): Piece[] => [whole(Block.of(text, true))];
 const memory = () => new StreamMemory(() => {});
+/** The delays of live changes that waited are of no interest here. */
+const notWaited = () => {};
 /** Until the outbox has written everything it can (bulk goes a slice per turn of the event loop). */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
 describe('a stream outbox', () => {
   it('writes a live change at once when nothing waits', () => {
     const sink = new FakeSink();
-    const outbox = new Outbox(sink, memory(), 100, () => assert.fail('not too slow'));
+    const outbox = new Outbox(sink, memory(), 100, () => assert.fail('not too slow'), notWaited);
     assert.equal(outbox.live(shared('a')), true);
     assert.equal(sink.text, 'a');
     assert.equal(outbox.idle, true);
@@ -54,7 +56,7 @@ describe('a stream outbox', () => {
   it('writes a snapshot larger than the allowance whole, with live changes after it, in order', async () => {
     const sink = new FakeSink();
     let overflows = 0;
-    const outbox = new Outbox(sink, memory(), 1000, () => overflows++);
+    const outbox = new Outbox(sink, memory(), 1000, () => overflows++, notWaited);
     const big = 'x'.repeat(300_000);
     outbox.bulk(shared(big));
     assert.equal(outbox.live(shared('after')), true);
@@ -63,11 +65,32 @@ describe('a stream outbox', () => {
     assert.equal(overflows, 0, 'shared bulk bytes never count against the allowance');
   });
 
+  it('tells how long a live change waited for a full connection, and nothing for one written at once', async () => {
+    const sink = new FakeSink();
+    const waits: number[] = [];
+    const outbox = new Outbox(
+      sink,
+      memory(),
+      1 << 20,
+      () => assert.fail('not too slow'),
+      (s) => waits.push(s),
+    );
+    outbox.live(shared('at once'));
+    assert.deepEqual(waits, [], 'a change written in the same turn is not a wait');
+    sink.room = 1;
+    outbox.live(shared('fills the connection'));
+    outbox.live(shared('waits'));
+    await settle();
+    sink.read();
+    assert.equal(waits.length, 1, 'one wait: the change behind the full connection');
+    assert.ok(waits[0]! >= 0.01, `it waited while the client did not read (${waits[0]} s)`);
+  });
+
   it('waits for the client while it does not read, and counts live bytes against the allowance', () => {
     const sink = new FakeSink();
     sink.room = 10;
     let overflows = 0;
-    const outbox = new Outbox(sink, memory(), 100, () => overflows++);
+    const outbox = new Outbox(sink, memory(), 100, () => overflows++, notWaited);
     outbox.bulk(shared('s'.repeat(5000))); // the first slice fills the connection
     for (let i = 0; i < 4; i++) assert.equal(outbox.live(shared('c'.repeat(30))), true, `live change ${i} fits`);
     assert.equal(overflows, 0);
@@ -81,7 +104,7 @@ describe('a stream outbox', () => {
     const sink = new FakeSink();
     sink.room = 10;
     let overflows = 0;
-    const outbox = new Outbox(sink, memory(), 1000, () => overflows++);
+    const outbox = new Outbox(sink, memory(), 1000, () => overflows++, notWaited);
     outbox.bulk(shared('s'.repeat(100)));
     outbox.bulk(own('o'.repeat(2000)));
     assert.equal(outbox.live(shared('c')), false, 'a private copy waiting unread is too much');
@@ -91,7 +114,7 @@ describe('a stream outbox', () => {
   it('says since when the client has taken nothing while data waits', async () => {
     const sink = new FakeSink();
     sink.room = 10;
-    const outbox = new Outbox(sink, memory(), 1 << 20, () => {});
+    const outbox = new Outbox(sink, memory(), 1 << 20, () => {}, notWaited);
     const before = Date.now();
     outbox.bulk(shared('b'.repeat(1000)));
     assert.ok(outbox.stalledSince !== undefined && outbox.stalledSince >= before);
@@ -103,7 +126,7 @@ describe('a stream outbox', () => {
   it('is idle again once a slow client has read everything', async () => {
     const sink = new FakeSink();
     sink.room = 10;
-    const outbox = new Outbox(sink, memory(), 1 << 20, () => assert.fail('not too slow'));
+    const outbox = new Outbox(sink, memory(), 1 << 20, () => assert.fail('not too slow'), notWaited);
     outbox.bulk(shared('b'.repeat(200_000)));
     outbox.live(shared('live'));
     assert.equal(outbox.idle, false);
@@ -117,7 +140,7 @@ describe('a stream outbox', () => {
 
   it('takes a snapshot still being rendered and writes it in its place', async () => {
     const sink = new FakeSink();
-    const outbox = new Outbox(sink, memory(), 100, () => {});
+    const outbox = new Outbox(sink, memory(), 100, () => {}, notWaited);
     let render!: (pieces: Piece[]) => void;
     outbox.bulk(new Promise<Piece[]>((resolve) => (render = resolve)));
     outbox.live(shared('live'));
@@ -134,7 +157,7 @@ describe("the gateway's unread stream bytes", () => {
     const block = Block.of('x'.repeat(1000), false);
     const sinks = [new FakeSink(), new FakeSink(), new FakeSink()];
     for (const s of sinks) s.room = 0;
-    const outboxes = sinks.map((s) => new Outbox(s, mem, 100, () => {}));
+    const outboxes = sinks.map((s) => new Outbox(s, mem, 100, () => {}, notWaited));
     for (const o of outboxes) o.bulk(shared('head'));
     for (const o of outboxes) o.bulk([whole(block)]);
     assert.equal(mem.unread, 4 * 3 + 1000, 'each private head, and the shared block once');
@@ -149,7 +172,7 @@ describe("the gateway's unread stream bytes", () => {
     const mem = memory();
     const sink = new FakeSink();
     sink.room = 10;
-    const outbox = new Outbox(sink, mem, 1 << 20, () => {});
+    const outbox = new Outbox(sink, mem, 1 << 20, () => {}, notWaited);
     outbox.live(shared('z'.repeat(50)));
     assert.equal(mem.unread, 50, "in the connection's buffer, not yet sent");
     sink.read();

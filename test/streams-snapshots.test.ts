@@ -20,7 +20,14 @@ const kv = (service: string, id: string, revision: number, meta = ''): KeyValue 
   lease: '0',
 });
 const subscriber = (scope: Scope) =>
-  new Subscriber({ write: () => true, onDrain() {}, onClose() {}, close() {} }, scope, new StreamMemory(() => {}), 1 << 20, () => {});
+  new Subscriber(
+    { write: () => true, onDrain() {}, onClose() {}, close() {} },
+    scope,
+    new StreamMemory(() => {}),
+    1 << 20,
+    () => {},
+    () => {},
+  );
 const text = (pieces: Piece[]) => Buffer.concat(pieces.map((p) => p.data)).toString();
 
 describe('snapshots', () => {

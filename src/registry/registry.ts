@@ -327,8 +327,14 @@ export class Registry {
    * the request's deadline: the write is done, so it is answered anyway when that passes.
    */
   private async visible(revision: number, deadline: Deadline): Promise<void> {
-    if (this.cache.appliedRevision >= revision) return;
-    const wait = () => this.cache.revisionWaiters.wait(revision, Math.min(WRITE_VISIBLE_TIMEOUT_MS, deadline.leftMs));
+    if (this.cache.appliedRevision >= revision) return this.events.writeWatched(0);
+    const acknowledgedAt = performance.now();
+    const watched = () => this.events.writeWatched((performance.now() - acknowledgedAt) / 1000);
+    const wait = async () => {
+      const reached = await this.cache.revisionWaiters.wait(revision, Math.min(WRITE_VISIBLE_TIMEOUT_MS, deadline.leftMs));
+      if (reached) watched();
+      return reached;
+    };
     if ((await wait()) || this.draining || deadline.leftMs === 0) return;
     // The watch may be stuck on a member that stopped answering: have it restarted and
     // give it one more while (reads meanwhile are marked stale), then answer anyway.

@@ -130,7 +130,14 @@ export class Hub {
   }
 
   private start(sink: StreamSink, scope: Scope, lastEventId: number | undefined, reset: boolean): void {
-    const sub = new Subscriber(sink, scope, this.memory, this.opts.bufferBytes, (s) => this.close(s, true));
+    const sub = new Subscriber(
+      sink,
+      scope,
+      this.memory,
+      this.opts.bufferBytes,
+      (s) => this.close(s, true),
+      (seconds) => this.events.streamDelivered(seconds),
+    );
     this.subscribers.add(sub);
     this.events.streamsOpen(this.subscribers.size);
     sink.onClose(() => this.close(sub));
@@ -159,8 +166,10 @@ export class Hub {
     if (this.resetQueue.length) setImmediate(() => this.sendResets());
   }
 
+  /** Hands the changes to every stream that sees them; how long the whole fan-out took is a delivery delay. */
   private publish(changes: Change[]): void {
     if (!changes.length) return;
+    const appliedAt = performance.now();
     const entries = this.ring.push(changes);
     // Streams of every service first: a client that also follows one service on
     // another stream then sees a change on the broad stream no later than there.
@@ -171,6 +180,7 @@ export class Hub {
         if (frames && sub.outbox.live(frames.pieces)) this.events.eventsSent(frames.events);
       }
     }
+    this.events.streamDelivered((performance.now() - appliedAt) / 1000);
   }
 
   /** The frames of `entries` this subscriber has not had and may see, one piece per revision; advances its id. */

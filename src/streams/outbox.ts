@@ -25,6 +25,8 @@ interface Item {
   /** Counts against the allowance: a live change, or bytes of this stream's alone. */
   owed: number;
   live: boolean;
+  /** A live piece that could not be written at once: since when it waits. */
+  queuedAt?: number;
 }
 
 /** Bulk still being rendered: its pieces take this place once there. */
@@ -52,6 +54,8 @@ export class Outbox {
     private readonly allowance: number,
     /** Called once when the allowance is passed: the subscriber is too slow. */
     private readonly overflow: () => void,
+    /** A live piece that had to wait (a full connection, a snapshot ahead of it) was handed over after `seconds`. */
+    private readonly waited: (seconds: number) => void,
   ) {
     sink.onDrain(() => {
       this.blockedAt = undefined;
@@ -88,7 +92,8 @@ export class Outbox {
       this.overflow();
       return false;
     }
-    for (const piece of pieces) this.push(piece, true);
+    const queuedAt = this.idle ? undefined : performance.now();
+    for (const piece of pieces) this.push(piece, true, queuedAt);
     this.pump();
     return true;
   }
@@ -107,11 +112,11 @@ export class Outbox {
     this.pump();
   }
 
-  private push(piece: Piece, live: boolean): void {
+  private push(piece: Piece, live: boolean, queuedAt?: number): void {
     const owed = live || piece.block.own ? piece.data.length : 0;
     this.memory.hold(piece.block);
     this.owed += owed;
-    this.queue.push({ piece, owed, live });
+    this.queue.push({ piece, owed, live, queuedAt });
   }
 
   /** The connection's buffer emptied: what it held is no longer this stream's to account for. */
@@ -135,6 +140,7 @@ export class Outbox {
         this.offset = 0;
         this.owed -= head.owed;
         this.inConnection.push(piece.block);
+        if (head.queuedAt !== undefined) this.waited((performance.now() - head.queuedAt) / 1000);
       }
       if (this.sink.write(slice)) this.flushed();
       else this.blockedAt = Date.now();

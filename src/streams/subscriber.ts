@@ -25,9 +25,11 @@ export class Subscriber {
     memory: StreamMemory,
     bufferBytes: number,
     tooSlow: (sub: Subscriber) => void,
+    /** A live change that waited for this stream's connection was handed over after `seconds`. */
+    waited: (seconds: number) => void,
   ) {
     this.named = scope.services && new Set(scope.services);
-    this.outbox = new Outbox(sink, memory, bufferBytes, () => tooSlow(this));
+    this.outbox = new Outbox(sink, memory, bufferBytes, () => tooSlow(this), waited);
   }
 
   sees(service: string): boolean {
