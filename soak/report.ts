@@ -7,6 +7,7 @@ import { PROPERTIES, type CheckResult, type Property } from './checker.ts';
 import { lagBreakdown, type LagBreakdown } from './lag.ts';
 import { EVENT_RING, type FaultKind, type RunLog } from './observations.ts';
 import { percentile, percentiles, type Percentiles } from './percentiles.ts';
+import { LEAK_MB_PER_HOUR, perWindow, trendPerHour, verdict, type Point, type Trend, type Verdict } from './trend.ts';
 
 export interface Machine {
   cpu: string;
@@ -51,8 +52,6 @@ export interface Summary {
   gatewayNodeOptions: string | undefined;
 }
 
-type Point = { at: number; v: number };
-
 /** Least-squares slope of `points` in units per hour. */
 function slopePerHour(points: Point[]): number | null {
   const n = points.length;
@@ -95,29 +94,9 @@ function longestLived(log: RunLog, samples: RunLog['rss'], warmupMs: number): Ru
   return best;
 }
 
-/**
- * The lowest value in each whole window from the first point on: for a heap that
- * rises between collections, what survives them. A window with fewer than half
- * the points of the fullest one (the ragged end, a scrape gap) is left out.
- */
-function floors(points: Point[], windowMs: number): Point[] {
-  if (!points.length) return [];
-  const start = points[0]!.at;
-  const windows = new Map<number, { low: Point; n: number }>();
-  for (const p of points) {
-    const w = Math.floor((p.at - start) / windowMs);
-    const entry = windows.get(w);
-    if (!entry) windows.set(w, { low: p, n: 1 });
-    else {
-      entry.n++;
-      if (p.v < entry.low.v) entry.low = p;
-    }
-  }
-  const fullest = Math.max(...[...windows.values()].map((e) => e.n));
-  return [...windows.values()].filter((e) => e.n * 2 >= fullest).map((e) => e.low);
-}
-
 const FLOOR_WINDOW_MS = 120_000;
+/** RSS is averaged over windows this long before its trend's interval is fitted (soak/trend.ts). */
+const RSS_WINDOW_MS = 300_000;
 
 export interface MemoryTrend {
   replica: number;
@@ -129,6 +108,10 @@ export interface MemoryTrend {
   heapTotalSlope: number | null;
   /** V8 heap used and external memory: the slope of their 2-minute floors. */
   heapUsedFloorSlope: number | null;
+  /** RSS (5-minute means) and heap used (2-minute floors) with 95% intervals, and what they say: flat, leak or undecided. */
+  rssTrend: Trend | null;
+  heapUsedTrend: Trend | null;
+  verdict: Verdict;
   externalFloorSlope: number | null;
   /** The heap right after each full collection (V8's --trace-gc), when the gateways logged them. */
   liveAfterGc: {
@@ -153,18 +136,31 @@ function memoryTrend(log: RunLog, replica: number, warmupMs: number): MemoryTren
   const points = (field: 'mb' | 'heapUsedMb' | 'heapTotalMb' | 'externalMb'): Point[] =>
     kept.flatMap((s) => (s[field] === undefined ? [] : [{ at: s.at, v: s[field] }]));
   const lastOf = (field: 'heapUsedMb' | 'heapTotalMb' | 'externalMb') => points(field).at(-1)?.v ?? null;
+  const rssTrend = trendPerHour(perWindow(points('mb'), RSS_WINDOW_MS, 'mean'));
+  const heapUsedTrend = trendPerHour(perWindow(points('heapUsedMb'), FLOOR_WINDOW_MS, 'floor'));
   return {
     replica,
     fittedMinutes: kept.length ? (kept.at(-1)!.at - kept[0]!.at) / 60_000 : 0,
     slopeMbPerHour: slopePerHour(points('mb')),
     lastMb: kept.at(-1)?.mb ?? null,
     heapTotalSlope: slopePerHour(points('heapTotalMb')),
-    heapUsedFloorSlope: slopePerHour(floors(points('heapUsedMb'), FLOOR_WINDOW_MS)),
-    externalFloorSlope: slopePerHour(floors(points('externalMb'), FLOOR_WINDOW_MS)),
+    heapUsedFloorSlope: slopePerHour(perWindow(points('heapUsedMb'), FLOOR_WINDOW_MS, 'floor')),
+    externalFloorSlope: slopePerHour(perWindow(points('externalMb'), FLOOR_WINDOW_MS, 'floor')),
+    rssTrend,
+    heapUsedTrend,
+    verdict: worse(verdict(rssTrend), verdict(heapUsedTrend)),
     liveAfterGc: liveAfterGc(log, kept),
     last: { heapUsedMb: lastOf('heapUsedMb'), heapTotalMb: lastOf('heapTotalMb'), externalMb: lastOf('externalMb') },
   };
 }
+
+/** A leak in either series is a leak; flat needs both. */
+function worse(a: Verdict, b: Verdict): Verdict {
+  if (a === 'leak' || b === 'leak') return 'leak';
+  return a === 'flat' && b === 'flat' ? 'flat' : 'undecided';
+}
+
+const interval = (t: Trend | null) => (t ? `${fmt(t.slope, 1)} [${fmt(t.low, 1)}, ${fmt(t.high, 1)}]` : 'n/a');
 
 function countBy(values: string[]): Record<string, number> {
   const out: Record<string, number> = {};
@@ -485,6 +481,13 @@ export function markdown(s: Summary): string {
       (r) =>
         `| g${r.replica} | ${r.fittedMinutes.toFixed(1)} | ${fmt(r.slopeMbPerHour, 1)} | ${fmt(r.heapTotalSlope, 1)} | ${fmt(r.heapUsedFloorSlope, 1)} | ${fmt(r.externalFloorSlope, 1)} | ${r.liveAfterGc.count ? `${fmt(r.liveAfterGc.slope, 1)} (${r.liveAfterGc.count}, ${fmt(r.liveAfterGc.firstMb, 1)} → ${fmt(r.liveAfterGc.lastMb, 1)}); ${fmt(r.liveAfterGc.perInstanceKb, 1)} KB per instance, ${fmt(r.liveAfterGc.residualSlope, 1)} beside` : 'n/a'} | ${[r.lastMb, r.last.heapTotalMb, r.last.heapUsedMb, r.last.externalMb].map((v) => fmt(v, 0)).join(' / ')} |`,
     ),
+    '',
+    `Verdict per replica: the RSS trend (${RSS_WINDOW_MS / 60_000}-minute means) and the heap-used trend (${FLOOR_WINDOW_MS / 60_000}-minute floors) with their 95% intervals in MB/hour,`,
+    `fitted over those window values only (samples seconds apart are not independent). flat: both intervals lie below a leak of ${LEAK_MB_PER_HOUR} MB/hour; leak: either lies at or above it; undecided: the run is too short or noisy to tell.`,
+    '',
+    '| replica | RSS MB/h [95%] | heap used MB/h [95%] | verdict |',
+    '| --- | ---: | ---: | --- |',
+    ...s.rss.map((r) => `| g${r.replica} | ${interval(r.rssTrend)} | ${interval(r.heapUsedTrend)} | ${r.verdict} |`),
     '',
     '## Faults',
     '',
