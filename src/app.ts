@@ -103,7 +103,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   if (config.rateLimitMax) await app.register(rateLimit, { max: config.rateLimitMax, windowMs });
   await app.register(metricsRoute);
   if (config.corsOrigins) await app.register(cors, { origins: config.corsOrigins });
-  await app.register(dns, { tokens, events });
+  await app.register(dns, { tokens, events, changes: root });
   for (const routes of [instanceRoutes, serviceRoutes, pickRoutes, prometheusRoutes, batchRoutes, eventRoutes, healthRoutes, uiRoutes])
     await app.register(routes);
   await app.ready();

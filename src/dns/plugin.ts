@@ -10,7 +10,8 @@ import { ConfigError } from '../config.ts';
 import type { GatewayEvents } from '../events.ts';
 import { ZoneNames } from './names.ts';
 import { DnsServer } from './server.ts';
-import { Zone } from './zone.ts';
+import { PreparedAnswers, type ChangeFeed } from './prepared.ts';
+import { Zone, type ServiceRecords } from './zone.ts';
 
 /** Whether DNS is on and where (GET /health). */
 export interface DnsStatus {
@@ -28,7 +29,14 @@ declare module 'fastify' {
   }
 }
 
-async function dns(app: FastifyInstance, opts: { tokens?: TokenSet; events: GatewayEvents }): Promise<void> {
+interface DnsOptions {
+  tokens?: TokenSet;
+  events: GatewayEvents;
+  /** The registry's change listeners: each change drops the encoded answers of its service. */
+  changes: ChangeFeed;
+}
+
+async function dns(app: FastifyInstance, opts: DnsOptions): Promise<void> {
   const { config, discovery } = app.gateway;
   const settings = config.dns;
   if (!settings) return void app.decorate('dns', { enabled: false });
@@ -44,7 +52,8 @@ async function dns(app: FastifyInstance, opts: { tokens?: TokenSet; events: Gate
     canRead = token.canRead;
   }
 
-  const zone = new Zone(new ZoneNames(settings.domain), discovery, { ttlSeconds: settings.ttlSeconds, canRead });
+  const prepared = new PreparedAnswers<ServiceRecords>(opts.changes);
+  const zone = new Zone(new ZoneNames(settings.domain), discovery, { ttlSeconds: settings.ttlSeconds, canRead }, prepared);
   const server = new DnsServer(zone, opts.events);
   const status: DnsStatus = { enabled: false, domain: settings.domain };
   app.decorate('dns', status);

@@ -4,7 +4,7 @@
 // client's EDNS0 buffer, cut at a whole answer record (with the additional
 // records that belong to it) and marked TC; over TCP the limit is the frame's.
 import packet, { type Answer, type OptAnswer, type Packet, type Question } from 'dns-packet';
-import type { Rcode, Reply } from './zone.ts';
+import type { AnswerRecord, Rcode, Reply } from './zone.ts';
 
 /** The largest UDP answer the gateway sends, and advertises in its own OPT record. */
 export const MAX_UDP_PAYLOAD = 4096;
@@ -13,6 +13,11 @@ const CLASSIC_UDP_PAYLOAD = 512;
 /** A TCP frame's length field is 16 bits. */
 export const MAX_TCP_PAYLOAD = 65535;
 const HEADER_BYTES = 12;
+/** Offsets in the header: flags, then the counts of the answer, authority and additional sections. */
+const FLAGS_AT = 2;
+const ANCOUNT_AT = 6;
+const NSCOUNT_AT = 8;
+const ARCOUNT_AT = 10;
 const QR_BIT = 0x8000;
 /** EDNS0's extended rcode 16 (BADVERS) is 1 in the OPT record's upper bits and 0 in the header. */
 const BADVERS_EXTENDED = 1;
@@ -69,44 +74,80 @@ export function udpLimit(query: Query): number {
   return Math.min(Math.max(query.ednsPayload, CLASSIC_UDP_PAYLOAD), MAX_UDP_PAYLOAD);
 }
 
-/** Authoritative, never recursing; RD echoed; TC when records were left out. */
+/**
+ * One answer record and the additional records that go with it (an SRV target's
+ * address), encoded once and copied into every answer that shows them. The answer
+ * record's owner is always the question's name: it is written as a pointer to the
+ * question (RFC 1035 4.1.4), so the same bytes answer every spelling of the name.
+ */
+export interface EncodedUnit {
+  answer: Buffer;
+  additionals: Buffer;
+  additionalCount: number;
+}
+
+/** The question always starts right after the header: a name pointer to offset 12. */
+const QUESTION_NAME = Buffer.from([0xc0, HEADER_BYTES]);
+/** The answer record is encoded at the root name (one zero byte), then the pointer replaces that byte. */
+const ROOT_NAME_BYTES = 1;
+const NO_BYTES = Buffer.alloc(0);
+
+export function encodeUnit(answer: AnswerRecord, additionals: Answer[]): EncodedUnit {
+  const atRoot = { ...answer, name: '.' } as Answer;
+  const body = packet.encode({ answers: [atRoot], additionals }).subarray(HEADER_BYTES);
+  const answerBytes = packet.encodingLength({ answers: [atRoot] }) - HEADER_BYTES;
+  return {
+    answer: Buffer.concat([QUESTION_NAME, body.subarray(ROOT_NAME_BYTES, answerBytes)]),
+    additionals: body.subarray(answerBytes),
+    additionalCount: additionals.length,
+  };
+}
+
+/**
+ * Authoritative, never recursing; RD echoed. The answer records in a new random
+ * order each time (clients that take the first record spread), as many whole
+ * ones (each with its additional records) as fit in `limit`; TC when some were
+ * left out. dns-packet writes the header, question and authority records; the
+ * prepared records are copied after them and the section counts set.
+ */
 export function writeReply(query: Query, reply: Reply, limit: number): Buffer {
-  const base: Packet = {
+  const head: Packet = {
     type: 'response',
     id: query.id,
     flags: packet.AUTHORITATIVE_ANSWER | (query.recursionDesired ? packet.RECURSION_DESIRED : 0) | RCODES[reply.rcode],
     questions: [query.question],
-    answers: [],
-    authorities: reply.authorities,
-    additionals: query.ednsPayload === undefined ? [] : [ownOpt()],
   };
-  const answers: Answer[] = [];
-  const additionals: Answer[] = [];
-  for (const unit of reply.answers) {
-    answers.push(unit.answer);
-    additionals.push(...unit.additionals);
-  }
-  // Encoding measures the message anyway: encode once and check, rather than measure first.
-  const full = packet.encode({ ...base, answers, additionals: [...additionals, ...base.additionals!] });
-  if (full.length <= limit) return full;
+  const headBytes = packet.encodingLength(head);
+  const authority = reply.authorities.length ? packet.encode({ answers: reply.authorities }).subarray(HEADER_BYTES) : NO_BYTES;
+  const opt = query.ednsPayload === undefined ? NO_BYTES : OWN_OPT;
 
-  // Too big: whole answers (each with its additional records) while they fit.
-  let size = packet.encodingLength(base);
-  const kept: Answer[] = [];
-  const keptAdditionals: Answer[] = [];
-  for (const unit of reply.answers) {
-    const unitSize = packet.encodingLength({ answers: [unit.answer], additionals: unit.additionals }) - HEADER_BYTES;
-    if (size + unitSize > limit) break;
-    size += unitSize;
-    kept.push(unit.answer);
-    keptAdditionals.push(...unit.additionals);
+  // Fisher–Yates, one step per record taken: a uniformly random order, and a random subset when cut.
+  const order = reply.answers.slice();
+  let size = headBytes + authority.length + opt.length;
+  let kept = 0;
+  let additionalCount = 0;
+  for (; kept < order.length; kept++) {
+    const pick = kept + Math.floor(Math.random() * (order.length - kept));
+    const unit = order[pick]!;
+    if (size + unit.answer.length + unit.additionals.length > limit) break;
+    order[pick] = order[kept]!;
+    order[kept] = unit;
+    size += unit.answer.length + unit.additionals.length;
+    additionalCount += unit.additionalCount;
   }
-  return packet.encode({
-    ...base,
-    flags: base.flags! | packet.TRUNCATED_RESPONSE,
-    answers: kept,
-    additionals: [...keptAdditionals, ...base.additionals!],
-  });
+
+  const out = Buffer.allocUnsafe(size);
+  packet.encode(head, out);
+  let at = headBytes;
+  for (let i = 0; i < kept; i++) at += order[i]!.answer.copy(out, at);
+  at += authority.copy(out, at);
+  for (let i = 0; i < kept; i++) at += order[i]!.additionals.copy(out, at);
+  opt.copy(out, at);
+  if (kept < order.length) out.writeUInt16BE(out.readUInt16BE(FLAGS_AT) | packet.TRUNCATED_RESPONSE, FLAGS_AT);
+  out.writeUInt16BE(kept, ANCOUNT_AT);
+  out.writeUInt16BE(reply.authorities.length, NSCOUNT_AT);
+  out.writeUInt16BE(additionalCount + (opt.length ? 1 : 0), ARCOUNT_AT);
+  return out;
 }
 
 /** An answer that is only an error code (and the question, when it could be read). */
@@ -122,6 +163,9 @@ export function writeRefusal(refusal: Refusal): Buffer {
     additionals: refusal.edns ? [{ ...ownOpt(), extendedRcode: badVersion ? BADVERS_EXTENDED : 0 }] : [],
   });
 }
+
+/** The gateway's own OPT record, encoded once. */
+const OWN_OPT = packet.encode({ additionals: [ownOpt()] }).subarray(HEADER_BYTES);
 
 function ownOpt(): OptAnswer {
   return {

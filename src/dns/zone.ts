@@ -1,6 +1,7 @@
 // What the zone answers to one question, asked of the registry's watch-fed cache
 // the way GET /services/{name} is (no store round trip). Wire details (EDNS0,
-// truncation, flags) are wire.ts's; here only records and the response code.
+// truncation, flags) are wire.ts's; here only records and the response code. The
+// records of a service name are encoded once and kept until the service changes.
 //
 // Where API.md is silent, as Consul's DNS interface does:
 // - A name exists when an instance of any status matches it (the service, or the
@@ -11,23 +12,25 @@
 // - The SOA's serial is the latest store revision the gateway applied, its minimum (how long
 //   resolvers keep a negative answer) DNS_TTL_SECONDS: a new service is seen
 //   within the same time as a new instance.
-import type { Answer, SrvAnswer } from 'dns-packet';
+import type { Answer, SoaAnswer, SrvAnswer, StringAnswer } from 'dns-packet';
 import { isIP } from 'node:net';
 import type { SerializedInstance, ServiceRead } from '../registry/discovery.ts';
 import type { ZoneName, ZoneNames } from './names.ts';
+import type { PreparedAnswers } from './prepared.ts';
+import { encodeUnit, type EncodedUnit } from './wire.ts';
 
 export type Rcode = 'NOERROR' | 'FORMERR' | 'SERVFAIL' | 'NXDOMAIN' | 'NOTIMP' | 'REFUSED';
 
-/** One answer record with the additional records that go with it (an SRV target's address). */
-export interface AnswerUnit {
-  answer: Answer;
-  additionals: Answer[];
-}
+/** A record of the answer section: its owner is the question's name, which wire.ts writes as a pointer. */
+export type AnswerRecord = Omit<StringAnswer, 'name'> | Omit<SrvAnswer, 'name'> | Omit<SoaAnswer, 'name'>;
+
+/** A service name's answer records, encoded once and kept until the service changes (prepared.ts). */
+export type ServiceRecords = readonly EncodedUnit[];
 
 export interface Reply {
   rcode: Rcode;
-  /** In the order to send them (already shuffled): truncation drops from the end. */
-  answers: AnswerUnit[];
+  /** Encoded, in no particular order: each answer shuffles them (wire.ts). */
+  answers: readonly EncodedUnit[];
   /** The SOA, for negative answers. */
   authorities: Answer[];
 }
@@ -44,6 +47,9 @@ export interface ZoneOptions {
   canRead?: (service: string) => boolean;
 }
 
+/** Question types answered with records; every other type at an existing name gets none (NODATA). */
+const RECORD_TYPES = new Set(['A', 'AAAA', 'ANY', 'SRV']);
+
 /** SOA timers (seconds) as Consul sets them; only `minimum` matters to resolvers of a zone without secondaries. */
 const SOA_REFRESH = 3600;
 const SOA_RETRY = 600;
@@ -54,6 +60,7 @@ export class Zone {
     private readonly names: ZoneNames,
     private readonly source: ZoneSource,
     private readonly opts: ZoneOptions,
+    private readonly prepared: PreparedAnswers<ServiceRecords>,
   ) {}
 
   async answer(qname: string, qtype: string): Promise<Reply> {
@@ -66,51 +73,58 @@ export class Zone {
       case 'apex':
       case 'branch':
         if (name.kind === 'apex' && qtype === 'SOA')
-          return { rcode: 'NOERROR', answers: [{ answer: await this.soa(), additionals: [] }], authorities: [] };
+          return { rcode: 'NOERROR', answers: [encodeUnit(await this.soa(), [])], authorities: [] };
         return this.negative('NOERROR');
       case 'addr':
-        return this.addr(qname, qtype, name);
+        return this.addr(qtype, name);
       case 'service':
-        return this.service(qname, qtype, name.service, name.tag);
+        return this.service(qtype, name.service, name.tag);
     }
   }
 
-  private async addr(qname: string, qtype: string, name: Extract<ZoneName, { kind: 'addr' }>): Promise<Reply> {
+  private async addr(qtype: string, name: Extract<ZoneName, { kind: 'addr' }>): Promise<Reply> {
     const type = name.family === 4 ? 'A' : 'AAAA';
     if (qtype !== type && qtype !== 'ANY') return this.negative('NOERROR');
-    return { rcode: 'NOERROR', answers: [{ answer: this.record(qname, type, name.address), additionals: [] }], authorities: [] };
+    return { rcode: 'NOERROR', answers: [encodeUnit(this.address(type, name.address), [])], authorities: [] };
   }
 
-  private async service(qname: string, qtype: string, service: string, tag: string | undefined): Promise<Reply> {
+  private async service(qtype: string, service: string, tag: string | undefined): Promise<Reply> {
     if (this.opts.canRead && !this.opts.canRead(service)) return this.negative('NXDOMAIN');
     const read = await this.source.discover(service);
-    const named = tag === undefined ? read.instances : read.instances.filter((x) => hasTag(x, tag));
-    if (named.length === 0) return this.negative('NXDOMAIN');
-    const up = named.filter((x) => x.record.status === 'up');
-    const answers: AnswerUnit[] = [];
-    if (qtype === 'SRV') for (const x of up) answers.push(this.srv(qname, x));
-    if (qtype === 'A' || qtype === 'AAAA' || qtype === 'ANY') {
-      for (const x of up) {
-        const family = isIP(x.record.address);
-        if ((family === 4 && qtype !== 'AAAA') || (family === 6 && qtype !== 'A'))
-          answers.push({ answer: this.record(qname, family === 4 ? 'A' : 'AAAA', x.record.address), additionals: [] });
-      }
+    // Every type without records gets the same answer: one entry for all of them keeps the entries few.
+    const question = `${tag ?? ''} ${RECORD_TYPES.has(qtype) ? qtype : 'other'}`;
+    const records = this.prepared.get(service, question, () => this.records(qtype, read.instances, tag));
+    if (!records) return this.negative('NXDOMAIN');
+    if (records.length === 0) return this.negative('NOERROR');
+    return { rcode: 'NOERROR', answers: records, authorities: [] };
+  }
+
+  /** The records of the `up` instances a name covers, encoded. */
+  private records(qtype: string, instances: readonly SerializedInstance[], tag: string | undefined): ServiceRecords | undefined {
+    const named = tag === undefined ? instances : instances.filter((x) => hasTag(x, tag));
+    if (named.length === 0) return undefined;
+    const records: EncodedUnit[] = [];
+    for (const x of named) {
+      if (x.record.status !== 'up') continue;
+      if (qtype === 'SRV') records.push(this.srv(x));
+      const type = addressType(x.record.address);
+      if (type && (qtype === type || qtype === 'ANY')) records.push(encodeUnit(this.address(type, x.record.address), []));
     }
-    if (answers.length === 0) return this.negative('NOERROR');
-    return { rcode: 'NOERROR', answers: shuffle(answers), authorities: [] };
+    return records;
   }
 
   /** RFC 2782: priority 1 for all, the instance's weight, its port, a target that resolves (its address record beside it). */
-  private srv(qname: string, x: SerializedInstance): AnswerUnit {
+  private srv(x: SerializedInstance): EncodedUnit {
     const { address, port, weight } = x.record;
-    const family = isIP(address);
-    const target = family ? this.names.addrName(address) : address.replace(/\.$/, '');
-    const answer: SrvAnswer = { type: 'SRV', name: qname, ttl: this.opts.ttlSeconds, data: { priority: 1, weight, port, target } };
-    return { answer, additionals: family ? [this.record(target, family === 4 ? 'A' : 'AAAA', address)] : [] };
+    const type = addressType(address);
+    const target = type ? this.names.addrName(address) : address.replace(/\.$/, '');
+    const srv: Omit<SrvAnswer, 'name'> = { type: 'SRV', ttl: this.opts.ttlSeconds, data: { priority: 1, weight, port, target } };
+    const additionals: Answer[] = type ? [{ name: target, ...this.address(type, address) }] : [];
+    return encodeUnit(srv, additionals);
   }
 
-  private record(name: string, type: 'A' | 'AAAA', address: string): Answer {
-    return { type, name, ttl: this.opts.ttlSeconds, data: address };
+  private address(type: 'A' | 'AAAA', address: string): Omit<StringAnswer, 'name'> {
+    return { type, ttl: this.opts.ttlSeconds, data: address };
   }
 
   private async negative(rcode: 'NOERROR' | 'NXDOMAIN'): Promise<Reply> {
@@ -118,7 +132,7 @@ export class Zone {
   }
 
   /** The zone's serial is the latest store revision this gateway has applied. */
-  private async soa(): Promise<Answer> {
+  private async soa(): Promise<SoaAnswer> {
     const { revision } = await this.source.services();
     const domain = this.names.domain;
     return {
@@ -138,15 +152,12 @@ export class Zone {
   }
 }
 
-function hasTag(x: SerializedInstance, tag: string): boolean {
-  return x.record.tags.some((t) => t.toLowerCase() === tag);
+/** The address record type of an instance registered with an IP address; undefined for a host name. */
+function addressType(address: string): 'A' | 'AAAA' | undefined {
+  const family = isIP(address);
+  return family === 4 ? 'A' : family === 6 ? 'AAAA' : undefined;
 }
 
-/** Fisher–Yates, in place: every order equally likely, so clients that take the first record spread. */
-function shuffle<T>(list: T[]): T[] {
-  for (let i = list.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [list[i], list[j]] = [list[j]!, list[i]!];
-  }
-  return list;
+function hasTag(x: SerializedInstance, tag: string): boolean {
+  return x.record.tags.some((t) => t.toLowerCase() === tag);
 }
