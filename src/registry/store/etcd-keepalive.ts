@@ -57,12 +57,21 @@ export class KeepAlivePool {
     return p;
   }
 
-  /** Ends every stream once its pending renewals are answered (or timed out). */
-  async close(): Promise<void> {
-    this.closed = true;
+  /**
+   * New renewals open new streams (through `open`, on the store's current client
+   * after a reconnect); the current streams end once their pending renewals are
+   * answered (or timed out). Leases live in etcd: any stream renews any lease id.
+   */
+  async reopen(): Promise<void> {
     const open = [...this.streams];
     this.streams.fill(undefined);
     await Promise.all(open.map((p) => p?.then((s) => s.retire()).catch(() => {})));
+  }
+
+  /** Ends every stream once its pending renewals are answered (or timed out). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.reopen();
   }
 }
 

@@ -34,7 +34,8 @@ function toWatchEvent(ev: { type: string; kv: IKeyValue; prev_kv?: IKeyValue | n
 }
 
 export interface WatchDeps {
-  client: Etcd3;
+  /** The store's client now: it changes when the store reconnects (reopen()). */
+  client(): Etcd3;
   timeoutMs: number;
   /** One unary call, so etcd3 replaces a stale auth token (streams never do). */
   refreshAuth(): Promise<void>;
@@ -116,7 +117,7 @@ export class EtcdWatch implements Watch {
     // A namespace of its own gives this watch its own gRPC stream. etcd3 wedges a stream's
     // attach queue when etcd answers a create with created+canceled (a stale auth token):
     // no later watcher on that stream would ever connect. '' = no key prefix.
-    const b = this.deps.client.namespace('').watch().prefix(this.prefix).withPreviousKV();
+    const b = this.deps.client().namespace('').watch().prefix(this.prefix).withPreviousKV();
     if (this.next > 0) b.startRevision(String(this.next));
     // watcher() attaches listeners before the first tick: an 'error' with no listener would crash the process.
     const w = b.watcher();
@@ -152,6 +153,20 @@ export class EtcdWatch implements Watch {
       this.handlers.onBatch({ events, revision });
     });
     return w;
+  }
+
+  /**
+   * Go on from the store's current client (after EtcdStore.reconnect): a new stream
+   * from one past the last revision delivered, the old one abandoned. What the old
+   * stream still brings is ignored (it is no longer this.watcher) and the new one
+   * replays it: no event lost or delivered twice, and the handlers see no error.
+   * A dead watch (its error reported, or re-authenticating) opens on the current
+   * client by itself.
+   */
+  reopen(): void {
+    if (this.closed || this.dead || !this.watcher) return;
+    this.abandon(this.watcher);
+    this.open();
   }
 
   private resumeFrom(w: Watcher): void {

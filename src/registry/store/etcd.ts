@@ -1,43 +1,17 @@
 // The etcd store: the only code that talks to etcd3 (with its private helpers
-// etcd-errors.ts, etcd-watch.ts, etcd-keepalive.ts and etcd-members.ts). Every etcd3 error leaves this module as a
-// domain error (see etcd-errors.ts). Keys are full keys: no etcd3 namespace.
+// etcd-connection.ts, etcd-errors.ts, etcd-watch.ts, etcd-keepalive.ts and etcd-members.ts). Every etcd3 error leaves
+// this module as a domain error (see etcd-errors.ts). Keys are full keys: no etcd3 namespace.
 
-import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
-import {
-  AlarmAction,
-  CompareResult,
-  CompareTarget,
-  Etcd3,
-  isRecoverableError,
-  type ICompare,
-  type IKeyValue,
-  type IRequestOp,
-} from 'etcd3';
-import {
-  circuitBreaker,
-  ConsecutiveBreaker,
-  ExponentialBackoff,
-  handleWhen,
-  noop,
-  retry,
-  type CircuitBreakerPolicy,
-  type IBackoff,
-} from 'cockatiel';
+import { AlarmAction, CompareResult, CompareTarget, type Etcd3, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
+import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
 import { InvalidRequestError, LeaseNotFoundError, RegistryError, StoreUnavailableError } from '../errors.ts';
-import { isAuthTokenError, isLeaseNotFound, isNoSpace, isRetryable, toStoreError } from './etcd-errors.ts';
+import { EtcdConnection, requireLeader, type ConnectionOptions, type EtcdTls } from './etcd-connection.ts';
+import { isAuthTokenError, isLeaseNotFound, isRetryable, toStoreError } from './etcd-errors.ts';
 import { goneEndpoints } from './etcd-endpoints.ts';
 import { KeepAlivePool } from './etcd-keepalive.ts';
 import { knownLeaseBug } from './etcd-versions.ts';
-import { MemberProbes } from './etcd-members.ts';
 import { EtcdWatch } from './etcd-watch.ts';
 import type { Compare, KeyValue, Lease, RangeResult, Store, StoreStatus, TxnOp, TxnResult, Watch, WatchHandlers } from './store.ts';
-
-/** Client TLS, already read from its files (PEM). Present = TLS; no `ca` = the system roots. */
-export interface EtcdTls {
-  ca?: Buffer;
-  cert?: Buffer;
-  key?: Buffer;
-}
 
 export interface EtcdStoreOptions {
   endpoints: string[];
@@ -59,29 +33,6 @@ const RENEW_TIMEOUT_MS = 10_000;
 
 /** Keepalive streams: etcd serves one stream's renewals one at a time (see etcd-keepalive.ts). */
 export const KEEPALIVE_STREAMS = 8;
-
-/**
- * etcd's WithRequireLeader: the gRPC metadata hasleader=true. On a stream (watch,
- * keepalive) etcd refuses to open it on a member without a leader and cancels it
- * once its member has gone about three election timeouts without one, a
- * partition rather than an election; etcd3 then reopens it on another host.
- * On a unary call etcd refuses at once, even during an ordinary election, so
- * only the probe's status call carries it: data calls wait out an election as
- * before. etcd3 has no metadata option, but its call options reach grpc-js,
- * whose per-call interceptors can add metadata.
- */
-const requireLeader: Interceptor = (options, nextCall) =>
-  new InterceptingCall(nextCall(options), {
-    start(metadata, listener, next) {
-      const md = metadata.clone(); // with auth, etcd3 shares one Metadata object between calls
-      md.set('hasleader', 'true');
-      next(md, listener);
-    },
-  });
-
-/** Interval and deadline of the per-member probes (etcd-members.ts): a member is asked alone this often. */
-const MEMBER_PROBE_MS = 1000;
-const MEMBER_TIMEOUT_MS = 1000;
 
 /** Keys per range page: keeps each response far below gRPC/etcd message limits. */
 const PAGE = 5000;
@@ -139,12 +90,16 @@ const isCompacted = (err: unknown) => err instanceof Error && err.message.includ
 
 export class EtcdStore implements Store {
   readonly kind = 'etcd' as const;
-  private readonly client: Etcd3;
+  /** The connection every call goes through; replaced by reconnect(). */
+  private connection: EtcdConnection;
+  /** Connections replaced by reconnect() whose last calls may still be running. */
+  private readonly retired = new Set<EtcdConnection>();
+  private readonly connectionOptions: ConnectionOptions;
   private readonly timeoutMs: number;
+  private readonly renewTimeoutMs: number;
   private readonly hasAuth: boolean;
   private readonly watches = new Set<EtcdWatch>();
   private readonly keepAlives: KeepAlivePool;
-  private readonly members: MemberProbes | undefined;
   private readonly endpoints: string[];
   private closed = false;
   /**
@@ -160,65 +115,57 @@ export class EtcdStore implements Store {
 
   constructor(opts: EtcdStoreOptions) {
     this.timeoutMs = opts.callTimeoutMs ?? 5000;
+    this.renewTimeoutMs = opts.renewTimeoutMs ?? RENEW_TIMEOUT_MS;
     this.endpoints = opts.endpoints;
     this.hasAuth = opts.username !== undefined;
-    const deadline = () => ({ deadline: Date.now() + this.timeoutMs });
-    const { tls } = opts;
-    const connection = {
-      // rootCertificate may be absent (system roots): grpc's createSsl accepts null there.
-      credentials: tls ? { rootCertificate: (tls.ca ?? null) as Buffer, privateKey: tls.key, certChain: tls.cert } : undefined,
-      auth: opts.username !== undefined ? { username: opts.username, password: opts.password ?? '', callOptions: deadline } : undefined,
-    };
-    const breakers = new Map<string, CircuitBreakerPolicy>();
-    this.client = new Etcd3({
-      hosts: opts.endpoints,
-      ...connection,
-      // A function, so each call gets its own deadline; streams (watch, keepalive) have none.
-      defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors: [requireLeader] } : deadline()),
-      grpcOptions: {
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000, // >= etcd's --grpc-keepalive-min-time (5 s)
-        'grpc.max_receive_message_length': -1, // big watch responses must not wedge a watcher
-      },
-      faultHandling: {
-        global: noop, // retries are decided per call (this.retry)
-        // Short breaker: etcd3's default keeps failing for 5 s after etcd is back. A full
-        // store answers (NOSPACE) and still serves renewals, deletes and reads: not a failure.
-        host: (endpoint) => {
-          const breaker = circuitBreaker(
-            handleWhen((err) => isRecoverableError(err) && !isNoSpace(err)),
-            { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) },
-          );
-          breakers.set(endpoint, breaker);
-          return breaker;
-        },
-        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 3000 }) as unknown as IBackoff<unknown>, // typings bug
-      },
-    });
-    this.keepAlives = new KeepAlivePool(
-      () => this.client.leaseClient.leaseKeepAlive(),
-      KEEPALIVE_STREAMS,
-      opts.renewTimeoutMs ?? RENEW_TIMEOUT_MS,
-    );
-    // With one member there is nowhere else to send calls: nothing to probe.
-    if (opts.endpoints.length > 1) {
-      const members = opts.endpoints.map((endpoint) => ({
-        client: new Etcd3({ hosts: [endpoint], ...connection, faultHandling: { global: noop, host: () => noop } }),
-        breaker: breakers.get(endpoint)!,
-      }));
-      const answers = (client: Etcd3) =>
-        client.maintenance.status({ deadline: Date.now() + MEMBER_TIMEOUT_MS, interceptors: [requireLeader] }).then(
-          () => true,
-          () => false,
-        );
-      this.members = new MemberProbes(members, answers, MEMBER_PROBE_MS);
+    const { endpoints, username, password, tls } = opts;
+    this.connectionOptions = { endpoints, username, password, tls, timeoutMs: this.timeoutMs };
+    this.connection = new EtcdConnection(this.connectionOptions);
+    // Through this.client at each opening: after reconnect() new streams open on the new client.
+    this.keepAlives = new KeepAlivePool(() => this.client.leaseClient.leaseKeepAlive(), KEEPALIVE_STREAMS, this.renewTimeoutMs);
+  }
+
+  private get client(): Etcd3 {
+    return this.connection.client;
+  }
+
+  /**
+   * Move the store onto a new etcd client that presents `tls` (a renewed client
+   * certificate: etcd3 reads credentials only when a client is built). The new
+   * client must answer one call first; if it does not, it is dropped, this
+   * rejects, and the current client stays. Then, in one step, so that no call,
+   * event or renewal falls between two clients:
+   * - each watch reopens on the new client from one past the last revision it
+   *   delivered; etcd replays what came after, and what the old stream still
+   *   brings is dropped (etcd-watch.ts): no event lost or delivered twice, no resync;
+   * - lease renewals open their streams on the new client: a lease lives in etcd,
+   *   not in a client, so the same lease ids go on being renewed;
+   * - calls, retries and the member probes use the new client.
+   * The old client is closed once what is still running on it is answered or timed out.
+   */
+  async reconnect(tls: EtcdTls): Promise<void> {
+    if (this.closed) throw new StoreUnavailableError('the store client is closed');
+    const next = new EtcdConnection({ ...this.connectionOptions, tls });
+    try {
+      await next.firstRound;
+      await this.retry.execute(() => next.client.maintenance.status({ deadline: Date.now() + this.timeoutMs }));
+      if (this.closed) throw new StoreUnavailableError('the store client is closed');
+    } catch (err) {
+      next.close();
+      throw toStoreError(err);
     }
+    const old = this.connection;
+    this.connection = next;
+    void this.keepAlives.reopen();
+    for (const w of this.watches) w.reopen();
+    this.retired.add(old);
+    old.retire(Math.max(this.timeoutMs, this.renewTimeoutMs), () => this.retired.delete(old));
   }
 
   /** Run one store operation: optional retry, one re-authentication for streams, error mapping. */
   private async run<T>(fn: () => Promise<T>, retryable: boolean): Promise<T> {
     if (this.closed) throw new StoreUnavailableError('the store client is closed');
-    await this.members?.firstRound; // know which members answer before sending calls to any
+    await this.connection.firstRound; // know which members answer before sending calls to any
     let reauthed = false;
     for (;;) {
       try {
@@ -311,10 +258,10 @@ export class EtcdStore implements Store {
 
   async watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch> {
     if (this.closed) throw new StoreUnavailableError('the store client is closed');
-    await this.members?.firstRound;
+    await this.connection.firstRound;
     const w = new EtcdWatch(
       {
-        client: this.client,
+        client: () => this.client,
         timeoutMs: this.timeoutMs,
         hasAuth: this.hasAuth,
         refreshAuth: () => this.refreshAuth(prefix),
@@ -373,7 +320,8 @@ export class EtcdStore implements Store {
     await Promise.all([...this.watches].map((w) => w.close())); // before the client: cancel needs the stream
     this.closed = true;
     await this.keepAlives.close();
-    this.members?.close();
-    this.client.close();
+    this.connection.close();
+    for (const old of this.retired) old.close();
+    this.retired.clear();
   }
 }
