@@ -16,7 +16,7 @@ export interface GatewayEvents {
   storeWarning(message: string): void;
   /** The watch applied these changes; the cache holds them. */
   changesApplied(changes: readonly Change[]): void;
-  /** A write this gateway made came back through its watch `seconds` after the store acknowledged it (0: already there). */
+  /** A write this gateway made came back through its watch `seconds` after the store acknowledged it (not called when the watch was first). */
   writeWatched(seconds: number): void;
   /** The watch lost its place and the cache was reloaded. */
   watchReloaded(): void;

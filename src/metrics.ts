@@ -169,7 +169,7 @@ export class Metrics implements MetricEvents {
   readonly expirations = this.counter('discovery_expirations_total', 'Instances whose TTL ran out, as the watch saw them');
   readonly watchLag = new Histogram({
     name: 'discovery_watch_lag_seconds',
-    help: 'From the store acknowledging a write this gateway made to its watch applying that revision (0: applied before the answer)',
+    help: 'From the store acknowledging a write this gateway made to its watch applying that revision, for writes the watch had not applied by then',
     buckets: LAG_BUCKETS,
     registers: [this.prom],
   });

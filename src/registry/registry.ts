@@ -327,7 +327,7 @@ export class Registry {
    * the request's deadline: the write is done, so it is answered anyway when that passes.
    */
   private async visible(revision: number, deadline: Deadline): Promise<void> {
-    if (this.cache.appliedRevision >= revision) return this.events.writeWatched(0);
+    if (this.cache.appliedRevision >= revision) return; // the watch was first (or nothing was written: a renewal)
     const acknowledgedAt = performance.now();
     const watched = () => this.events.writeWatched((performance.now() - acknowledgedAt) / 1000);
     const wait = async () => {
