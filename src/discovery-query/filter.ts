@@ -35,8 +35,9 @@ function matchesTagsAndMeta(x: Filterable, f: ServiceFilter): boolean {
  * repeated) get the same key.
  */
 export function filterKey(f: ServiceFilter): string {
-  const tags = [...new Set(f.tags)].sort();
-  const meta = [...new Set(f.meta?.map((pair) => JSON.stringify(pair)))].sort();
+  // Made on every filtered read: the usual query (one tag, no meta) skips the Sets and sorts.
+  const tags = f.tags && f.tags.length > 1 ? [...new Set(f.tags)].sort() : (f.tags ?? []);
+  const meta = f.meta ? [...new Set(f.meta.map((pair) => JSON.stringify(pair)))].sort() : [];
   return JSON.stringify([f.status ?? '', tags, meta]);
 }
 
