@@ -1,6 +1,7 @@
 // What every load run reports, the median over rounds, and the Node-side load
 // for what wrk cannot drive (the raw etcd3 client): a closed loop of async
 // workers timed with performance.now().
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LoadStats {
   /** Successful operations per second. */
@@ -68,17 +69,22 @@ export type Compared<S extends LoadStats> = S & { rounds: S[] };
 /**
  * Warm every contender, then `rounds` rounds in which each runs once in turn
  * (interleaved, so drift in the machine's load hits all alike); the median of each.
+ * With `settleMs`, each measured run starts that long after the one before, so the
+ * work a run leaves behind (a server's garbage collection, closing its connections)
+ * does not land in the next contender's run.
  */
 export async function compare<K extends string, S extends LoadStats>(
   rounds: number,
   contenders: Record<K, Contender<S>>,
   log?: (m: string) => void,
+  settleMs = 0,
 ): Promise<Record<K, Compared<S>>> {
   const names = Object.keys(contenders) as K[];
   for (const k of names) await contenders[k].warm?.();
   const runs = Object.fromEntries(names.map((k) => [k, [] as S[]])) as Record<K, S[]>;
   for (let r = 0; r < rounds; r++) {
     for (const k of names) {
+      if (settleMs) await sleep(settleMs);
       const s = await contenders[k].run(r);
       runs[k].push(s);
       log?.(`round ${r + 1}/${rounds} ${k}: ${Math.round(s.rps)}/s, p99 ${s.p99.toFixed(2)} ms${s.errors ? `, ${s.errors} errors` : ''}`);
@@ -136,4 +142,28 @@ export async function pool<T>(items: T[], limit: number, fn: (item: T, i: number
  */
 export function roundRatio(ours: Compared<LoadStats>, baseline: Compared<LoadStats>): number {
   return median(ours.rounds.map((r, i) => r.rps / baseline.rounds[i]!.rps));
+}
+
+/**
+ * A baseline run just before and just after the runs compared with it, as one run
+ * per round: the mean of the two, so a steady drift of the machine's load in
+ * between cancels instead of favouring whichever side ran first.
+ */
+export function bracketed<S extends LoadStats>(before: Compared<S>, after: Compared<S>): Compared<S> {
+  const mean = (a: S, b: S, k: keyof LoadStats) => (a[k] + b[k]) / 2;
+  const rounds = before.rounds.map((a, i) => {
+    const b = after.rounds[i]!;
+    return {
+      ...a,
+      rps: mean(a, b, 'rps'),
+      p50: mean(a, b, 'p50'),
+      p90: mean(a, b, 'p90'),
+      p99: mean(a, b, 'p99'),
+      max: Math.max(a.max, b.max),
+      ok: a.ok + b.ok,
+      errors: a.errors + b.errors,
+      seconds: a.seconds + b.seconds,
+    };
+  });
+  return { ...medianOf(rounds), rounds };
 }

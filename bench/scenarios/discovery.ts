@@ -7,7 +7,7 @@
 // which must agree with the main ratio.
 import { instanceId, instanceInput, keys, registerByBatch } from '../lib/fixtures.ts';
 import { statSync } from 'node:fs';
-import { compare, roundRatio, type Contender } from '../lib/load.ts';
+import { bracketed, compare, roundRatio, type Contender } from '../lib/load.ts';
 import { startTrivialRoute } from '../lib/ceiling.ts';
 import { captureAnswer, startBaseline, startGateway, type Child } from '../lib/procs.ts';
 import { guarded, latencyRow, ratioRow, type Row, type Scenario } from '../lib/table.ts';
@@ -19,6 +19,8 @@ const CONNECTIONS = 50;
 const OUTSIDE_S = 4;
 /** The outside check agrees when its ratio is within this share of the main one. */
 const AGREEMENT = 0.05;
+/** The pause before each measured run: what the run before left behind is done by then. */
+const SETTLE_MS = 1000;
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
@@ -55,93 +57,95 @@ export const discovery: Scenario = {
         const plain = (seconds: number) => plainWrk(url, { threads: 1, connections: CONNECTIONS, durationS: seconds });
         return { warm: () => plain(warmS), run: () => plain(OUTSIDE_S) };
       };
-      // The order of a round: each ratio's two sides adjacent, and the etcd range run
-      // (etcd's CPU outlives its load) followed only by the ceiling, which no ratio is taken from.
+      // A round: each gateway run between two runs of its same-bytes route (their mean is
+      // the floor of that round, so a steady drift in the machine's load cancels), and the
+      // etcd range run (etcd's CPU outlives its load) followed only by the ceiling, which
+      // no ratio is taken from. The route's two runs are the same contender run twice.
+      const fastifyRun = load(`${base.url}${path}`);
+      const outsideFastifyRun = outside(`${base.url}${path}`);
       const r = await compare(
         ctx.rounds,
         {
+          fastify: fastifyRun,
           gateway: load(`${gw.url}${path}`),
-          fastify: load(`${base.url}${path}`),
           tagged: load(`${gw.url}${path}?tag=canary`),
           notModified: load(`${gw.url}${path}`, { header: `If-None-Match:${etag}`, expect: 304 }),
+          fastifyAfter: { run: fastifyRun.run },
+          outsideFastify: outsideFastifyRun,
           outsideGateway: outside(`${outsideGw.url}${path}`),
-          outsideFastify: outside(`${base.url}${path}`),
+          outsideFastifyAfter: { run: outsideFastifyRun.run },
           outsideCeiling: outside(`${trivial.url}${path}`),
           etcd: load(`${ctx.etcd}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: b64(prefix), range_end: b64(rangeEnd) }) }),
           ceiling: load(`${trivial.url}${path}`),
         },
         ctx.log,
+        SETTLE_MS,
       );
+      const fastify = bracketed(r.fastify, r.fastifyAfter);
+      const outsideFastify = bracketed(r.outsideFastify, r.outsideFastifyAfter);
       for (const [what, s] of Object.entries(r)) {
         if (s.errors) ctx.note(`${what}: ${s.errors} failed or unexpected answers`);
       }
       ctx.note(
         `answer body ${statSync(answer.bodyFile).size} bytes; the fastify route repeats its content type, ETag and X-Registry-Revision as captured from the gateway; ` +
           `wrk, ${CONNECTIONS} connections, ${ctx.wrkThreads} thread(s), no Lua per answer (statuses verified by a checking pass, then bytes per answer); ` +
-          `${ctx.rounds} round(s) of ${durationS} s, contenders interleaved, median; ${warmS} s warm-up (the checking pass) of each`,
+          `${ctx.rounds} round(s) of ${durationS} s, contenders interleaved (${SETTLE_MS / 1000} s apart), the gateway's runs between two of the fastify route's (their mean is the round's floor), ` +
+          `median of the ratios within each round; ${warmS} s warm-up (the checking pass) of each`,
       );
       ctx.note(
         `wrk ceiling: the same wrk run against haproxy (one thread) answering the same bytes and headers; a ratio whose faster side is within 10% of it is INVALID. ` +
           `wrk used ${Math.round((r.gateway.wrkCpuS / durationS) * 100)}% of a core against the gateway, ${Math.round((r.ceiling.wrkCpuS / durationS) * 100)}% against haproxy`,
       );
-      const main = roundRatio(r.gateway, r.fastify);
+      const main = roundRatio(r.gateway, fastify);
       const outsideRow = ratioRow(
         `outside check: plain wrk -t1 -c${CONNECTIONS} -d${OUTSIDE_S}s`,
         r.outsideGateway.rps,
-        r.outsideFastify.rps,
+        outsideFastify.rps,
         'fastify',
         'req/s',
         undefined,
-        roundRatio(r.outsideGateway, r.outsideFastify),
+        roundRatio(r.outsideGateway, outsideFastify),
       );
       const agreement = (outsideRow.ratio ?? NaN) / main;
       ctx.note(
-        `outside check: plain wrk (no script), gateway with LOG_LEVEL=warn and other settings at their defaults (REQUEST_LOG on), ${ctx.rounds} round(s) of ${OUTSIDE_S} s, median; ` +
+        `outside check: plain wrk (no script), gateway with LOG_LEVEL=warn and other settings at their defaults (REQUEST_LOG on), ${ctx.rounds} round(s) of ${OUTSIDE_S} s, the gateway's run between two of the route's, median; ` +
           `its ratio is ${agreement.toFixed(3)}× the main one`,
       );
       const rows: Row[] = [
-        guarded(ratioRow('GET /services/{name}', r.gateway.rps, r.fastify.rps, 'fastify', 'req/s', 0.85, main), r.ceiling.rps),
-        latencyRow('  p99 latency at saturation', r.gateway.p99, r.fastify.p99, 'fastify', 1.2),
+        guarded(ratioRow('GET /services/{name}', r.gateway.rps, fastify.rps, 'fastify', 'req/s', 0.85, main), r.ceiling.rps),
+        latencyRow('  p99 latency at saturation', r.gateway.p99, fastify.p99, 'fastify', 1.2),
         {
           metric: '  p50 / p90 latency',
           ours: r.gateway.p50,
-          baseline: r.fastify.p50,
+          baseline: fastify.p50,
           against: 'fastify',
           unit: 'ms',
-          target: `p90 ${r.gateway.p90.toFixed(2)} vs ${r.fastify.p90.toFixed(2)} ms`,
+          target: `p90 ${r.gateway.p90.toFixed(2)} vs ${fastify.p90.toFixed(2)} ms`,
         },
         guarded(
           { ...ratioRow('  vs etcd JSON gateway range', r.gateway.rps, r.etcd.rps, 'etcd /v3/kv/range', 'req/s'), target: 'report' },
           r.ceiling.rps,
         ),
         guarded(
-          ratioRow('GET ?tag=canary (5 of 10)', r.tagged.rps, r.fastify.rps, 'fastify', 'req/s', 0.8, roundRatio(r.tagged, r.fastify)),
+          ratioRow('GET ?tag=canary (5 of 10)', r.tagged.rps, fastify.rps, 'fastify', 'req/s', 0.8, roundRatio(r.tagged, fastify)),
           r.ceiling.rps,
         ),
-        latencyRow('  p99 latency at saturation', r.tagged.p99, r.fastify.p99, 'fastify'),
+        latencyRow('  p99 latency at saturation', r.tagged.p99, fastify.p99, 'fastify'),
         guarded(
           ratioRow(
             'GET with If-None-Match (304)',
             r.notModified.rps,
-            r.fastify.rps,
+            fastify.rps,
             'fastify 200',
             'req/s',
             0.9,
-            roundRatio(r.notModified, r.fastify),
+            roundRatio(r.notModified, fastify),
           ),
           r.ceiling.rps,
         ),
-        latencyRow('  p99 latency at saturation', r.notModified.p99, r.fastify.p99, 'fastify'),
+        latencyRow('  p99 latency at saturation', r.notModified.p99, fastify.p99, 'fastify'),
         { metric: 'etcd range p50 / p99 at saturation', ours: r.etcd.p50, baseline: r.etcd.p99, against: 'p99', unit: 'ms' },
-        ratioRow(
-          'wrk ceiling / the fastify floor',
-          r.ceiling.rps,
-          r.fastify.rps,
-          'fastify',
-          'req/s',
-          1.3,
-          roundRatio(r.ceiling, r.fastify),
-        ),
+        ratioRow('wrk ceiling / the fastify floor', r.ceiling.rps, fastify.rps, 'fastify', 'req/s', 1.3, roundRatio(r.ceiling, fastify)),
         guarded(
           { ...outsideRow, target: `within ${AGREEMENT * 100}% of ${main.toFixed(2)}×`, pass: Math.abs(agreement - 1) <= AGREEMENT },
           r.outsideCeiling.rps,
