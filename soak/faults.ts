@@ -11,7 +11,8 @@ import { now } from './http.ts';
 import { FAULT_KINDS, SMOKE_FAULT_KINDS, type Compaction, type FaultKind, type FaultRecord } from './observations.ts';
 import { Random } from './random.ts';
 import type { Gateway } from './system.ts';
-import type { Workload } from './workload.ts';
+import { fillStore, freeStore, heldFull } from './store-faults.ts';
+import type { Workload, WorkloadLog } from './workload.ts';
 
 export interface PlannedFault {
   at: number;
@@ -21,9 +22,15 @@ export interface PlannedFault {
 }
 
 /** Faults start between `startMs` and `endMs` (a compressed plan: one of each kind from `startMs`). */
-export function planFaults(random: Random, startMs: number, endMs: number, compressed: boolean): PlannedFault[] {
+export function planFaults(
+  random: Random,
+  startMs: number,
+  endMs: number,
+  compressed: boolean,
+  kinds: readonly FaultKind[] = compressed ? SMOKE_FAULT_KINDS : FAULT_KINDS,
+): PlannedFault[] {
   const plan: PlannedFault[] = [];
-  const firsts = [...(compressed ? SMOKE_FAULT_KINDS : FAULT_KINDS)];
+  const firsts = [...kinds];
   for (let i = firsts.length - 1; i > 0; i--) {
     const j = random.int(0, i);
     [firsts[i], firsts[j]] = [firsts[j]!, firsts[i]!];
@@ -39,7 +46,7 @@ export function planFaults(random: Random, startMs: number, endMs: number, compr
     return plan;
   }
   for (let at = startMs; at < endMs;) {
-    const kind = firsts.shift() ?? random.pick(FAULT_KINDS);
+    const kind = firsts.shift() ?? random.pick(kinds);
     plan.push({ at, kind, seed: random.int(1, 2 ** 31) });
     at += random.chance(0.25) ? random.between(3, 20) * 1000 : random.between(60, 300) * 1000;
   }
@@ -48,16 +55,20 @@ export function planFaults(random: Random, startMs: number, endMs: number, compr
 
 export interface FaultTargets {
   cluster: EtcdCluster;
-  /** The pipes the gateways reach each member's client port through, in member order. */
-  clientPipes: NetPipe[];
+  /** The pipes each gateway reaches each member's client port through: [gateway][member]. */
+  clientPipes: NetPipe[][];
   /** Cuts peer links (startCluster routes them through it). */
   peers: Partitioner;
   gateways: Gateway[];
   recorder: HistoryRecorder;
   workload: Workload;
+  /** What the workload's clients got (the store-full fault reports the answers during its hold). */
+  log: WorkloadLog;
   compactions: Compaction[];
   compressed: boolean;
   burstTtl: number;
+  /** The fleet's TTL: a long partition outlasts it. */
+  instanceTtl: number;
   /** The longest freeze of a leader: below the kept instances' TTL minus their heartbeat interval, with a margin. */
   leaderFreezeMaxSeconds: number;
 }
@@ -70,6 +81,8 @@ export class FaultInjector {
   /** Members and gateways under a fault right now: no second fault picks them. */
   private readonly busyMembers = new Set<number>();
   private readonly busyGateways = new Set<number>();
+  /** A member was replaced: its successor's peer links bypass the partitioner, and the gateways can reach one member fewer. */
+  private replaced: string | undefined;
 
   constructor(private readonly t: FaultTargets) {}
 
@@ -175,20 +188,22 @@ export class FaultInjector {
         const free = [0, 1, 2].filter((i) => !this.busyMembers.has(i));
         if (free.length < 3) return record('-', 'skipped: another member is down or frozen');
         const i = r.pick(free);
-        const pipe = this.t.clientPipes[i]!;
+        const pipes = this.t.clientPipes.map((toMembers) => toMembers[i]!);
         const seconds = this.t.compressed ? 5 : r.between(5, 60);
         const delayMs = Math.round(r.between(200, 2000));
         this.busyMembers.add(i);
         try {
-          if (f.kind === 'client-partition') pipe.set({ kind: 'blackhole' });
-          if (f.kind === 'link-delay') pipe.set({ kind: 'latency', ms: delayMs });
+          if (f.kind === 'client-partition') pipes.forEach((pipe) => pipe.set({ kind: 'blackhole' }));
+          if (f.kind === 'link-delay') pipes.forEach((pipe) => pipe.set({ kind: 'latency', ms: delayMs }));
           for (const end = Date.now() + seconds * 1000; Date.now() < end;) {
-            if (f.kind === 'packet-loss') pipe.reset();
+            if (f.kind === 'packet-loss') pipes.forEach((pipe) => pipe.reset());
             await sleep(f.kind === 'packet-loss' ? r.between(1, 3) * 1000 : end - Date.now());
           }
         } finally {
-          pipe.set({ kind: 'pass' });
-          if (f.kind === 'client-partition') pipe.reset(); // a partition's stalled connections do not come back
+          for (const pipe of pipes) {
+            pipe.set({ kind: 'pass' });
+            if (f.kind === 'client-partition') pipe.reset(); // a partition's stalled connections do not come back
+          }
           this.busyMembers.delete(i);
         }
         const what = f.kind === 'link-delay' ? `${delayMs} ms each way, ` : '';
@@ -196,6 +211,7 @@ export class FaultInjector {
       }
       case 'minority-leader': {
         if (this.busyMembers.size) return record('-', 'skipped: another member is down or frozen');
+        if (this.replaced) return record('-', `skipped: ${this.replaced} replaced a member, and its peer links bypass the partitioner`);
         const i = await cluster.leaderIndex();
         // Bounded like a leader freeze: an etcd with etcd-io/etcd#15247 may revoke live leases when a stale leader rejoins.
         const seconds = this.t.compressed ? 5 : r.between(5, this.t.leaderFreezeMaxSeconds);
@@ -208,6 +224,92 @@ export class FaultInjector {
           this.busyMembers.delete(i);
         }
         return record(`m${i}`, `leader cut from its followers, ${seconds.toFixed(0)} s`);
+      }
+      case 'asymmetric-cut': {
+        // One direction of the gateways' link to a member goes silent: requests arrive and their answers are
+        // lost (`down`: writes land unacknowledged), or requests are lost while the member's own frames still arrive (`up`).
+        const free = [0, 1, 2].filter((i) => !this.busyMembers.has(i));
+        if (free.length < 3) return record('-', 'skipped: another member is down or frozen');
+        const i = r.pick(free);
+        const direction = r.pick(['up', 'down'] as const);
+        const seconds = this.t.compressed ? 5 : r.between(5, 60);
+        const pipes = this.t.clientPipes.map((toMembers) => toMembers[i]!);
+        this.busyMembers.add(i);
+        try {
+          pipes.forEach((pipe) => pipe.set({ kind: 'blackhole' }, direction));
+          await sleep(seconds * 1000);
+        } finally {
+          for (const pipe of pipes) {
+            pipe.set({ kind: 'pass' });
+            pipe.reset();
+          }
+          this.busyMembers.delete(i);
+        }
+        const what = direction === 'up' ? 'gateways → member dropped' : 'member → gateways dropped';
+        return record(`gateways-m${i}`, `${what}, ${seconds.toFixed(0)} s`);
+      }
+      case 'long-partition': {
+        // One gateway cut from every member for longer than the fleet's TTL: leases expire in etcd meanwhile,
+        // and once healed the gateway must catch up and its streams deliver each expiry once.
+        const free = gateways.filter((g) => !this.busyGateways.has(g.index) && g.running);
+        if (free.length < 2) return record('-', 'skipped: keep one gateway up');
+        const g = r.pick(free);
+        const seconds = this.t.instanceTtl + (this.t.compressed ? 5 : r.between(5, 15));
+        const pipes = this.t.clientPipes[g.index]!;
+        this.busyGateways.add(g.index);
+        try {
+          pipes.forEach((pipe) => pipe.set({ kind: 'blackhole' }));
+          await sleep(seconds * 1000);
+        } finally {
+          for (const pipe of pipes) {
+            pipe.set({ kind: 'pass' });
+            pipe.reset();
+          }
+          this.busyGateways.delete(g.index);
+        }
+        const healedAt = now();
+        const target = await this.t.recorder.currentRevision();
+        const caughtUp = await caughtUpTo(g, target, 60_000);
+        return record(
+          `g${g.index}`,
+          `cut from every member ${seconds.toFixed(0)} s (TTL ${this.t.instanceTtl} s); ${caughtUp ? `in sync past revision ${target} ${((now() - healedAt) / 1000).toFixed(1)} s after the heal` : `not in sync with revision ${target} 60 s after the heal`}`,
+        );
+      }
+      case 'store-full': {
+        if (this.busyMembers.size) return record('-', 'skipped: another member is down or frozen');
+        [0, 1, 2].forEach((i) => this.busyMembers.add(i));
+        try {
+          const urls = cluster.members.map((m) => m.clientUrl);
+          const filled = await fillStore(urls);
+          const fullAt = now();
+          const seconds = this.t.compressed ? 10 : 60;
+          const seen = await heldFull(gateways, seconds * 1000);
+          const held = describeHold(this.t.log, fullAt, now(), seen);
+          const freed = await freeStore(cluster, this.t.recorder, this.t.compactions);
+          return record('etcd', `${filled}; ${held}; ${freed}`);
+        } finally {
+          [0, 1, 2].forEach((i) => this.busyMembers.delete(i));
+        }
+      }
+      case 'member-replace': {
+        if (this.replaced)
+          return record('-', `skipped: ${this.replaced} replaced a member already (the gateways' endpoint lists would run out)`);
+        if (this.busyMembers.size) return record('-', 'skipped: another member is down or frozen');
+        const i = r.pick([0, 1, 2]);
+        [0, 1, 2].forEach((j) => this.busyMembers.add(j));
+        try {
+          const old = cluster.members[i]!.name;
+          const url = await cluster.replaceMember(i);
+          this.replaced = `${old} → ${cluster.members[i]!.name}`;
+          // Each gateway still lists the pipe to the removed member: its /health must name that endpoint.
+          const named = await Promise.all(gateways.map((g) => namesGone(g, this.t.clientPipes[g.index]![i]!.url, 30_000)));
+          return record(
+            `m${i}`,
+            `${this.replaced} at ${url}; /health names the gone endpoint on ${named.filter(Boolean).length}/${gateways.length} gateways`,
+          );
+        } finally {
+          [0, 1, 2].forEach((j) => this.busyMembers.delete(j));
+        }
       }
     }
   }
@@ -226,4 +328,33 @@ async function startUntilReady(g: Gateway): Promise<string[]> {
       await sleep(2000);
     }
   }
+}
+
+/** Waits until `g` says it is in sync with the store at `revision` or later. */
+async function caughtUpTo(g: Gateway, revision: number, timeoutMs: number): Promise<boolean> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(500)) {
+    const store = (await g.health())?.store;
+    if (store?.inSync && store.appliedRevision >= revision) return true;
+  }
+  return false;
+}
+
+/** Waits until `g`'s /health lists `endpoint` among the endpoints no member advertises any more. */
+async function namesGone(g: Gateway, endpoint: string, timeoutMs: number): Promise<boolean> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(500)) {
+    const gone = (await g.health())?.store.details?.goneEndpoints;
+    if (Array.isArray(gone) && gone.includes(endpoint)) return true;
+  }
+  return false;
+}
+
+/** What the workload's clients got while the store was full: the 507s, heartbeats and deregistrations. */
+function describeHold(log: WorkloadLog, from: number, to: number, alarmSeen: string): string {
+  const during = (t: number) => t >= from && t <= to;
+  const refused = (log.storeFull ?? []).filter((x) => during(x.sentAt)).length;
+  const beats = log.heartbeats.filter((b) => during(b.at));
+  const sum = (k: 'ok' | 'failed') => beats.reduce((n, b) => n + b[k], 0);
+  const deregistered = log.writes.filter((w) => w.op === 'deregister' && during(w.sentAt)).length;
+  const written = log.writes.filter((w) => w.op !== 'deregister' && during(w.sentAt)).length;
+  return `held ${((to - from) / 1000).toFixed(0)} s: ${refused} writes answered 507, ${written} other writes acknowledged, heartbeats ${sum('ok')} ok / ${sum('failed')} failed, ${deregistered} deregistrations acknowledged; ${alarmSeen}`;
 }

@@ -3,13 +3,17 @@
 // every connection open and drops what crosses it (a partition as TCP sees it:
 // no reset, just silence), `latency` delays every chunk by a fixed time in both
 // directions (order kept), `reset` cuts every open connection once (the closest
-// TCP gets to packet loss: a stall, then a reconnect). `pass` heals.
+// TCP gets to packet loss: a stall, then a reconnect). `pass` heals. A toxic
+// can be set on one direction only (an asymmetric cut: requests arrive, their
+// answers never come back, or the other way round).
 import net, { type AddressInfo, type Socket } from 'node:net';
 
 export type Toxic = { kind: 'pass' } | { kind: 'blackhole' } | { kind: 'latency'; ms: number };
+/** `up`: what the client sends to the target; `down`: what comes back. */
+export type Direction = 'up' | 'down' | 'both';
 
 export class NetPipe {
-  private toxic: Toxic = { kind: 'pass' };
+  private readonly toxics: Record<'up' | 'down', Toxic> = { up: { kind: 'pass' }, down: { kind: 'pass' } };
   private readonly sockets = new Set<Socket>();
 
   private constructor(
@@ -28,9 +32,10 @@ export class NetPipe {
     return pipe;
   }
 
-  /** From now on, what crosses the pipe meets `toxic` (connections already open too). */
-  set(toxic: Toxic): void {
-    this.toxic = toxic;
+  /** From now on, what crosses the pipe in `direction` meets `toxic` (connections already open too). */
+  set(toxic: Toxic, direction: Direction = 'both'): void {
+    if (direction !== 'down') this.toxics.up = toxic;
+    if (direction !== 'up') this.toxics.down = toxic;
   }
 
   /** Cut every open connection (clients reconnect through the pipe). */
@@ -49,15 +54,15 @@ export class NetPipe {
         upstream.destroy();
       });
     }
-    this.forward(client, upstream);
-    this.forward(upstream, client);
+    this.forward(client, upstream, 'up');
+    this.forward(upstream, client, 'down');
   }
 
   /** Copies `from` to `to` through the current toxic; under latency, chunks keep their order. */
-  private forward(from: Socket, to: Socket): void {
+  private forward(from: Socket, to: Socket, direction: 'up' | 'down'): void {
     let due = 0;
     from.on('data', (chunk: Buffer) => {
-      const toxic = this.toxic;
+      const toxic = this.toxics[direction];
       if (toxic.kind === 'blackhole') return;
       if (toxic.kind === 'pass' && due <= Date.now()) return void to.write(chunk);
       // Never earlier than a chunk sent before it: order is kept when the delay changes.

@@ -133,7 +133,12 @@ export type FaultKind =
   | 'client-partition'
   | 'link-delay'
   | 'packet-loss'
-  | 'minority-leader';
+  | 'minority-leader'
+  | 'asymmetric-cut'
+  | 'long-partition'
+  // Store faults (soak/store-faults.ts):
+  | 'store-full'
+  | 'member-replace';
 export const FAULT_KINDS: readonly FaultKind[] = [
   'leader-kill',
   'member-freeze',
@@ -145,10 +150,14 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'link-delay',
   'packet-loss',
   'minority-leader',
+  'asymmetric-cut',
+  'long-partition',
+  'store-full',
+  'member-replace',
 ];
 /** The one-minute smoke: every process fault and one network fault, so that it fits its minute. */
 export const SMOKE_FAULT_KINDS: readonly FaultKind[] = FAULT_KINDS.filter(
-  (k) => !['link-delay', 'packet-loss', 'minority-leader'].includes(k),
+  (k) => !['link-delay', 'packet-loss', 'minority-leader', 'asymmetric-cut', 'long-partition', 'store-full', 'member-replace'].includes(k),
 );
 
 /** The gateways' event ring (EVENT_HISTORY): a process's memory is warm once this many changes have passed through it. */
@@ -223,6 +232,8 @@ export interface RunLog {
    * land, the TTL ends them, and their expiry is expected (absent in logs of runs before they were recorded).
    */
   unansweredDeregistrations?: { key: string; sentAt: number }[];
+  /** Writes answered 507 store-full (they did not land): expected while the store is full (absent in older logs). */
+  storeFull?: { key: string; sentAt: number }[];
   /** Instances left to expire on purpose ("svc/id"); their expiries are expected. */
   abandoned: { key: string; registeredAt: number; ttl: number }[];
   /** Instances kept by discovery-agent processes ("svc/id"): they must never expire. */

@@ -318,6 +318,10 @@ const FAULT_COLORS: Record<FaultKind, string> = {
   'link-delay': '#8c564b',
   'packet-loss': '#e377c2',
   'minority-leader': '#7f7f7f',
+  'asymmetric-cut': '#aec7e8',
+  'long-partition': '#393b79',
+  'store-full': '#ffbb78',
+  'member-replace': '#98df8a',
 };
 const LINE_COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd'];
 

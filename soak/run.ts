@@ -1,4 +1,4 @@
-// npm run soak -- [--minutes N] [--seed S] [--replicas 3] [--out DIR] [--profile full|smoke]
+// npm run soak -- [--minutes N] [--seed S] [--replicas 3] [--out DIR] [--profile full|smoke] [--faults kind,kind]
 // npm run soak -- --recheck DIR     (check a saved run log again, rewrite its report)
 //
 // Starts a 3-member etcd cluster and N gateway replicas, drives churn,
@@ -18,7 +18,7 @@ import { FaultInjector, planFaults } from './faults.ts';
 import { gatewayLagSampler } from './gateway-lag.ts';
 import { HistoryRecorder } from './history.ts';
 import { closeClients, now, restartClock } from './http.ts';
-import { EVENT_RING, type Compaction, type RssSample, type RunLog, type Scope } from './observations.ts';
+import { EVENT_RING, FAULT_KINDS, type Compaction, type FaultKind, type RssSample, type RunLog, type Scope } from './observations.ts';
 import { Random } from './random.ts';
 import { writeReport, type Machine, type Summary } from './report.ts';
 import { Subscriber } from './subscriber.ts';
@@ -33,6 +33,8 @@ export interface SoakOptions {
   replicas: number;
   out: string;
   profile: 'full' | 'smoke';
+  /** Only these fault kinds (each once first, in a seeded order, then drawn among them); default: the profile's. */
+  faultKinds?: readonly FaultKind[];
   /** Options for the gateways' node, space-separated (a heap limit, --trace-gc). */
   gatewayNodeOptions?: string;
   /** Progress lines go here (stderr for the CLI). */
@@ -50,12 +52,16 @@ interface Profile {
   agentTtl: number;
   burstTtl: number;
   compactionRetention: string;
+  /** etcd's space quota: room for the workload, small enough for the store-full fault to fill in seconds. */
+  quotaBackendBytes: number;
   rssWarmupMs: number;
   faultsFromMs: number;
   /** No fault starts this close to the end, so the system has healed before the quiet phase. */
   faultsStopBeforeEndMs: number;
   settleTimeoutMs: number;
 }
+
+const QUOTA = 128 * 2 ** 20;
 
 const PROFILES: Record<SoakOptions['profile'], Profile> = {
   full: {
@@ -64,9 +70,11 @@ const PROFILES: Record<SoakOptions['profile'], Profile> = {
     subscribers: { perService: 150, narrowed: 35, all: 15 },
     moveEverySeconds: 120,
     agents: 5,
-    agentTtl: 60,
+    // Above the longest partition of one gateway (long-partition) plus a heartbeat interval: an agent talks to one gateway only.
+    agentTtl: 90,
     burstTtl: 20,
     compactionRetention: '1m',
+    quotaBackendBytes: QUOTA,
     rssWarmupMs: 180_000,
     faultsFromMs: 60_000,
     faultsStopBeforeEndMs: 60_000,
@@ -81,6 +89,7 @@ const PROFILES: Record<SoakOptions['profile'], Profile> = {
     agentTtl: 30,
     burstTtl: 6,
     compactionRetention: '1m',
+    quotaBackendBytes: QUOTA,
     rssWarmupMs: 20_000,
     faultsFromMs: 4_000,
     faultsStopBeforeEndMs: 12_000,
@@ -111,9 +120,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
 
   say(`starting etcd (3 members) and ${opts.replicas} gateways; logs in ${logDir}`);
   const peers = new Partitioner();
-  const cluster = await startCluster(p.compactionRetention, peers);
-  // The gateways reach each member through a pipe the network faults control; the recorder (ground truth) does not.
-  const clientPipes = await Promise.all(cluster.endpoints.map((e) => NetPipe.start(e)));
+  const cluster = await startCluster(p.compactionRetention, p.quotaBackendBytes, peers);
+  // Each gateway reaches each member through a pipe of its own, which the network faults control; the recorder (ground truth) does not.
+  const clientPipes = await Promise.all(
+    Array.from({ length: opts.replicas }, () => Promise.all(cluster.endpoints.map((e) => NetPipe.start(e)))),
+  );
   const compactions: Compaction[] = [];
   const rss: RssSample[] = [];
   const prefix = '/soak';
@@ -132,16 +143,16 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
   let injector: FaultInjector | undefined;
   try {
     await recorder.start();
-    const env = {
-      ETCD_ENDPOINTS: clientPipes.map((pipe) => pipe.url).join(','),
+    const env = (i: number) => ({
+      ETCD_ENDPOINTS: clientPipes[i]!.map((pipe) => pipe.url).join(','),
       ETCD_PREFIX: prefix,
       LOG_LEVEL: 'warn',
       REQUEST_LOG: 'false',
       SSE_KEEPALIVE_SECONDS: '5',
       EVENT_HISTORY: String(EVENT_RING),
-    };
+    });
     for (let i = 0; i < opts.replicas; i++)
-      gateways.push(await Gateway.create(i, env, logDir, opts.gatewayNodeOptions?.split(/\s+/).filter(Boolean)));
+      gateways.push(await Gateway.create(i, env(i), logDir, opts.gatewayNodeOptions?.split(/\s+/).filter(Boolean)));
     await Promise.all(gateways.map((g) => g.start()));
     const bases = () => gateways.map((g) => g.url);
 
@@ -153,6 +164,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       notFound: [],
       failedHeartbeats: [],
       unansweredDeregistrations: [],
+      storeFull: [],
       abandoned: [],
       reads: [],
       heartbeats: [],
@@ -204,7 +216,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
     say(`workload: ${p.workload.instances} instances, ${subscribers.length} subscribers, ${p.agents} agents; ${opts.minutes} min`);
     await workload.start();
     const leaderFreezeMaxSeconds = longestLeaderFreeze(p, machine.etcd);
-    const plan = planFaults(planRandom, p.faultsFromMs, durationMs - p.faultsStopBeforeEndMs, opts.profile === 'smoke');
+    const plan = planFaults(planRandom, p.faultsFromMs, durationMs - p.faultsStopBeforeEndMs, opts.profile === 'smoke', opts.faultKinds);
     injector = new FaultInjector({
       cluster,
       clientPipes,
@@ -212,9 +224,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       gateways,
       recorder,
       workload,
+      log,
       compactions,
       compressed: opts.profile === 'smoke',
       burstTtl: p.burstTtl,
+      instanceTtl: p.workload.ttl,
       leaderFreezeMaxSeconds,
     });
     injector.start(plan);
@@ -283,7 +297,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
     await Promise.all(gateways.map((g) => g.stop('SIGKILL', 1000)));
     closeClients();
     await recorder.stop().catch(() => {});
-    await Promise.all(clientPipes.map((pipe) => pipe.close()));
+    await Promise.all(clientPipes.flat().map((pipe) => pipe.close()));
     await cluster.close();
     await peers.close();
   }
@@ -365,6 +379,7 @@ function workloadSummaryOf(
     'minRevision reads': runLog.reads.filter((r) => r.kind === 'minRevision').length,
     'blocking queries answered': runLog.reads.filter((r) => r.kind === 'blocking').length,
     'compactions seen': compactions,
+    'writes answered 507 store-full': runLog.storeFull?.length ?? 0,
   };
 }
 
@@ -395,6 +410,7 @@ async function main(): Promise<void> {
       profile: { type: 'string', default: 'full' },
       recheck: { type: 'string' },
       'gateway-node-options': { type: 'string' },
+      faults: { type: 'string' },
     },
   });
   if (values.recheck) {
@@ -406,9 +422,17 @@ async function main(): Promise<void> {
   const minutes = Number(values.minutes);
   const seed = Number(values.seed);
   const replicas = Number(values.replicas);
-  if (!(minutes > 0) || !Number.isInteger(seed) || !(replicas >= 2) || !['full', 'smoke'].includes(values.profile!)) {
+  const faultKinds = values.faults?.split(',') as FaultKind[] | undefined;
+  if (
+    !(minutes > 0) ||
+    !Number.isInteger(seed) ||
+    !(replicas >= 2) ||
+    !['full', 'smoke'].includes(values.profile!) ||
+    faultKinds?.some((k) => !FAULT_KINDS.includes(k))
+  ) {
     process.stderr.write(
-      'usage: npm run soak -- [--minutes N] [--seed S] [--replicas N>=2] [--out DIR] [--profile full|smoke] [--gateway-node-options OPTIONS]\n',
+      'usage: npm run soak -- [--minutes N] [--seed S] [--replicas N>=2] [--out DIR] [--profile full|smoke] [--faults kind,kind] [--gateway-node-options OPTIONS]\n' +
+        `fault kinds: ${FAULT_KINDS.join(', ')}\n`,
     );
     process.exit(2);
   }
@@ -429,6 +453,7 @@ async function main(): Promise<void> {
     replicas,
     out,
     profile: values.profile as SoakOptions['profile'],
+    faultKinds,
     gatewayNodeOptions: values['gateway-node-options'],
     say: (l) => process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${l}\n`),
   });

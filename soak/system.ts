@@ -15,9 +15,10 @@ import { now } from './http.ts';
 import type { Compaction, MajorGc, RssSample, RunLog } from './observations.ts';
 
 /** The cluster with its peer links routed through `peers` (which can then cut them). */
-export async function startCluster(compactionRetention: string, peers: Partitioner): Promise<EtcdCluster> {
+export async function startCluster(compactionRetention: string, quotaBackendBytes: number, peers: Partitioner): Promise<EtcdCluster> {
   const cluster = await startEtcd({
     size: 3,
+    quotaBackendBytes,
     extraArgs: ['--auto-compaction-mode', 'periodic', '--auto-compaction-retention', compactionRetention],
     routePeer: peers.route,
   });
@@ -33,6 +34,11 @@ const freePort = () =>
       s.close(() => ok(port));
     });
   });
+
+/** The part of a gateway's /health the faults look at. */
+interface GatewayHealth {
+  store: { inSync: boolean; appliedRevision: number; alarms?: string[]; details?: { goneEndpoints?: unknown } };
+}
 
 /** One gateway replica: a fixed port and log file across restarts. */
 export class Gateway {
@@ -101,6 +107,16 @@ export class Gateway {
     await exited;
     clearTimeout(killer);
     return proc.exitCode;
+  }
+
+  /** What /health says of the store (undefined when it does not answer). */
+  async health(): Promise<GatewayHealth | undefined> {
+    try {
+      const res = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(3000) });
+      return (await res.json()) as GatewayHealth;
+    } catch {
+      return undefined;
+    }
   }
 
   /**

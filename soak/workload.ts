@@ -42,13 +42,15 @@ interface Member {
 /** The part of the run log the driver writes. */
 export type WorkloadLog = Pick<
   RunLog,
-  'writes' | 'renewals' | 'notFound' | 'failedHeartbeats' | 'unansweredDeregistrations' | 'abandoned' | 'reads' | 'heartbeats'
+  'writes' | 'renewals' | 'notFound' | 'failedHeartbeats' | 'unansweredDeregistrations' | 'storeFull' | 'abandoned' | 'reads' | 'heartbeats'
 >;
 
 const HEARTBEAT_BUCKET_MS = 5000;
 
-/** No answer, or a 5xx: the write may or may not have happened (a 404 says the instance was already gone). */
-const mayHaveLanded = (reply: Reply): boolean => reply.status === 0 || reply.status >= 500;
+/** 507 store-full: the store refused new data (API.md), so nothing landed; an expected answer while the store is full. */
+const STORE_FULL = 507;
+/** No answer, or a 5xx: the write may or may not have happened (a 404 says the instance was already gone, a 507 that nothing landed). */
+const mayHaveLanded = (reply: Reply): boolean => reply.status === 0 || (reply.status >= 500 && reply.status !== STORE_FULL);
 const STATUSES: Status[] = ['up', 'draining', 'down'];
 
 export class Workload {
@@ -141,6 +143,10 @@ export class Workload {
     const status = m.status; // what the body says, whatever answers arrive meanwhile
     const reply = await request(this.replicas()[replica]!, 'PUT', `/services/${m.service}/instances/${m.id}`, this.body(m, ttl));
     const revision = this.ack(op, replica, reply, sentAt, [{ key: m.key, kind: 'put', status }]);
+    if (reply.status === STORE_FULL) {
+      this.log.storeFull?.push({ key: m.key, sentAt });
+      return undefined; // nothing landed: what etcd holds of it is what it held before
+    }
     if (revision === undefined) {
       m.uncertain = true;
       return undefined;
@@ -188,6 +194,12 @@ export class Workload {
       if (status && status !== m.status && !m.uncertain) this.ack('status', replica, reply, sentAt, [{ key: m.key, kind: 'put', status }]);
       if (status) m.status = status;
       this.schedule(m, (answer?.interval ?? this.opts.ttl / 3) * 1000);
+      return;
+    }
+    if (status && reply.status === STORE_FULL) {
+      // The status change did not land; the lease may not have been renewed either: a plain heartbeat soon.
+      this.log.storeFull?.push({ key: m.key, sentAt });
+      this.schedule(m, 1000);
       return;
     }
     if (status) m.uncertain = true;
@@ -283,6 +295,7 @@ export class Workload {
       ...deregister.map((m) => ({ key: m.key, kind: 'delete' as const })),
     ];
     const revision = this.ack('batch', replica, reply, sentAt, changes);
+    if (reply.status === STORE_FULL) this.log.storeFull?.push(...register.map((m) => ({ key: m.key, sentAt })));
     if (revision === undefined && mayHaveLanded(reply))
       for (const m of deregister) this.log.unansweredDeregistrations?.push({ key: m.key, sentAt });
     for (const m of register) {

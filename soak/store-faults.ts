@@ -1,0 +1,69 @@
+// The full-store fault: history written into etcd until its space quota is
+// exhausted (etcd raises NOSPACE), held full, then freed with exactly the
+// operator's commands of docs/operations.md ("A full store"): compact at the
+// current revision, defragment, disarm.
+import { Etcd3 } from 'etcd3';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { EtcdCluster } from '../test/helpers/etcd.ts';
+import type { HistoryRecorder } from './history.ts';
+import { now } from './http.ts';
+import type { Compaction } from './observations.ts';
+import type { Gateway } from './system.ts';
+
+/** Outside the soak's prefix: no gateway and no recorder sees it. */
+const FILL_KEY = '/soak-fill';
+const FILL_VALUE = Buffer.alloc(512 * 1024, 'x');
+
+/**
+ * Overwrites one key with large values until etcd refuses (`database space exceeded`):
+ * the quota fills with history, which compaction frees (live data would not be).
+ */
+export async function fillStore(endpoints: string[], timeoutMs = 180_000): Promise<string> {
+  const client = new Etcd3({ hosts: endpoints, defaultCallOptions: () => ({ deadline: Date.now() + 10_000 }) });
+  const started = Date.now();
+  let puts = 0;
+  try {
+    for (;;) {
+      if (Date.now() - started > timeoutMs) throw new Error(`the store was not full after ${puts} writes of 512 KiB`);
+      try {
+        await client.put(FILL_KEY).value(FILL_VALUE).exec();
+        puts++;
+      } catch (err) {
+        if (/database space exceeded/.test(String(err))) break;
+        await sleep(200); // an election, a member restarting: try again
+      }
+    }
+  } finally {
+    client.close();
+  }
+  return `full after ${puts} writes of 512 KiB in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+}
+
+/** Holds the store full for `ms`; resolves how many gateways showed the alarm on /health meanwhile. */
+export async function heldFull(gateways: Gateway[], ms: number): Promise<string> {
+  const seen = new Set<number>();
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(Math.min(2000, Math.max(0, end - Date.now())))) {
+    for (const g of gateways) if ((await g.health())?.store.alarms?.includes('nospace')) seen.add(g.index);
+  }
+  return `/health named the nospace alarm on ${seen.size}/${gateways.length} gateways`;
+}
+
+/** The operator's recovery: compact at the current revision, defragment every member, disarm. */
+export async function freeStore(cluster: EtcdCluster, recorder: HistoryRecorder, compactions: Compaction[]): Promise<string> {
+  const urls = cluster.members.map((m) => m.clientUrl);
+  const started = Date.now();
+  const status = JSON.parse(await cluster.ctlAt(urls, ['endpoint', 'status', '-w', 'json'])) as {
+    Status: { header: { revision: number }; dbSize: number };
+  }[];
+  const revision = Math.max(...status.map((s) => s.Status.header.revision));
+  const sizeMb = Math.max(...status.map((s) => s.Status.dbSize)) / 2 ** 20;
+  // The recorder's watch must be past the compaction, or the ground truth would lose events.
+  if (!(await recorder.reach(revision, 30_000))) throw new Error(`the recorder is behind revision ${revision}`);
+  compactions.push({ revision, at: now() });
+  await cluster.ctlAt(urls, ['compact', String(revision)]);
+  await cluster.ctlAt(urls, ['defrag', '--command-timeout=60s']);
+  await cluster.ctlAt(urls, ['alarm', 'disarm']);
+  const left = (await cluster.ctlAt(urls, ['alarm', 'list'])).trim();
+  if (left) throw new Error(`alarms still raised after disarming: ${left}`);
+  return `freed (compact ${revision}, defrag of ${sizeMb.toFixed(0)} MiB, disarm) in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+}
