@@ -114,10 +114,11 @@ const ABANDONED_EXPIRY_SLACK_MS = 60_000;
 export function check(log: RunLog): CheckResult {
   const out = new Collector();
   const changes = changesOf(log.history.events);
+  const leaseEnded = withoutRequestedDeletes(log, changes);
   const stats = {
     revisions: log.history.endRevision - log.history.startRevision,
     changes: changes.length,
-    expiries: changes.filter((c) => c.reason === 'expired').length,
+    expiries: leaseEnded.filter((c) => c.reason === 'expired').length,
     deliveries: 0,
     resets: 0,
     connections: 0,
@@ -144,8 +145,8 @@ export function check(log: RunLog): CheckResult {
     }
   }
   stats.writesChecked = checkAckedWrites(log, out);
-  stats.renewalsChecked = checkExpiries(log, changes, out);
-  const expiries = accountForExpiries(log, changes);
+  stats.renewalsChecked = checkExpiries(log, leaseEnded, out);
+  const expiries = accountForExpiries(log, leaseEnded);
   checkNotFound(log, changes, out);
   const reads = checkReads(log, out, stateChecks);
   stats.readsChecked = reads.checked;
@@ -210,11 +211,33 @@ export function changesOf(events: HistoryEvent[]): Change[] {
   return out;
 }
 
+/**
+ * The changes without the deletes the driver asked for that read as expiries: a full store cannot
+ * take the bookkeeping key that names a deregistration (API.md), so its delete looks like a lease's end.
+ * An acknowledged deregistration is known by its revision; one that got no answer counts only while the store was full.
+ */
+function withoutRequestedDeletes(log: RunLog, changes: Change[]): Change[] {
+  const acked = new Set(log.writes.flatMap((w) => w.changes.filter((c) => c.kind === 'delete').map((c) => `${w.revision}|${c.key}`)));
+  const full = log.faults.filter((f) => f.kind === 'store-full');
+  const unanswered = groupByKey(log.unansweredDeregistrations ?? []);
+  const renewals = groupByKey(log.renewals);
+  const requested = (c: Change): boolean => {
+    if (acked.has(`${c.revision}|${c.key}`)) return true;
+    if (!full.some((f) => f.start <= c.at && c.at <= f.end)) return false;
+    // Sent before the delete, and no renewal after it: the instance was meant to be gone.
+    return (unanswered.get(c.key) ?? []).some(
+      (d) => d.sentAt < c.at && !(renewals.get(c.key) ?? []).some((r) => r.sentAt > d.sentAt && r.sentAt < c.at),
+    );
+  };
+  return changes.filter((c) => !(c.reason === 'expired' && requested(c)));
+}
+
 function checkHistoryComplete(log: RunLog, out: Collector): void {
   const h = log.history;
   if (h.broken) out.add('history-complete', `the recorder's watch broke: ${h.broken}`);
-  // Only the gateways write to this etcd, all under the prefix: every revision must show up.
-  const seen = new Set(h.events.map((e) => e.revision));
+  // Only the gateways write to this etcd, all under the prefix: every revision must show up
+  // (but those of the store-full fault's filler, written outside the prefix on purpose).
+  const seen = new Set([...h.events.map((e) => e.revision), ...(log.foreignRevisions ?? [])]);
   let gaps = 0;
   for (let r = h.startRevision + 1; r <= h.endRevision; r++) if (!seen.has(r)) gaps++;
   if (gaps) out.add('history-complete', `${gaps} revisions between ${h.startRevision} and ${h.endRevision} never reached the recorder`);

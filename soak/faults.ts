@@ -65,6 +65,8 @@ export interface FaultTargets {
   /** What the workload's clients got (the store-full fault reports the answers during its hold). */
   log: WorkloadLog;
   compactions: Compaction[];
+  /** Revisions written outside the prefix (the store-full fault's filler). */
+  foreignRevisions: number[];
   compressed: boolean;
   burstTtl: number;
   /** The fleet's TTL: a long partition outlasts it. */
@@ -279,8 +281,7 @@ export class FaultInjector {
         if (this.busyMembers.size) return record('-', 'skipped: another member is down or frozen');
         [0, 1, 2].forEach((i) => this.busyMembers.add(i));
         try {
-          const urls = cluster.members.map((m) => m.clientUrl);
-          const filled = await fillStore(urls);
+          const filled = await fillStore(cluster, this.t.foreignRevisions);
           const fullAt = now();
           const seconds = this.t.compressed ? 10 : 60;
           const seen = await heldFull(gateways, seconds * 1000);

@@ -232,6 +232,8 @@ export interface RunLog {
    * land, the TTL ends them, and their expiry is expected (absent in logs of runs before they were recorded).
    */
   unansweredDeregistrations?: { key: string; sentAt: number }[];
+  /** Revisions the store-full fault wrote outside the prefix (its filler): no gateway or recorder sees them (absent in older logs). */
+  foreignRevisions?: number[];
   /** Writes answered 507 store-full (they did not land): expected while the store is full (absent in older logs). */
   storeFull?: { key: string; sentAt: number }[];
   /** Instances left to expire on purpose ("svc/id"); their expiries are expected. */

@@ -126,6 +126,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
     Array.from({ length: opts.replicas }, () => Promise.all(cluster.endpoints.map((e) => NetPipe.start(e)))),
   );
   const compactions: Compaction[] = [];
+  const foreignRevisions: number[] = [];
   const rss: RssSample[] = [];
   const prefix = '/soak';
   const recorder = new HistoryRecorder(cluster.endpoints, prefix, now);
@@ -226,6 +227,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       workload,
       log,
       compactions,
+      foreignRevisions,
       compressed: opts.profile === 'smoke',
       burstTtl: p.burstTtl,
       instanceTtl: p.workload.ttl,
@@ -267,6 +269,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       history: recorder.snapshot(),
       settleRevision,
       compactions,
+      foreignRevisions,
       subscribers: subscribers.map((s) => s.log),
       ...log,
       agentKeys,

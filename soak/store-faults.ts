@@ -18,7 +18,9 @@ const FILL_VALUE = Buffer.alloc(512 * 1024, 'x');
  * Overwrites one key with large values until etcd refuses (`database space exceeded`):
  * the quota fills with history, which compaction frees (live data would not be).
  */
-export async function fillStore(endpoints: string[], timeoutMs = 180_000): Promise<string> {
+export async function fillStore(cluster: EtcdCluster, revisions: number[], timeoutMs = 180_000): Promise<string> {
+  const endpoints = cluster.members.map((m) => m.clientUrl);
+  const before = await dbSizeMb(cluster);
   const client = new Etcd3({ hosts: endpoints, defaultCallOptions: () => ({ deadline: Date.now() + 10_000 }) });
   const started = Date.now();
   let puts = 0;
@@ -26,17 +28,38 @@ export async function fillStore(endpoints: string[], timeoutMs = 180_000): Promi
     for (;;) {
       if (Date.now() - started > timeoutMs) throw new Error(`the store was not full after ${puts} writes of 512 KiB`);
       try {
-        await client.put(FILL_KEY).value(FILL_VALUE).exec();
+        // Outside the prefix: the checker learns these revisions from here, not from the recorder.
+        revisions.push(Number((await client.put(FILL_KEY).value(FILL_VALUE).exec()).header.revision));
         puts++;
       } catch (err) {
         if (/database space exceeded/.test(String(err))) break;
+        // A timeout may hide a write that landed: its revision is the key's latest.
+        const landed = await client
+          .get(FILL_KEY)
+          .exec()
+          .then((r) => Number(r.kvs[0]?.mod_revision ?? 0))
+          .catch(() => 0);
+        if (landed && !revisions.includes(landed)) revisions.push(landed);
         await sleep(200); // an election, a member restarting: try again
       }
     }
   } finally {
     client.close();
   }
-  return `full after ${puts} writes of 512 KiB in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+  return `database ${before.toFixed(1)} MiB, full after ${puts} writes of 512 KiB in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+}
+
+/** The largest database of the members (etcdctl endpoint status). */
+async function dbSizeMb(cluster: EtcdCluster): Promise<number> {
+  const status = JSON.parse(
+    await cluster.ctlAt(
+      cluster.members.map((m) => m.clientUrl),
+      ['endpoint', 'status', '-w', 'json'],
+    ),
+  ) as {
+    Status: { dbSize: number };
+  }[];
+  return Math.max(...status.map((s) => s.Status.dbSize)) / 2 ** 20;
 }
 
 /** Holds the store full for `ms`; resolves how many gateways showed the alarm on /health meanwhile. */
@@ -53,10 +76,9 @@ export async function freeStore(cluster: EtcdCluster, recorder: HistoryRecorder,
   const urls = cluster.members.map((m) => m.clientUrl);
   const started = Date.now();
   const status = JSON.parse(await cluster.ctlAt(urls, ['endpoint', 'status', '-w', 'json'])) as {
-    Status: { header: { revision: number }; dbSize: number };
+    Status: { header: { revision: number } };
   }[];
   const revision = Math.max(...status.map((s) => s.Status.header.revision));
-  const sizeMb = Math.max(...status.map((s) => s.Status.dbSize)) / 2 ** 20;
   // The recorder's watch must be past the compaction, or the ground truth would lose events.
   if (!(await recorder.reach(revision, 30_000))) throw new Error(`the recorder is behind revision ${revision}`);
   compactions.push({ revision, at: now() });
@@ -65,5 +87,6 @@ export async function freeStore(cluster: EtcdCluster, recorder: HistoryRecorder,
   await cluster.ctlAt(urls, ['alarm', 'disarm']);
   const left = (await cluster.ctlAt(urls, ['alarm', 'list'])).trim();
   if (left) throw new Error(`alarms still raised after disarming: ${left}`);
-  return `freed (compact ${revision}, defrag of ${sizeMb.toFixed(0)} MiB, disarm) in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+  const after = await dbSizeMb(cluster);
+  return `freed (compact ${revision}, defrag, disarm) in ${((Date.now() - started) / 1000).toFixed(1)} s: database ${after.toFixed(1)} MiB`;
 }

@@ -101,16 +101,22 @@ export class EtcdConnection {
     // With one member there is nowhere else to send calls: nothing to probe.
     if (opts.endpoints.length > 1) {
       const members = opts.endpoints.map((endpoint) => ({
+        endpoint,
         client: new Etcd3({ hosts: [endpoint], ...connection, faultHandling: { global: noop, host: () => noop } }),
         breaker: breakers.get(endpoint)!,
       }));
       const answers = (client: Etcd3) =>
         client.maintenance.status({ deadline: Date.now() + MEMBER_TIMEOUT_MS, interceptors: [requireLeader] }).then(
-          () => true,
-          () => false,
+          (res) => String(res.header.member_id),
+          () => undefined,
         );
       this.members = new MemberProbes(members, answers, MEMBER_PROBE_MS);
     }
+  }
+
+  /** Endpoint → id of the member that last answered on it (none with a single endpoint). */
+  get answeredBy(): ReadonlyMap<string, string> {
+    return this.members?.answeredBy ?? new Map();
   }
 
   /** Settles once every member was asked once (at most one probe deadline): wait for it before the first call. */

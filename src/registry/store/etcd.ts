@@ -292,7 +292,7 @@ export class EtcdStore implements Store {
         ]),
       true,
     );
-    const gone = members ? goneEndpoints(this.endpoints, members.members) : [];
+    const gone = members ? goneEndpoints(this.endpoints, members.members, this.connection.answeredBy) : [];
     return {
       revision: num(res.header.revision),
       cluster: String(res.header.cluster_id),
