@@ -299,9 +299,33 @@ describe('soak checker', () => {
     });
   });
 
-  it('reports revisions the recorder never saw', () => {
+  it('reports revisions the recorder never saw, but those of the store-full filler (outside the prefix)', () => {
     const log = cleanRun();
     log.history.endRevision = 9;
     assert.deepEqual(violated(log), { 'history-complete': 1 });
+    log.foreignRevisions = [8, 9];
+    assert.deepEqual(violated(log), {});
+  });
+
+  it('takes a deregistration that a full store recorded without its reason for no expiry', () => {
+    // a/1 renewed with TTL 30 s, then deleted at 7 with no bookkeeping key: "expired" in the history.
+    const log = cleanRun();
+    log.renewals.push({ key: 'a/1', sentAt: 500, ttl: 30, registration: false });
+    const acked = structuredClone(log);
+    acked.writes.push({
+      op: 'deregister',
+      replica: 0,
+      revision: 7,
+      sentAt: 650,
+      answeredAt: 720,
+      changes: [{ key: 'a/1', kind: 'delete' }],
+    });
+    assert.deepEqual(violated(acked), {});
+    // Unanswered: only while the store was full.
+    const unanswered = structuredClone(log);
+    unanswered.unansweredDeregistrations = [{ key: 'a/1', sentAt: 650 }];
+    assert.deepEqual(violated(unanswered), { 'no-early-expiry': 1 });
+    unanswered.faults.push({ kind: 'store-full', target: 'etcd', start: 600, end: 800 });
+    assert.deepEqual(violated(unanswered), {});
   });
 });
