@@ -8,10 +8,10 @@ import type { Partitioner } from '../test/helpers/partition.ts';
 import type { HistoryRecorder } from './history.ts';
 import type { NetPipe } from './net-pipe.ts';
 import { now } from './http.ts';
-import { FAULT_KINDS, SMOKE_FAULT_KINDS, type Compaction, type FaultKind, type FaultRecord } from './observations.ts';
+import { FAULT_KINDS, SMOKE_FAULT_KINDS, type Compaction, type FaultKind, type FaultRecord, type Restore } from './observations.ts';
 import { Random } from './random.ts';
 import type { Gateway } from './system.ts';
-import { fillStore, freeStore, heldFull } from './store-faults.ts';
+import { fillStore, freeStore, heldFull, restoreStore } from './store-faults.ts';
 import type { Workload, WorkloadLog } from './workload.ts';
 
 export interface PlannedFault {
@@ -67,6 +67,8 @@ export interface FaultTargets {
   compactions: Compaction[];
   /** Revisions written outside the prefix (the store-full fault's filler). */
   foreignRevisions: number[];
+  /** Where the history restarts (the store-restore fault). */
+  restores: Restore[];
   compressed: boolean;
   burstTtl: number;
   /** The fleet's TTL: a long partition outlasts it. */
@@ -288,6 +290,25 @@ export class FaultInjector {
           const held = describeHold(this.t.log, fullAt, now(), seen);
           const freed = await freeStore(cluster, this.t.recorder, this.t.compactions);
           return record('etcd', `${filled}; ${held}; ${freed}`);
+        } finally {
+          [0, 1, 2].forEach((i) => this.busyMembers.delete(i));
+        }
+      }
+      case 'store-restore': {
+        if (this.replaced) return record('-', `skipped: ${this.replaced} replaced a member (a restore recreates the first members)`);
+        if (this.busyMembers.size) return record('-', 'skipped: another member is down or frozen');
+        [0, 1, 2].forEach((i) => this.busyMembers.add(i));
+        try {
+          const changesMs = (this.t.compressed ? 5 : r.between(10, 30)) * 1000;
+          const restore = await restoreStore(cluster, this.t.recorder, gateways, changesMs);
+          this.t.restores.push(restore);
+          const noticed = restore.detectedAt.map(
+            (at, g) => `g${g} ${at === null ? 'never' : `${((at - restore.restartedAt) / 1000).toFixed(1)} s`}`,
+          );
+          return record(
+            'etcd',
+            `snapshot at revision ${restore.revision}, restored from ${restore.head} (down ${((restore.restartedAt - restore.stoppedAt) / 1000).toFixed(1)} s); gateways went back after: ${noticed.join(', ')}`,
+          );
         } finally {
           [0, 1, 2].forEach((i) => this.busyMembers.delete(i));
         }

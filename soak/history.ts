@@ -35,16 +35,31 @@ export class HistoryRecorder {
     const head = await this.ns.getAll().prefix('').exec();
     if (head.kvs.length) throw new Error('the soak prefix is not empty');
     this.startRevision = Number(head.header.revision);
-    this.revision = this.startRevision;
+    await this.watchFrom(this.startRevision);
+  }
+
+  private async watchFrom(revision: number): Promise<void> {
+    this.revision = revision;
     const w = await this.ns
       .watch()
       .prefix('')
-      .startRevision(String(this.startRevision + 1))
+      .startRevision(String(revision + 1))
       .watcher();
     w.on('data', (res: IWatchResponse) => this.record(res));
     // Any error (a compaction past our position) means the history has a hole: the run is void.
     w.on('error', (err: Error) => (this.broken = err.message));
     this.watcher = w;
+  }
+
+  /** Before the store is restored: stops watching (a watch would wait in silence for revisions the old store had reached). */
+  async pause(): Promise<void> {
+    await this.watcher?.cancel().catch(() => {});
+    this.watcher = undefined;
+  }
+
+  /** Once the store is restored at `revision`: the history goes on from there (the checker knows where it restarted). */
+  async resume(revision: number): Promise<void> {
+    await this.watchFrom(revision);
   }
 
   private record(res: IWatchResponse): void {

@@ -138,6 +138,7 @@ export type FaultKind =
   | 'long-partition'
   // Store faults (soak/store-faults.ts):
   | 'store-full'
+  | 'store-restore'
   | 'member-replace';
 export const FAULT_KINDS: readonly FaultKind[] = [
   'leader-kill',
@@ -153,11 +154,22 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'asymmetric-cut',
   'long-partition',
   'store-full',
+  'store-restore',
   'member-replace',
 ];
 /** The one-minute smoke: every process fault and one network fault, so that it fits its minute. */
 export const SMOKE_FAULT_KINDS: readonly FaultKind[] = FAULT_KINDS.filter(
-  (k) => !['link-delay', 'packet-loss', 'minority-leader', 'asymmetric-cut', 'long-partition', 'store-full', 'member-replace'].includes(k),
+  (k) =>
+    ![
+      'link-delay',
+      'packet-loss',
+      'minority-leader',
+      'asymmetric-cut',
+      'long-partition',
+      'store-full',
+      'store-restore',
+      'member-replace',
+    ].includes(k),
 );
 
 /** The gateways' event ring (EVENT_HISTORY): a process's memory is warm once this many changes have passed through it. */
@@ -234,6 +246,8 @@ export interface RunLog {
   unansweredDeregistrations?: { key: string; sentAt: number }[];
   /** Revisions the store-full fault wrote outside the prefix (its filler): no gateway or recorder sees them (absent in older logs). */
   foreignRevisions?: number[];
+  /** The store restored from a snapshot: the history starts again at each one's revision (absent in older logs). */
+  restores?: Restore[];
   /** Writes answered 507 store-full (they did not land): expected while the store is full (absent in older logs). */
   storeFull?: { key: string; sentAt: number }[];
   /** Instances left to expire on purpose ("svc/id"); their expiries are expected. */
@@ -252,6 +266,19 @@ export interface RunLog {
   loopDelay: { at: number; p99: number }[];
   /** The gateways' delay histograms, scraped every 5 s; `bounds` are the buckets' upper bounds in seconds (absent in older logs). */
   gatewayLag?: { bounds: number[]; samples: GatewayLagSample[] };
+}
+
+/** A restore of the store from a snapshot (the store-restore fault). */
+export interface Restore {
+  /** The snapshot's revision: where the restored store's history starts again. */
+  revision: number;
+  /** The last revision of the old store (everything up to it was recorded). */
+  head: number;
+  /** The old store's members stopped; the restored ones answered. */
+  stoppedAt: number;
+  restartedAt: number;
+  /** By replica: when its /health first showed a revision below `head` (null: not within a minute). */
+  detectedAt: (number | null)[];
 }
 
 /** The digest both the clients and the checker compute for a set of instances: the hash of their "svc/id@modRevision" lines, sorted. */

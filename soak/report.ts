@@ -321,6 +321,7 @@ const FAULT_COLORS: Record<FaultKind, string> = {
   'asymmetric-cut': '#aec7e8',
   'long-partition': '#393b79',
   'store-full': '#ffbb78',
+  'store-restore': '#c5b0d5',
   'member-replace': '#98df8a',
 };
 const LINE_COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd'];

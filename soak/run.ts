@@ -18,7 +18,16 @@ import { FaultInjector, planFaults } from './faults.ts';
 import { gatewayLagSampler } from './gateway-lag.ts';
 import { HistoryRecorder } from './history.ts';
 import { closeClients, now, restartClock } from './http.ts';
-import { EVENT_RING, FAULT_KINDS, type Compaction, type FaultKind, type RssSample, type RunLog, type Scope } from './observations.ts';
+import {
+  EVENT_RING,
+  FAULT_KINDS,
+  type Compaction,
+  type FaultKind,
+  type Restore,
+  type RssSample,
+  type RunLog,
+  type Scope,
+} from './observations.ts';
 import { Random } from './random.ts';
 import { writeReport, type Machine, type Summary } from './report.ts';
 import { Subscriber } from './subscriber.ts';
@@ -127,6 +136,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
   );
   const compactions: Compaction[] = [];
   const foreignRevisions: number[] = [];
+  const restores: Restore[] = [];
   const rss: RssSample[] = [];
   const prefix = '/soak';
   const recorder = new HistoryRecorder(cluster.endpoints, prefix, now);
@@ -228,6 +238,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       log,
       compactions,
       foreignRevisions,
+      restores,
       compressed: opts.profile === 'smoke',
       burstTtl: p.burstTtl,
       instanceTtl: p.workload.ttl,
@@ -250,7 +261,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
     await injector.stop();
     await workload.quiesce();
     const settleRevision = await recorder.fence();
-    const caughtUp = await settle(subscribers, recorder, settleRevision, p.settleTimeoutMs);
+    const caughtUp = await settle(subscribers, recorder, restores.at(-1)?.restartedAt ?? 0, settleRevision, p.settleTimeoutMs);
     say(`quiet at revision ${settleRevision}: ${caughtUp}/${subscribers.length} subscribers caught up`);
     const ranMs = now();
     subscribers.forEach((s) => s.stop());
@@ -270,6 +281,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       settleRevision,
       compactions,
       foreignRevisions,
+      restores,
       subscribers: subscribers.map((s) => s.log),
       ...log,
       agentKeys,
@@ -306,12 +318,18 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
   }
 }
 
-/** Waits until every subscriber holds every change of its scope up to `revision`; resolves how many did. */
-async function settle(subscribers: Subscriber[], recorder: HistoryRecorder, revision: number, timeoutMs: number): Promise<number> {
+/** Waits until every subscriber holds every change of its scope up to `revision` (of the store restored last, recorded from `since`); resolves how many did. */
+async function settle(
+  subscribers: Subscriber[],
+  recorder: HistoryRecorder,
+  since: number,
+  revision: number,
+  timeoutMs: number,
+): Promise<number> {
   const lastOf = new Map<string, number>();
   let last = 0;
   for (const e of recorder.events) {
-    if (e.revision > revision || e.key.startsWith('_/')) continue;
+    if (e.revision > revision || e.key.startsWith('_/') || e.at < since) continue;
     const service = e.key.slice(0, e.key.indexOf('/'));
     lastOf.set(service, Math.max(lastOf.get(service) ?? 0, e.revision));
     last = Math.max(last, e.revision);

@@ -1,13 +1,17 @@
-// The full-store fault: history written into etcd until its space quota is
-// exhausted (etcd raises NOSPACE), held full, then freed with exactly the
-// operator's commands of docs/operations.md ("A full store"): compact at the
-// current revision, defragment, disarm.
+// Faults of the store itself. A full store: history written into etcd until its
+// space quota is exhausted (etcd raises NOSPACE), held full, then freed with
+// exactly the operator's commands of docs/operations.md ("A full store"):
+// compact at the current revision, defragment, disarm. A restored store: the
+// cluster restored from a snapshot, so revisions go back.
 import { Etcd3 } from 'etcd3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EtcdCluster } from '../test/helpers/etcd.ts';
 import type { HistoryRecorder } from './history.ts';
 import { now } from './http.ts';
-import type { Compaction } from './observations.ts';
+import type { Compaction, Restore } from './observations.ts';
 import type { Gateway } from './system.ts';
 
 /** Outside the soak's prefix: no gateway and no recorder sees it. */
@@ -32,14 +36,15 @@ export async function fillStore(cluster: EtcdCluster, revisions: number[], timeo
         revisions.push(Number((await client.put(FILL_KEY).value(FILL_VALUE).exec()).header.revision));
         puts++;
       } catch (err) {
-        if (/database space exceeded/.test(String(err))) break;
-        // A timeout may hide a write that landed: its revision is the key's latest.
+        // A timeout may hide a write that landed, and etcd applies the write that crosses the quota
+        // before it answers NOSPACE (quotaApplierV3): its revision is the key's latest.
         const landed = await client
           .get(FILL_KEY)
           .exec()
           .then((r) => Number(r.kvs[0]?.mod_revision ?? 0))
           .catch(() => 0);
         if (landed && !revisions.includes(landed)) revisions.push(landed);
+        if (/database space exceeded/.test(String(err))) break;
         await sleep(200); // an election, a member restarting: try again
       }
     }
@@ -89,4 +94,43 @@ export async function freeStore(cluster: EtcdCluster, recorder: HistoryRecorder,
   if (left) throw new Error(`alarms still raised after disarming: ${left}`);
   const after = await dbSizeMb(cluster);
   return `freed (compact ${revision}, defrag, disarm) in ${((Date.now() - started) / 1000).toFixed(1)} s: database ${after.toFixed(1)} MiB`;
+}
+
+/**
+ * The restored-store fault: a snapshot (etcdctl snapshot save), changes after it, then every
+ * member restored from it into new data dirs (same names and URLs), so revisions go back.
+ * The recorder stops before the old store does and resumes at the snapshot's revision.
+ */
+export async function restoreStore(
+  cluster: EtcdCluster,
+  recorder: HistoryRecorder,
+  gateways: Gateway[],
+  changesMs: number,
+): Promise<Restore> {
+  const dir = mkdtempSync(join(tmpdir(), 'soak-snapshot-'));
+  const file = join(dir, 'snapshot.db');
+  try {
+    await cluster.snapshot(file);
+    const { revision } = JSON.parse(await cluster.ctl(['snapshot', 'status', file, '-w', 'json'])) as { revision: number };
+    await sleep(changesMs);
+    const head = await recorder.fence();
+    await recorder.pause();
+    const stoppedAt = now();
+    await cluster.restoreSnapshot(file);
+    const restartedAt = now();
+    await recorder.resume(revision);
+    // A gateway has noticed once what it applied went back below the old store's head.
+    const detectedAt = await Promise.all(
+      gateways.map(async (g) => {
+        for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(200)) {
+          const store = (await g.health())?.store;
+          if (store && store.appliedRevision < head) return now();
+        }
+        return null;
+      }),
+    );
+    return { revision, head, stoppedAt, restartedAt, detectedAt };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -184,7 +184,7 @@ export class Sampler {
   }
 }
 
-/** Polls etcd's `etcd_debugging_mvcc_compact_revision` on every member; records each rise. */
+/** Polls etcd's `etcd_debugging_mvcc_compact_revision` on every member; records each change (a restored store's goes back). */
 export function compactionWatcher(cluster: EtcdCluster, now: () => number, into: Compaction[]): Sampler {
   let highest = 0;
   return new Sampler(1000, async () => {
@@ -200,7 +200,7 @@ export function compactionWatcher(cluster: EtcdCluster, now: () => number, into:
       }),
     );
     const r = Math.max(...revs);
-    if (r > highest) {
+    if (r && r !== highest) {
       highest = r;
       into.push({ revision: r, at: now() });
     }

@@ -47,10 +47,13 @@ export type WorkloadLog = Pick<
 
 const HEARTBEAT_BUCKET_MS = 5000;
 
-/** 507 store-full: the store refused new data (API.md), so nothing landed; an expected answer while the store is full. */
+/**
+ * 507 store-full: an expected answer while the store is full, not a failure. It does not prove that
+ * nothing landed: etcd applies the write that crosses its quota and then answers NOSPACE for it.
+ */
 const STORE_FULL = 507;
-/** No answer, or a 5xx: the write may or may not have happened (a 404 says the instance was already gone, a 507 that nothing landed). */
-const mayHaveLanded = (reply: Reply): boolean => reply.status === 0 || (reply.status >= 500 && reply.status !== STORE_FULL);
+/** No answer, or a 5xx (507 included): the write may or may not have happened (a 404 says the instance was already gone). */
+const mayHaveLanded = (reply: Reply): boolean => reply.status === 0 || reply.status >= 500;
 const STATUSES: Status[] = ['up', 'draining', 'down'];
 
 export class Workload {
@@ -143,10 +146,7 @@ export class Workload {
     const status = m.status; // what the body says, whatever answers arrive meanwhile
     const reply = await request(this.replicas()[replica]!, 'PUT', `/services/${m.service}/instances/${m.id}`, this.body(m, ttl));
     const revision = this.ack(op, replica, reply, sentAt, [{ key: m.key, kind: 'put', status }]);
-    if (reply.status === STORE_FULL) {
-      this.log.storeFull?.push({ key: m.key, sentAt });
-      return undefined; // nothing landed: what etcd holds of it is what it held before
-    }
+    if (reply.status === STORE_FULL) this.log.storeFull?.push({ key: m.key, sentAt });
     if (revision === undefined) {
       m.uncertain = true;
       return undefined;
@@ -196,13 +196,13 @@ export class Workload {
       this.schedule(m, (answer?.interval ?? this.opts.ttl / 3) * 1000);
       return;
     }
+    if (status) m.uncertain = true;
     if (status && reply.status === STORE_FULL) {
-      // The status change did not land; the lease may not have been renewed either: a plain heartbeat soon.
+      // Not a failed heartbeat: the store refused the status change. Whether the lease was renewed is unknown: a plain heartbeat soon.
       this.log.storeFull?.push({ key: m.key, sentAt });
       this.schedule(m, 1000);
       return;
     }
-    if (status) m.uncertain = true;
     if (reply.status === 404) {
       this.countHeartbeat('notFound');
       this.log.notFound.push({ key: m.key, replica, sentAt, answeredAt: now() });
