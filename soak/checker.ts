@@ -2,6 +2,7 @@
 // prefix. It knows the API's promises (API.md) and etcd's semantics, and none
 // of the gateway's code. Each property is a function of the run log alone.
 import { digestOf, type FailedHeartbeat, type HistoryEvent, type RunLog, type Scope, type StreamItem } from './observations.ts';
+import { restoreViolations, splitAtRestores } from './restores.ts';
 
 export type Property =
   | 'history-complete'
@@ -17,7 +18,8 @@ export type Property =
   | 'read-own-write'
   | 'blocking-not-behind'
   | 'read-state'
-  | 'no-time-travel';
+  | 'no-time-travel'
+  | 'restore-reset';
 
 export const PROPERTIES: Record<Property, string> = {
   'history-complete': "the recorder saw every revision of etcd's history (harness integrity)",
@@ -36,6 +38,8 @@ export const PROPERTIES: Record<Property, string> = {
   'read-state': "a read labelled revision V equals etcd's state of the service at V",
   'no-time-travel':
     'no stream delivered a revision below one it had already delivered (or resumed from), and no read of a service on a replica was labelled below a read of it there that finished before it started',
+  'restore-reset':
+    'after the store was restored from a snapshot, every gateway showed the restored store and every stream got a snapshot flagged reset before any change of it (each restored stretch is checked on its own: a revision below the restore point is not time travel)',
 };
 
 export interface Violation {
@@ -112,6 +116,36 @@ const COMPACTION_POLL_SLACK_MS = 3000;
 const ABANDONED_EXPIRY_SLACK_MS = 60_000;
 
 export function check(log: RunLog): CheckResult {
+  const epochs = splitAtRestores(log).map(checkEpoch);
+  const result = epochs.reduce(mergeResults);
+  for (const v of restoreViolations(log)) {
+    result.counts['restore-reset']++;
+    if (result.violations.filter((x) => x.property === 'restore-reset').length < 20)
+      result.violations.push({ property: 'restore-reset', detail: v.detail });
+  }
+  return result;
+}
+
+/** Two stretches' results as one (the stretches between store restores are checked apart). */
+function mergeResults(a: CheckResult, b: CheckResult): CheckResult {
+  const counts = { ...a.counts };
+  for (const p of Object.keys(counts) as Property[]) counts[p] += b.counts[p];
+  const stats = { ...a.stats };
+  for (const k of Object.keys(stats) as (keyof CheckResult['stats'])[]) stats[k] += b.stats[k];
+  const expiries =
+    a.expiries && b.expiries
+      ? {
+          total: a.expiries.total + b.expiries.total,
+          abandoned: a.expiries.abandoned + b.expiries.abandoned,
+          afterUnansweredDeregistration: a.expiries.afterUnansweredDeregistration + b.expiries.afterUnansweredDeregistration,
+          neverAcknowledged: a.expiries.neverAcknowledged + b.expiries.neverAcknowledged,
+          kept: [...a.expiries.kept, ...b.expiries.kept],
+        }
+      : (a.expiries ?? b.expiries);
+  return { violations: [...a.violations, ...b.violations], counts, lags: [...a.lags, ...b.lags], expiries, stats };
+}
+
+function checkEpoch(log: RunLog): CheckResult {
   const out = new Collector();
   const changes = changesOf(log.history.events);
   const leaseEnded = withoutRequestedDeletes(log, changes);

@@ -307,6 +307,46 @@ describe('soak checker', () => {
     assert.deepEqual(violated(log), {});
   });
 
+  it('checks a run with a store restore in two stretches, and the restore itself', () => {
+    // Restored at revision 4 (head 7): revision 5 is now a/3's registration, not a/2's deregistration.
+    const restored = (): RunLog => {
+      const log = cleanRun();
+      log.restores = [{ revision: 4, head: 7, stoppedAt: 750, restartedAt: 800, detectedAt: [900, 900] }];
+      log.history.events.push({ ...put(5, 'a/3', 5), at: 1000 });
+      log.history.endRevision = 5;
+      log.settleRevision = 5;
+      log.durationMs = 1100;
+      log.subscribers[0]!.connections.push({
+        replica: 0,
+        lastEventId: '7',
+        openedAt: 950,
+        status: 200,
+        items: [
+          { kind: 'snapshot', revision: 4, reset: true, digest: digestOf(['a/1@4', 'a/2@3']), count: 2, at: 960 },
+          { ...change('register', 'a/3', 5), at: 1010 },
+        ],
+      });
+      return log;
+    };
+    assert.deepEqual(check(restored()).violations, []);
+    // Read as one history, the same run is full of violations: the restore point is what makes it right.
+    const asOne = restored();
+    asOne.restores = undefined;
+    assert.ok((violated(asOne)['no-time-travel'] ?? 0) > 0, JSON.stringify(violated(asOne)));
+
+    const notFlagged = restored();
+    (items(notFlagged, 2)[0] as { reset: boolean }).reset = false;
+    assert.deepEqual(violated(notFlagged), { 'restore-reset': 1 });
+
+    const early = restored(); // a change from g0 after it showed the restored store, before the reset
+    items(early, 2).unshift({ ...change('register', 'a/3', 5), at: 955 });
+    assert.equal(violated(early)['restore-reset'], 1);
+
+    const unnoticed = restored();
+    unnoticed.restores![0]!.detectedAt = [900, null];
+    assert.deepEqual(violated(unnoticed), { 'restore-reset': 1 });
+  });
+
   it('takes a deregistration that a full store recorded without its reason for no expiry', () => {
     // a/1 renewed with TTL 30 s, then deleted at 7 with no bookkeeping key: "expired" in the history.
     const log = cleanRun();
