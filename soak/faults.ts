@@ -300,14 +300,14 @@ export class FaultInjector {
         [0, 1, 2].forEach((i) => this.busyMembers.add(i));
         try {
           const changesMs = (this.t.compressed ? 5 : r.between(10, 30)) * 1000;
-          const restore = await restoreStore(cluster, this.t.recorder, gateways, changesMs);
+          const restore = await restoreStore(cluster, this.t.recorder, gateways, this.t.clientPipes.flat(), changesMs);
           this.t.restores.push(restore);
           const noticed = restore.detectedAt.map(
             (at, g) => `g${g} ${at === null ? 'never' : `${((at - restore.restartedAt) / 1000).toFixed(1)} s`}`,
           );
           return record(
             'etcd',
-            `snapshot at revision ${restore.revision}, restored from ${restore.head} (down ${((restore.restartedAt - restore.stoppedAt) / 1000).toFixed(1)} s); gateways went back after: ${noticed.join(', ')}`,
+            `snapshot at revision ${restore.revision}, restored from ${restore.head} (gateways cut off ${((restore.restartedAt - restore.stoppedAt) / 1000).toFixed(1)} s while the members were restored); gateways went back after: ${noticed.join(', ')}`,
           );
         } finally {
           [0, 1, 2].forEach((i) => this.busyMembers.delete(i));

@@ -274,7 +274,7 @@ export interface Restore {
   revision: number;
   /** The last revision of the old store (everything up to it was recorded). */
   head: number;
-  /** The old store's members stopped; the restored ones answered. */
+  /** The gateways were cut off from the old store; they could reach the restored one. */
   stoppedAt: number;
   restartedAt: number;
   /** By replica: when its /health first showed a revision below `head` (null: not within a minute). */

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EtcdCluster } from '../test/helpers/etcd.ts';
 import type { HistoryRecorder } from './history.ts';
 import { now } from './http.ts';
+import type { NetPipe } from './net-pipe.ts';
 import type { Compaction, Restore } from './observations.ts';
 import type { Gateway } from './system.ts';
 
@@ -99,12 +100,14 @@ export async function freeStore(cluster: EtcdCluster, recorder: HistoryRecorder,
 /**
  * The restored-store fault: a snapshot (etcdctl snapshot save), changes after it, then every
  * member restored from it into new data dirs (same names and URLs), so revisions go back.
- * The recorder stops before the old store does and resumes at the snapshot's revision.
+ * The gateways' links are cut first, so that the recorder holds the old store's last revision
+ * (no write lands after its fence), and healed once the recorder watches the restored store.
  */
 export async function restoreStore(
   cluster: EtcdCluster,
   recorder: HistoryRecorder,
   gateways: Gateway[],
+  clientPipes: NetPipe[],
   changesMs: number,
 ): Promise<Restore> {
   const dir = mkdtempSync(join(tmpdir(), 'soak-snapshot-'));
@@ -113,18 +116,31 @@ export async function restoreStore(
     await cluster.snapshot(file);
     const { revision } = JSON.parse(await cluster.ctl(['snapshot', 'status', file, '-w', 'json'])) as { revision: number };
     await sleep(changesMs);
-    const head = await recorder.fence();
-    await recorder.pause();
-    const stoppedAt = now();
-    await cluster.restoreSnapshot(file);
+    const applied = await Promise.all(gateways.map(async (g) => (await g.health())?.store.appliedRevision ?? 0));
+    let stoppedAt: number;
+    let head: number;
+    try {
+      clientPipes.forEach((pipe) => pipe.set({ kind: 'blackhole' }));
+      stoppedAt = now();
+      head = await recorder.fence();
+      await recorder.pause();
+      await cluster.restoreSnapshot(file);
+      await recorder.resume(revision);
+    } finally {
+      for (const pipe of clientPipes) {
+        pipe.set({ kind: 'pass' });
+        pipe.reset();
+      }
+    }
     const restartedAt = now();
-    await recorder.resume(revision);
-    // A gateway has noticed once what it applied went back below the old store's head.
+    // A gateway has noticed once what it applied went back (only a reload takes it back).
     const detectedAt = await Promise.all(
-      gateways.map(async (g) => {
-        for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(200)) {
-          const store = (await g.health())?.store;
-          if (store && store.appliedRevision < head) return now();
+      gateways.map(async (g, i) => {
+        let high = applied[i]!;
+        for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(100)) {
+          const seen = (await g.health())?.store.appliedRevision;
+          if (seen !== undefined && seen < high) return now();
+          high = Math.max(high, seen ?? 0);
         }
         return null;
       }),
