@@ -47,6 +47,7 @@ describe('discovery query', () => {
   it('one cache key per distinct filter, the same one for the same filter written differently', () => {
     const key = (q: Record<string, unknown>) => filterKey(filterOf(q) ?? {});
     assert.equal(key({ tag: ['a', 'b'] }), key({ tag: ['b', 'a', 'b'] }));
+    assert.equal(key({ tag: ['a"'] }), key({ tag: ['a"', 'a"'] }));
     assert.equal(key({ 'meta.x': '1', 'meta.y': '2' }), key({ 'meta.y': '2', 'meta.x': '1' }));
     const distinct = [
       { tag: ['a'] },

@@ -35,7 +35,9 @@ function matchesTagsAndMeta(x: Filterable, f: ServiceFilter): boolean {
  * repeated) get the same key.
  */
 export function filterKey(f: ServiceFilter): string {
-  // Made on every filtered read: the usual query (one tag, no meta) skips the Sets and sorts.
+  // Made on every filtered read: the usual query (one tag, nothing else) is written
+  // directly, the same string as below; the others skip what they do not need.
+  if (f.tags?.length === 1 && f.status === undefined && !f.meta) return `["",[${JSON.stringify(f.tags[0])}],[]]`;
   const tags = f.tags && f.tags.length > 1 ? [...new Set(f.tags)].sort() : (f.tags ?? []);
   const meta = f.meta ? [...new Set(f.meta.map((pair) => JSON.stringify(pair)))].sort() : [];
   return JSON.stringify([f.status ?? '', tags, meta]);
