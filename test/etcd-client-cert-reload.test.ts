@@ -7,24 +7,75 @@
 // renewal all go on: the stream sees the later events, with no reset and no event
 // twice. Without the reload the gateway could not connect again after the restart.
 // A pair whose key is not the certificate's, and one etcd does not trust, are
-// refused with a log line, and the current client goes on working.
+// refused with a log line, and the current client goes on working. Below the
+// gateway, EtcdStore.reconnect moves a watch while writes go on: every revision
+// arrives once, in order.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { copyFile, mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { issueUntil, makeCerts, type KeyPair, type TestCerts } from './helpers/certs.ts';
+import { EtcdStore } from '../src/registry/store/etcd.ts';
+import { issueUntil, makeCerts, type TestCerts } from './helpers/certs.ts';
 import { startEtcd, type EtcdCluster } from './helpers/etcd.ts';
-import { eventually, instanceBody, instancePath, metricValue, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { eventually, instanceBody, instancePath, metricValue, startGateway, uniquePrefix, type TestGateway } from './helpers/gateway.ts';
 import { LogCapture } from './helpers/logs.ts';
 import { openSse, toChange, type SseStream } from './helpers/sse.ts';
 
 /** Long enough for the gateway to connect on a busy machine; the test waits out the rest. */
 const VALID_MS = 12_000;
 
+let certs: TestCerts;
+let etcd: EtcdCluster;
+before(async () => {
+  certs = await makeCerts();
+  etcd = await startEtcd({
+    tls: { caFile: certs.ca.certFile, certFile: certs.server.certFile, keyFile: certs.server.keyFile, clientCert: certs.client },
+  });
+});
+after(async () => {
+  await etcd?.close();
+  await certs?.remove();
+});
+
+describe('EtcdStore.reconnect', () => {
+  it('moves a watch while writes go on: every revision once, in order; the same lease renews on the new client', async (t) => {
+    const tls = async () => ({
+      ca: await readFile(certs.ca.certFile),
+      cert: await readFile(certs.client.certFile),
+      key: await readFile(certs.client.keyFile),
+    });
+    const store = new EtcdStore({ endpoints: etcd.endpoints, tls: await tls() });
+    t.after(() => store.close());
+    const prefix = `${uniquePrefix('reconnect')}/`;
+    const seen: number[] = [];
+    const errors: Error[] = [];
+    const watch = await store.watch(prefix, (await store.get(prefix)).revision + 1, {
+      onBatch: (b) => seen.push(...b.events.map((e) => e.modRevision)),
+      onError: (err) => errors.push(err),
+    });
+    const lease = await store.grantLease(30);
+    const written: number[] = [];
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing; i++)
+        written.push((await store.txn([], [{ type: 'put', key: `${prefix}k${i % 5}`, value: `${i}` }])).revision);
+    })();
+    for (const n of [10, 30, 50]) {
+      await eventually(async () => written.length >= n, 10_000, `${n} writes`);
+      if (n < 50) await store.reconnect(await tls());
+    }
+    writing = false;
+    await writer;
+    await eventually(async () => seen.length >= written.length, 10_000, 'every write through the watch');
+    assert.deepEqual(seen, written);
+    assert.deepEqual(errors, []);
+    assert.ok((await store.keepAlive(lease.id)) > 0, 'the lease renews on the new client');
+    await watch.close();
+  });
+});
+
 describe('etcd client certificate reload', () => {
-  let certs: TestCerts;
-  let etcd: EtcdCluster;
   let gw: TestGateway;
   let stream: SseStream;
   let expiresAt: number;
@@ -46,10 +97,6 @@ describe('etcd client certificate reload', () => {
   const register = (id: string) => gw.request('PUT', instancePath('payments', id), instanceBody('10.0.0.1', 80, { ttl: 30 }));
 
   before(async () => {
-    certs = await makeCerts();
-    etcd = await startEtcd({
-      tls: { caFile: certs.ca.certFile, certFile: certs.server.certFile, keyFile: certs.server.keyFile, clientCert: certs.client },
-    });
     await mkdir(join(certs.dir, 'live'));
     live = { certFile: join(certs.dir, 'live', 'client.crt'), keyFile: join(certs.dir, 'live', 'client.key') };
     expiresAt = Date.now() + VALID_MS;
@@ -67,8 +114,6 @@ describe('etcd client certificate reload', () => {
   after(async () => {
     stream?.close();
     await gw?.close();
-    await etcd?.close();
-    await certs?.remove();
   });
 
   it('refuses a pair whose key is not the certificate’s, or that etcd does not trust; the current client goes on', async () => {
@@ -94,7 +139,7 @@ describe('etcd client certificate reload', () => {
 
   it('takes a renewed pair and keeps registrations, heartbeats, discovery and open streams across the old one’s expiry', async () => {
     const since = logs.lines.length;
-    const renewed: KeyPair = await issueUntil(certs.dir, certs.ca, 'renewed', new Date(Date.now() + 3_600_000));
+    const renewed = await issueUntil(certs.dir, certs.ca, 'renewed', new Date(Date.now() + 3_600_000));
     await publish(renewed.certFile, renewed.keyFile);
     const line = await logged('etcd client certificate reloaded', since);
     assert.equal(line.validTo, new X509Certificate(await readFile(renewed.certFile)).validTo, 'the log says until when');
