@@ -22,6 +22,13 @@ const UDP_RECEIVE_BUFFER = 4 << 20;
 /** With DNS_PORT=0, tries to find one port free for both UDP and TCP. */
 const FREE_PORT_TRIES = 10;
 
+/**
+ * Where to send an answer needs no resolver: it is the IP address the query came
+ * from (and DNS_HOST, to bind, is an IP address too). Node's default would call
+ * dns.lookup and send one tick later, for every answer.
+ */
+const ipAddressOnly: dgram.SocketOptions['lookup'] = (address, _options, callback) => callback(null, address, isIP(address));
+
 /** What the server reports: each answered message (a metric) and each failure (a log line). */
 type DnsEvents = Pick<GatewayEvents, 'dnsQuery' | 'warning'>;
 
@@ -85,7 +92,11 @@ export class DnsServer {
   }
 
   private async bindUdp(host: string, port: number): Promise<dgram.Socket> {
-    const socket = dgram.createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4', recvBufferSize: UDP_RECEIVE_BUFFER });
+    const socket = dgram.createSocket({
+      type: isIP(host) === 6 ? 'udp6' : 'udp4',
+      recvBufferSize: UDP_RECEIVE_BUFFER,
+      lookup: ipAddressOnly,
+    });
     socket.on('message', (msg, peer) => {
       // A send can throw (the socket closed while the answer was made): caught with the rest.
       this.answer(msg, udpLimit)
@@ -94,8 +105,10 @@ export class DnsServer {
     });
     // A send to a client that went away (ICMP unreachable) must not end the server.
     socket.on('error', (err) => this.failed(err));
+    // Listened for before bind: with no resolver call, bind reports at once.
+    const bound = Promise.race([once(socket, 'listening'), once(socket, 'error').then(([err]) => Promise.reject(err as Error))]);
     socket.bind(port, host);
-    await Promise.race([once(socket, 'listening'), once(socket, 'error').then(([err]) => Promise.reject(err as Error))]);
+    await bound;
     return socket;
   }
 
