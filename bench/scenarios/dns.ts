@@ -3,11 +3,14 @@
 // from memory). Each server is pinned to one core (taskset), dnsperf to the
 // other. Reports answers per second at full load and the ratio (rounds
 // alternating between the two servers, medians), p99 latency at half the
-// gateway's rate (both servers at that rate, dnsperf -v timing each query), and
-// the gateway's answers per second while 1,000 instances churn (status flips
-// up/draining through the HTTP API as fast as four writers go).
+// gateway's rate (both servers at that rate, dnsperf -v timing each query), the
+// CPU time each server spent per answer at full load (from /proc: steadier than
+// answers per second on a shared machine, where a pinned server still shares its
+// core), and the gateway's answers per second while 1,000 instances churn (status
+// flips up/draining through the HTTP API as fast as four writers go).
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +31,8 @@ const hex = (ip: string) => Buffer.from(ip.split('.').map(Number)).toString('hex
 
 interface PerfResult {
   qps: number;
+  /** CPU time (user and system) the server spent per answer, in µs, when measured. */
+  cpuPerAnswer?: number;
   lost: number;
   completed: number;
   /** From -v output (per-query latency), when asked. */
@@ -77,6 +82,25 @@ async function dnsperf(port: number, queries: string, seconds: number, rate?: nu
   }
   return result;
 }
+
+/** Clock ticks per second of /proc/{pid}/stat times. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+
+/** CPU time (user and system) a process has used so far, in µs. */
+function cpuMicros(pid: number): number {
+  // Fields after the command name: utime and stime are the 12th and 13th.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
+}
+
+/** A full-load dnsperf run, with the CPU time the server (process `pid`) spent per answer. */
+async function measuredRun(pid: number, port: number, queries: string, seconds: number): Promise<PerfResult> {
+  const before = cpuMicros(pid);
+  const result = await dnsperf(port, queries, seconds);
+  return { ...result, cpuPerAnswer: (cpuMicros(pid) - before) / result.completed };
+}
+
+const medianOf = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 /** The run with the median rate. */
 function median(runs: PerfResult[]): PerfResult {
@@ -183,14 +207,17 @@ export const dns: Scenario = {
       const oursRounds: PerfResult[] = [];
       const theirsRounds: PerfResult[] = [];
       for (let round = 0; round < ctx.rounds; round++) {
-        oursRounds.push(await dnsperf(dnsPort, queries, seconds));
-        theirsRounds.push(await dnsperf(floor.port, queries, seconds));
+        oursRounds.push(await measuredRun(gw.pid, dnsPort, queries, seconds));
+        theirsRounds.push(await measuredRun(floor.child.pid, floor.port, queries, seconds));
         ctx.log(
-          `full load, round ${round + 1}: gateway ${oursRounds[round]!.qps.toFixed(0)}/s, dnsmasq ${theirsRounds[round]!.qps.toFixed(0)}/s`,
+          `full load, round ${round + 1}: gateway ${oursRounds[round]!.qps.toFixed(0)}/s (${oursRounds[round]!.cpuPerAnswer!.toFixed(1)} µs CPU each), ` +
+            `dnsmasq ${theirsRounds[round]!.qps.toFixed(0)}/s (${theirsRounds[round]!.cpuPerAnswer!.toFixed(1)} µs)`,
         );
       }
       const ours = median(oursRounds);
       const theirs = median(theirsRounds);
+      const oursCpu = medianOf(oursRounds.map((r) => r.cpuPerAnswer!));
+      const theirsCpu = medianOf(theirsRounds.map((r) => r.cpuPerAnswer!));
       const half = ours.qps / 2;
       const oursHalf = await dnsperf(dnsPort, queries, seconds, half);
       const theirsHalf = await dnsperf(floor.port, queries, seconds, half);
@@ -204,6 +231,8 @@ export const dns: Scenario = {
       );
       const rows: Row[] = [
         ratioRow('answers/s at full load', ours.qps, theirs.qps, 'dnsmasq', '/s', 0.3),
+        // Inverted: dnsmasq's CPU per answer over ours is the share of dnsmasq's rate one core would give.
+        ratioRow('CPU per answer at full load', oursCpu, theirsCpu, 'dnsmasq', 'µs', undefined, theirsCpu / oursCpu),
         {
           ...underRow(`p99 at half the gateway's rate (${half.toFixed(0)}/s)`, oursHalf.p99 ?? NaN, 'ms', 5),
           baseline: theirsHalf.p99,
