@@ -93,7 +93,7 @@ export class Zone {
     const read = await this.source.discover(service);
     // Every type without records gets the same answer: one entry for all of them keeps the entries few.
     const question = `${tag ?? ''} ${RECORD_TYPES.has(qtype) ? qtype : 'other'}`;
-    const records = this.prepared.get(service, question, () => this.records(qtype, read.instances, tag));
+    const records = this.prepared.get(service, read.revision, question, () => this.records(qtype, read.instances, tag));
     if (!records) return this.negative('NXDOMAIN');
     if (records.length === 0) return this.negative('NOERROR');
     return { rcode: 'NOERROR', answers: records, authorities: [] };
