@@ -1,5 +1,6 @@
 // The driver's HTTP client: node:http with a keep-alive pool per replica (cheaper
-// than fetch at a few hundred requests a second), every request bounded in time.
+// than fetch at a few hundred requests a second), every request bounded in time
+// from when it was made, also while it waits in the pool for a socket.
 import http from 'node:http';
 
 /** Milliseconds since the run started: every time in the run log. */
@@ -19,7 +20,15 @@ export interface Reply {
 const agent = new http.Agent({ keepAlive: true, maxSockets: 48 });
 
 export function request(base: string, method: string, path: string, body?: unknown, timeoutMs = 5000): Promise<Reply> {
-  return new Promise((resolve) => {
+  return new Promise((resolveOnce) => {
+    // Not req.setTimeout: it starts once a socket is assigned. Behind a replica that holds its
+    // requests (cut from etcd), the rest queue in the pool; answered much later, a heartbeat
+    // "sent" long before would claim a renewal at a time the gateway had not even received it.
+    const timer = setTimeout(() => req.destroy(new Error('timeout')), timeoutMs);
+    const resolve = (reply: Reply) => {
+      clearTimeout(timer);
+      resolveOnce(reply);
+    };
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = http.request(
       base + path,
@@ -36,7 +45,6 @@ export function request(base: string, method: string, path: string, body?: unkno
         res.on('error', () => resolve({ status: 0, headers: {}, body: '' }));
       },
     );
-    req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')));
     req.on('error', () => resolve({ status: 0, headers: {}, body: '' }));
     req.end(payload);
   });

@@ -274,7 +274,7 @@ export interface Restore {
   revision: number;
   /** The last revision of the old store (everything up to it was recorded). */
   head: number;
-  /** The gateways were cut off from the old store; they could reach the restored one. */
+  /** The old store's history ends (the gateways cut off, the recorder past its last write); the gateways could reach the restored one. */
   stoppedAt: number;
   restartedAt: number;
   /** By replica: when its /health first showed a revision below `head` (null: not within a minute). */

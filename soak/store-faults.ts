@@ -121,9 +121,9 @@ export async function restoreStore(
     let head: number;
     try {
       clientPipes.forEach((pipe) => pipe.set({ kind: 'blackhole' }));
-      stoppedAt = now();
       head = await recorder.fence();
       await recorder.pause();
+      stoppedAt = now(); // the old store's history ends here: the fence is in it
       await cluster.restoreSnapshot(file);
       await recorder.resume(revision);
     } finally {
