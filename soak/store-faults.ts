@@ -23,7 +23,7 @@ const FILL_VALUE = Buffer.alloc(512 * 1024, 'x');
  * Overwrites one key with large values until etcd refuses (`database space exceeded`):
  * the quota fills with history, which compaction frees (live data would not be).
  */
-export async function fillStore(cluster: EtcdCluster, revisions: number[], timeoutMs = 180_000): Promise<string> {
+export async function fillStore(cluster: EtcdCluster, revisions: number[], timeoutMs = 300_000): Promise<string> {
   const endpoints = cluster.members.map((m) => m.clientUrl);
   const before = await dbSizeMb(cluster);
   const client = new Etcd3({ hosts: endpoints, defaultCallOptions: () => ({ deadline: Date.now() + 10_000 }) });
