@@ -59,12 +59,21 @@ export class Cache {
   /** The highest revision at which a service emptied and was forgotten. */
   private forgottenAt = 0;
   private applied = 0;
+  private lastBeforeRewind = 0;
   private count = 0;
   private readonly listeners: ChangeListener[] = [];
   readonly revisionWaiters = new RevisionWaiters();
   readonly serviceWaiters = new ServiceWaiters();
 
   constructor(private readonly keys: KeyLayout) {}
+
+  /**
+   * The highest revision applied before the store's revisions went back (0: never). An
+   * id up to it may name a change of the old history: the restored one reuses those numbers.
+   */
+  get rewoundFrom(): number {
+    return this.lastBeforeRewind;
+  }
 
   get appliedRevision(): number {
     return this.applied;
@@ -122,6 +131,7 @@ export class Cache {
    */
   reset(kvs: KeyValue[], revision: number, replaced = false): void {
     const rewound = replaced || revision < this.applied;
+    if (rewound) this.lastBeforeRewind = Math.max(this.lastBeforeRewind, this.applied);
     const fresh = new Map<string, ServiceView>();
     let count = 0;
     for (const kv of kvs) {

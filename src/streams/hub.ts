@@ -144,6 +144,9 @@ export class Hub {
     // Randomized so that the clients of a restarted gateway do not all come back at once.
     sub.outbox.live([whole(Block.of(retryFrame(randomInt(1000, 5001)), true))]);
     if (lastEventId === undefined) this.sendSnapshot(sub, reset);
+    // An id from before the store was restored may name a change the restored store never had, under a
+    // number it reuses for another: no place to resume from, even once the restored store has passed it.
+    else if (lastEventId <= this.cache.rewoundFrom) this.sendSnapshot(sub, true);
     else if (lastEventId >= this.cache.appliedRevision) sub.lastId = lastEventId;
     else if (lastEventId >= this.ring.base) this.replayRing(sub, lastEventId);
     else this.sendSnapshot(sub, true); // compacted, or beyond what one replay keeps
