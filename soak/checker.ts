@@ -357,7 +357,10 @@ function checkSubscriber(log: RunLog, sub: RunLog['subscribers'][number], scoped
         if (!initial) {
           resets++;
           const since = idx === 0 && conn.lastEventId !== '' ? Number(conn.lastEventId) : (lastRevision ?? 0);
-          const passed = log.compactions.some((c) => c.revision > since && c.at <= item.at + COMPACTION_POLL_SLACK_MS);
+          // Or an id of the store before a restore: a gateway cannot tell it from a restored-store id below the old head.
+          const passed =
+            log.compactions.some((c) => c.revision > since && c.at <= item.at + COMPACTION_POLL_SLACK_MS) ||
+            (log.restores ?? []).some((r) => since <= r.head);
           if (!passed)
             out.add(
               'stream-reset',

@@ -53,7 +53,8 @@ export function splitAtRestores(log: RunLog): RunLog[] {
     const within = (x: { sentAt: number; answeredAt: number }) => x.sentAt >= e.from && x.answeredAt < e.to;
     return {
       ...log,
-      restores: undefined,
+      // The restore this stretch starts with: resets of ids up to its old head are the gateway's due.
+      restores: restores[k - 1] ? [restores[k - 1]!] : undefined,
       durationMs: e.last ? log.durationMs : e.to,
       history: {
         ...log.history,
