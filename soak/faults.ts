@@ -302,6 +302,7 @@ export class FaultInjector {
           const changesMs = (this.t.compressed ? 5 : r.between(10, 30)) * 1000;
           const restore = await restoreStore(cluster, this.t.recorder, gateways, this.t.clientPipes.flat(), changesMs);
           this.t.restores.push(restore);
+          this.t.workload.storeRestored();
           const noticed = restore.detectedAt.map(
             (at, g) => `g${g} ${at === null ? 'never' : `${((at - restore.restartedAt) / 1000).toFixed(1)} s`}`,
           );

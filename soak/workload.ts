@@ -97,6 +97,11 @@ export class Workload {
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
   }
 
+  /** The store was restored from a snapshot: what it holds of each instance's status is unknown until it registers again. */
+  storeRestored(): void {
+    for (const m of this.fleet.values()) m.uncertain = true;
+  }
+
   stopHeartbeats(): void {
     this.beating = false;
     for (const m of this.fleet.values()) clearTimeout(m.timer);
