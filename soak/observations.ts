@@ -231,6 +231,11 @@ export interface RunLog {
   history: History;
   /** Writes stopped and the run waited for subscribers to catch up: each must hold every change of its scope up to here. */
   settleRevision: number;
+  /**
+   * By replica: the revision its /health said it had applied when the quiet phase ended (null: no answer).
+   * A replica still below `settleRevision` (its store watch not back) could not yet deliver the rest (absent in older logs).
+   */
+  settledApplied?: (number | null)[];
   compactions: Compaction[];
   subscribers: SubscriberLog[];
   writes: AckedWrite[];

@@ -448,6 +448,7 @@ export function markdown(s: Summary): string {
     `| snapshots and reads compared with the history | ${s.stats.snapshotsChecked} |`,
     `| renewals (registrations + heartbeats answered) | ${s.stats.renewalsChecked} |`,
     `| blocking queries a lagging replica answered at the end of wait below their index (allowed by API.md) | ${s.stats.blockingBelowIndexAtWaitEnd} |`,
+    `| changes not checked: the subscriber's replica had not applied them when the quiet phase ended (its store watch not back) | ${s.stats.unsettledChanges} |`,
     `| heartbeats ok / 404 / failed | ${s.heartbeats.ok} / ${s.heartbeats.notFound} / ${s.heartbeats.failed} |`,
     ...(s.failedHeartbeats
       ? [

@@ -64,6 +64,7 @@ export function splitAtRestores(log: RunLog): RunLog[] {
       },
       // Only the last epoch ends with the quiet phase; a restore throws away what came after its snapshot.
       settleRevision: e.last ? log.settleRevision : e.startRevision,
+      settledApplied: e.last ? log.settledApplied : undefined,
       compactions: log.compactions.filter((c) => sent(c.at)),
       subscribers: streams.map((parts) => parts[k]!),
       writes: log.writes.filter(within),

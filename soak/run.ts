@@ -262,7 +262,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
     await workload.quiesce();
     const settleRevision = await recorder.fence();
     const caughtUp = await settle(subscribers, recorder, restores.at(-1)?.restartedAt ?? 0, settleRevision, p.settleTimeoutMs);
-    say(`quiet at revision ${settleRevision}: ${caughtUp}/${subscribers.length} subscribers caught up`);
+    // Where each replica stood when the wait ended: one whose store watch had not come back could not deliver the rest.
+    const settledApplied = await Promise.all(gateways.map(async (g) => (await g.health())?.store.appliedRevision ?? null));
+    say(
+      `quiet at revision ${settleRevision}: ${caughtUp}/${subscribers.length} subscribers caught up; replicas applied ${settledApplied.join(', ')}`,
+    );
     const ranMs = now();
     subscribers.forEach((s) => s.stop());
     workload.stopHeartbeats();
@@ -279,6 +283,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakOutcome> {
       durationMs: ranMs,
       history: recorder.snapshot(),
       settleRevision,
+      settledApplied,
       compactions,
       foreignRevisions,
       restores,
