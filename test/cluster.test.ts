@@ -491,8 +491,10 @@ describe('two gateways over a three-node etcd cluster', { timeout: 240_000 }, ()
         10_000,
         'a fresh answer',
       );
+      // new-one got 503 while no member could commit; its proposal may still sit in the
+      // leader's log and commit after the thaw (etcd's own timeout semantics): either is right.
       assert.deepEqual(
-        r.json.instances.map((x: { id: string }) => x.id),
+        r.json.instances.map((x: { id: string }) => x.id).filter((id: string) => id !== 'new-one'),
         ['after-thaw', ...kept.ids, 'ryw-0', 'ryw-1'].sort(),
       );
     }
