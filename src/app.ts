@@ -22,7 +22,6 @@ import timeouts from './plugins/timeouts.ts';
 import tlsReload from './plugins/tls-reload.ts';
 import etcdCertReload from './plugins/etcd-cert-reload.ts';
 import { createStore, RegistryRoot } from './registry/index.ts';
-import { EtcdStore } from './registry/store/etcd.ts';
 import type { Store } from './registry/store/store.ts';
 import batchRoutes from './routes/batch.ts';
 import eventRoutes from './routes/events.ts';
@@ -95,9 +94,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(shutdown, { tls: !!config.tls, drainMs: config.drainMs });
   await app.register(errors);
   if (config.tls) await app.register(tlsReload, config.tls);
-  if (store instanceof EtcdStore && config.store.kind === 'etcd') {
+  if (config.store.kind === 'etcd') {
     const { caFile: ca, certFile: cert, keyFile: key } = config.store;
-    if (ca || cert) await app.register(etcdCertReload, { store, files: { ca, cert, key } });
+    if (ca || cert) await app.register(etcdCertReload, { root, files: { ca, cert, key } });
   }
   // Both give each route its own hooks as it is added: before any route.
   await app.register(timeouts, { timeoutMs: deps.handlerTimeoutMs ?? HANDLER_TIMEOUT_MS });

@@ -1,23 +1,21 @@
 // A renewed etcd client certificate (ETCD_CERT_FILE, ETCD_KEY_FILE, and the CA of
 // ETCD_CA_FILE) used without a restart: the store moves onto a new etcd client that
-// presents it, with its watches, lease renewals and probes (EtcdStore.reconnect).
+// presents it, with its watches, lease renewals and probes (RegistryRoot.reconnectStore).
 // When the files are read again, and what happens to a pair that does not load, is
 // certificate-files.ts's; a new client that etcd does not answer is dropped, and the
 // files are tried again on the next change, poll or SIGHUP.
 import type { FastifyInstance } from 'fastify';
-import { followCertificates, type CertificateFiles, type Certificates } from '../certificate-files.ts';
+import { followCertificates, type CertificateFiles } from '../certificate-files.ts';
+import type { RegistryRoot } from '../registry/index.ts';
 
-export default async function etcdCertReload(
-  app: FastifyInstance,
-  opts: { files: CertificateFiles; store: { reconnect(tls: Certificates): Promise<void> } },
-): Promise<void> {
+export default async function etcdCertReload(app: FastifyInstance, opts: { files: CertificateFiles; root: RegistryRoot }): Promise<void> {
   const following = await followCertificates(
     opts.files,
     {
       name: 'etcd client certificate',
       settings: 'ETCD_CA_FILE/ETCD_CERT_FILE/ETCD_KEY_FILE',
       keeping: 'the store client keeps the current one',
-      use: (tls) => opts.store.reconnect(tls),
+      use: (tls) => opts.root.reconnectStore(tls),
     },
     app.log,
   );

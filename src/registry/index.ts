@@ -14,6 +14,7 @@ import { KeyLayout } from './keys.ts';
 import { Discovery } from './discovery.ts';
 import { Registry } from './registry.ts';
 import { RestoreCheck } from './restore-check.ts';
+import type { EtcdTls } from './store/etcd-connection.ts';
 import { EtcdStore } from './store/etcd.ts';
 import { MemoryStore } from './store/memory.ts';
 import { MonitoredStore } from './store/monitored.ts';
@@ -62,11 +63,12 @@ export class RegistryRoot {
   private readonly resetListeners: (() => void)[] = [];
 
   constructor(
-    store: Store,
+    /** The store as given, unwrapped: only it can move to a new client (reconnectStore). */
+    private readonly backing: Store,
     private readonly opts: RegistryOptions,
     private readonly events: GatewayEvents,
   ) {
-    this.store = new MonitoredStore(store, events);
+    this.store = new MonitoredStore(backing, events);
     const keys = (this.keys = new KeyLayout(opts.prefix));
     this.cache = new Cache(keys);
     this.sync = new WatchSync(this.store, keys, this.cache, events, () => this.reloaded());
@@ -114,6 +116,16 @@ export class RegistryRoot {
       }
     }
     this.health.start(this.opts.probeIntervalMs);
+  }
+
+  /**
+   * Move the store onto a new client that presents `tls` (a renewed etcd client
+   * certificate). Rejects, keeping the current client, when the new one does not
+   * answer or the store has no client to move (the memory store).
+   */
+  async reconnectStore(tls: EtcdTls): Promise<void> {
+    if (!(this.backing instanceof EtcdStore)) throw new Error(`a ${this.backing.kind} store has no client certificate`);
+    await this.backing.reconnect(tls);
   }
 
   /**
