@@ -6,42 +6,22 @@
 // (store-restore, seeds 2902 and 106): a resume with id 53 on a gateway whose
 // restored store was at 60 replayed 55, 88, 101… with no reset.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { type EtcdCluster, startEtcd } from './helpers/etcd.ts';
-import { eventually, instanceBody as instance, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { test } from 'node:test';
+import { eventually } from './helpers/gateway.ts';
+import { restorableStore } from './helpers/restore.ts';
 import { openSse } from './helpers/sse.ts';
 
-let etcd: EtcdCluster;
-let gw: TestGateway;
-let dir: string;
-before(async () => {
-  etcd = await startEtcd();
-  gw = await startGateway({ etcd });
-  dir = await mkdtemp(join(tmpdir(), 'snapshot-'));
-});
-after(async () => {
-  await gw?.close();
-  await etcd?.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-const register = async (id: string) => {
-  const r = await gw.request('PUT', `/services/web/instances/${id}`, instance('10.8.0.1', 80, { ttl: 0 }));
-  assert.equal(r.status, 201, r.text);
-  return r.json.revision as number;
-};
+const store = restorableStore();
+const register = (id: string) => store.register('web', id);
 
 test('a Last-Event-ID from before a restore gets a reset snapshot, also once the restored store has passed it', async () => {
+  const { gw } = store;
   await register('kept');
-  const file = join(dir, 'snapshot.db');
-  await etcd.snapshot(file);
+  await store.snapshot();
   for (let i = 0; i < 5; i++) await register(`lost-${i}`);
   const oldId = await register('lost-last');
 
-  await etcd.restoreSnapshot(file);
+  await store.restore();
   await eventually(
     async () => ((await gw.request('GET', '/health')).json?.store?.appliedRevision ?? Infinity) < oldId,
     30_000,

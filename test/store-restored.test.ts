@@ -3,42 +3,23 @@
 // reloads, open streams get a reset snapshot, labels start again from the
 // store's revisions, and a registration made after the restore shows.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { type EtcdCluster, startEtcd, storeRevision } from './helpers/etcd.ts';
-import { eventually, instanceBody as instance, metricValue, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { test } from 'node:test';
+import { storeRevision } from './helpers/etcd.ts';
+import { eventually, metricValue } from './helpers/gateway.ts';
+import { restorableStore } from './helpers/restore.ts';
 import { openSse } from './helpers/sse.ts';
 
-let etcd: EtcdCluster;
-let gw: TestGateway;
-let dir: string;
-before(async () => {
-  etcd = await startEtcd();
-  gw = await startGateway({ etcd });
-  dir = await mkdtemp(join(tmpdir(), 'snapshot-'));
-});
-after(async () => {
-  await gw?.close();
-  await etcd?.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-const register = async (service: string, id: string) => {
-  const r = await gw.request('PUT', `/services/${service}/instances/${id}`, instance('10.8.0.1', 80, { ttl: 0 }));
-  assert.equal(r.status, 201, r.text);
-  return r.json.revision as number;
-};
+const store = restorableStore();
+const { register } = store;
 const ids = (body: { instances: { id: string }[] }) => body.instances.map((x) => x.id).sort();
 const json = (data: string) => JSON.parse(data) as Record<string, unknown>;
 
 test('after a restore from a snapshot the gateway follows the store again and streams get a reset', async (t) => {
+  const { gw } = store;
   await register('kept', 'a');
   await register('kept', 'b');
-  const file = join(dir, 'at-kept.db');
-  await etcd.snapshot(file);
-  const snapshotRevision = await storeRevision(etcd);
+  await store.snapshot();
+  const snapshotRevision = await storeRevision(store.etcd);
 
   // The lost future: changes made after the snapshot.
   for (let i = 0; i < 30; i++) await register('lost', `x${i}`);
@@ -51,8 +32,8 @@ test('after a restore from a snapshot the gateway follows the store again and st
   }
   const reloads = await metricValue(gw, 'discovery_watch_restarts_total');
 
-  await etcd.restoreSnapshot(file);
-  assert.equal(await storeRevision(etcd), snapshotRevision);
+  await store.restore();
+  assert.equal(await storeRevision(store.etcd), snapshotRevision);
 
   for (const s of [all, one]) {
     const reset = await s.waitFor((e) => e.event === 'snapshot', 30_000, 'a reset snapshot after the restore');
