@@ -54,12 +54,6 @@ export class RevisionWaiters {
 export class ServiceWaiters {
   private byService = new Map<string, Set<Waiter>>();
 
-  get size(): number {
-    let n = 0;
-    for (const s of this.byService.values()) n += s.size;
-    return n;
-  }
-
   /** Resolves true when `notify(service)` is called, false on timeout or abort. */
   wait(service: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     return park(

@@ -31,11 +31,6 @@ export class Views {
     this.filtered = boundedBy(maxBytes * FILTERED_SHARE);
   }
 
-  /** Bytes (characters) of the answers kept now. */
-  get size(): number {
-    return this.plain.calculatedSize + this.filtered.calculatedSize;
-  }
-
   /** GET /services/{name}: `filter` must be the one the read was made with. */
   service(name: string, read: ServiceRead, filter?: ServiceFilter): string {
     if (read.source === 'store') return renderService(name, read.revision, read.instances);
