@@ -93,10 +93,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   await app.register(shutdown, { tls: !!config.tls, drainMs: config.drainMs });
   await app.register(errors);
-  if (config.tls) await app.register(tlsReload, config.tls);
+  if (config.tls) await app.register(tlsReload, { ...config.tls, events });
   if (config.store.kind === 'etcd') {
     const { caFile: ca, certFile: cert, keyFile: key } = config.store;
-    if (ca || cert) await app.register(etcdCertReload, { root, files: { ca, cert, key } });
+    if (ca || cert) await app.register(etcdCertReload, { root, events, files: { ca, cert, key } });
   }
   // Both give each route its own hooks as it is added: before any route.
   await app.register(timeouts, { timeoutMs: deps.handlerTimeoutMs ?? HANDLER_TIMEOUT_MS });

@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
+import type { CertificateReloadResult } from './events.ts';
 
 /** A change is often several file events (a Secret swap, an editor's write): read once they settle. */
 const SETTLE_MS = 200;
@@ -34,6 +35,8 @@ export interface CertificateUser {
   keeping: string;
   /** Puts new certificates to use. A rejection keeps the current ones: the next read tries again. */
   use(certificates: Certificates): void | Promise<void>;
+  /** Told whether changed files were put to use or refused (for the metric). */
+  outcome(result: CertificateReloadResult): void;
 }
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -73,6 +76,7 @@ export async function followCertificates(
       for (const p of parts) read[p] = await readFile(files[p]!);
     } catch (err) {
       log.error({ err }, `${user.name} not reloaded: cannot read ${user.settings}; ${user.keeping}`);
+      user.outcome('refused');
       return;
     }
     if (current && same(read, current)) return;
@@ -84,17 +88,20 @@ export async function followCertificates(
     if (why) {
       current = read; // refused files are not read again until they change
       log.error({ reason: why }, `${user.name} refused: ${user.keeping}`);
+      user.outcome('refused');
       return;
     }
     try {
       await user.use(read);
     } catch (err) {
       log.error({ reason: message(err) }, `${user.name} not reloaded: ${user.keeping}; tried again on the next change, poll or SIGHUP`);
+      user.outcome('refused');
       return;
     }
     current = read;
     const x509 = new X509Certificate((read.cert ?? read.ca)!);
     log.info({ subject: x509.subject, validTo: x509.validTo, serial: x509.serialNumber }, `${user.name} reloaded`);
+    user.outcome('reloaded');
   };
   // One read at a time, in order: a late read never overwrites a newer one.
   const reload = () => (reading = reading.then(load));

@@ -5,6 +5,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Change } from './registry/types.ts';
 
+export type CertificateReloadResult = 'reloaded' | 'refused';
+
 export interface GatewayEvents {
   /** One store round trip of `op` that took `seconds` (status probes included). */
   storeRequest(op: string, seconds: number): void;
@@ -32,6 +34,11 @@ export interface GatewayEvents {
   streamDelivered(seconds: number): void;
   /** Bytes change streams hold that their clients have not read. */
   streamsUnread(bytes: number): void;
+  /**
+   * Changed certificate files were put to use (`reloaded`), or not (`refused`: they do
+   * not load, cannot be read, or etcd would not take them): the current ones stay.
+   */
+  certificateReload(certificate: 'serving' | 'etcd-client', result: CertificateReloadResult): void;
   /** One DNS message answered: the question's type (or `none`) and the answer's code. */
   dnsQuery(qtype: string, rcode: string): void;
   /** Something an operator should read (a watch trouble, a start-up retry). */
@@ -55,6 +62,7 @@ const EVENT_NAMES = {
   eventsSent: true,
   streamDelivered: true,
   streamsUnread: true,
+  certificateReload: true,
   dnsQuery: true,
   warning: true,
   notice: true,

@@ -1,7 +1,7 @@
 // Every metric family of API.md "Operations", on one prom-client Registry per
 // app (tests build several apps in one process), and the domain events (events.ts)
 // that move them.
-import type { GatewayEvents } from './events.ts';
+import type { CertificateReloadResult, GatewayEvents } from './events.ts';
 import type { Change } from './registry/types.ts';
 import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics, type Metric } from 'prom-client';
 
@@ -192,6 +192,12 @@ export class Metrics implements MetricEvents {
     labelNames: ['qtype', 'rcode'] as const,
     registers: [this.prom],
   });
+  readonly certificateReloads = new Counter({
+    name: 'discovery_certificate_reloads_total',
+    help: 'Changed certificate files put to use (reloaded) or not (refused: the current ones stay), by certificate (serving, etcd-client)',
+    labelNames: ['certificate', 'result'] as const,
+    registers: [this.prom],
+  });
   /** dnsQueries' children by (qtype, rcode), found once per pair: no label hashing per query. */
   private readonly dnsQuerySeries = new Map<string, { inc(): void }>();
 
@@ -211,6 +217,9 @@ export class Metrics implements MetricEvents {
     for (const result of ['ok', 'not_found', 'error']) this.heartbeats.inc({ result }, 0);
     for (const result of ['hit', 'miss']) this.cacheRequests.inc({ result }, 0);
     for (const type of ['register', 'update', 'deregister']) this.watchEvents.inc({ type }, 0);
+    // Listed at 0 from the start: an alert on an increase of `refused` fires on the first one.
+    for (const certificate of ['serving', 'etcd-client'])
+      for (const result of ['reloaded', 'refused']) this.certificateReloads.inc({ certificate, result }, 0);
     this.storeUp.set(0);
     this.storeAlarms([]);
   }
@@ -268,6 +277,10 @@ export class Metrics implements MetricEvents {
 
   streamsUnread(bytes: number): void {
     this.sseUnreadBytes.set(bytes);
+  }
+
+  certificateReload(certificate: 'serving' | 'etcd-client', result: CertificateReloadResult): void {
+    this.certificateReloads.inc({ certificate, result });
   }
 
   dnsQuery(qtype: string, rcode: string): void {

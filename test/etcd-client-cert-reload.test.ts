@@ -7,7 +7,8 @@
 // renewal all go on: the stream sees the later events, with no reset and no event
 // twice. Without the reload the gateway could not connect again after the restart.
 // A pair whose key is not the certificate's, and one etcd does not trust, are
-// refused with a log line, and the current client goes on working. Below the
+// refused with a log line, and the current client goes on working; each outcome is
+// counted in discovery_certificate_reloads_total. Below the
 // gateway, EtcdStore.reconnect moves a watch while writes go on: every revision
 // arrives once, in order.
 import assert from 'node:assert/strict';
@@ -95,6 +96,8 @@ describe('etcd client certificate reload', () => {
   const logged = (msg: string, since: number) =>
     eventually(async () => logs.lines.slice(since).find((l) => l.msg === msg), 20_000, `the log line "${msg}"`);
   const register = (id: string) => gw.request('PUT', instancePath('payments', id), instanceBody('10.0.0.1', 80, { ttl: 30 }));
+  const reloads = (result: 'reloaded' | 'refused') =>
+    metricValue(gw, 'discovery_certificate_reloads_total', `{certificate="etcd-client",result="${result}"}`);
 
   before(async () => {
     await mkdir(join(certs.dir, 'live'));
@@ -121,8 +124,11 @@ describe('etcd client certificate reload', () => {
     const renewed = await issueUntil(certs.dir, certs.ca, 'mismatched', new Date(Date.now() + 3_600_000));
     await publish(renewed.certFile, certs.otherCa.keyFile);
     await logged('etcd client certificate refused: the store client keeps the current one', since);
+    // At least: publish() renames the key and the certificate one at a time, and a read between them refuses too.
+    assert.ok((await reloads('refused')) >= 1, 'a pair that does not load is counted as refused');
 
     since = logs.lines.length;
+    const refused = await reloads('refused');
     const stranger = await issueUntil(certs.dir, certs.otherCa, 'stranger', new Date(Date.now() + 3_600_000));
     await publish(stranger.certFile, stranger.keyFile);
     const line = await logged(
@@ -130,11 +136,13 @@ describe('etcd client certificate reload', () => {
       since,
     );
     assert.match(String(line.reason), /client certificate/);
+    assert.ok((await reloads('refused')) > refused, 'a pair etcd would not take is counted as refused');
 
     assert.equal((await gw.request('PUT', `${instancePath('payments', 'a1')}/heartbeat`)).status, 200);
     assert.equal((await register('a2')).status, 201);
     await stream.waitFor((e) => toChange(e)?.instanceId === 'a2', 10_000, 'a2 on the stream');
     assert.equal(logs.count('etcd client certificate reloaded'), 0);
+    assert.equal(await reloads('reloaded'), 0);
   });
 
   it('takes a renewed pair and keeps registrations, heartbeats, discovery and open streams across the old one’s expiry', async () => {
@@ -143,6 +151,7 @@ describe('etcd client certificate reload', () => {
     await publish(renewed.certFile, renewed.keyFile);
     const line = await logged('etcd client certificate reloaded', since);
     assert.equal(line.validTo, new X509Certificate(await readFile(renewed.certFile)).validTo, 'the log says until when');
+    assert.equal(await reloads('reloaded'), 1);
     assert.equal((await register('a3')).status, 201, 'a write on the new client');
     await stream.waitFor((e) => toChange(e)?.instanceId === 'a3', 10_000, 'a3 on the stream');
 

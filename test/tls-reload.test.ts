@@ -4,7 +4,8 @@
 // the test. The renewed pair is served to new connections; a change stream and a
 // keep-alive connection opened before the swap keep working, also once the old
 // certificate has expired; a new pair whose key does not match is refused with a log
-// line and the current one stays; SIGHUP reads the files again.
+// line and the current one stays; SIGHUP reads the files again. Each outcome is
+// counted in discovery_certificate_reloads_total.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { copyFile, mkdir, readFile, rename, rm, symlink } from 'node:fs/promises';
@@ -39,6 +40,14 @@ describe('TLS certificate reload', () => {
   let ca: Buffer;
   const logs: { msg: string; reason?: string }[] = [];
   let version = 0;
+
+  /** discovery_certificate_reloads_total{certificate="serving",result}, read in-process (the test's fetch has no CA). */
+  async function reloads(result: 'reloaded' | 'refused'): Promise<number> {
+    const series = `discovery_certificate_reloads_total{certificate="serving",result="${result}"} `;
+    const line = (await gw.app.inject({ method: 'GET', url: '/metrics' })).body.split('\n').find((l) => l.startsWith(series));
+    assert.ok(line, `${series}on /metrics`);
+    return Number(line.slice(series.length));
+  }
 
   /** Puts a pair in the Secret directory the way the kubelet updates a Secret volume. */
   async function publish(cert: string, key: string): Promise<void> {
@@ -80,6 +89,7 @@ describe('TLS certificate reload', () => {
 
   it('serves a renewed certificate to new connections, keeps open streams and connections, and outlives the old one', async () => {
     assert.equal(await servedCertificate(gw.base), await fingerprint(expiring));
+    assert.deepEqual([await reloads('reloaded'), await reloads('refused')], [0, 0], 'the files the gateway started with are no reload');
     // A change stream and a keep-alive connection, both verified against the CA, opened on the expiring certificate.
     const agent = new Agent({ ca, keepAlive: true, maxSockets: 1 });
     const get = (path: string) =>
@@ -100,6 +110,7 @@ describe('TLS certificate reload', () => {
     const renewedPrint = await fingerprint(renewed);
     await eventually(async () => (await servedCertificate(gw.base)) === renewedPrint, 60_000, 'the renewed certificate served');
     assert.ok(logs.some((l) => l.msg === 'TLS certificate reloaded'));
+    assert.deepEqual([await reloads('reloaded'), await reloads('refused')], [1, 0]);
 
     // Past the old certificate's end: new connections verify, the old ones still carry requests and events.
     await eventually(async () => Date.now() > expiresAt + 1000, 60_000, 'the first certificate to expire');
@@ -123,6 +134,7 @@ describe('TLS certificate reload', () => {
 
   it('refuses a new pair whose key is not the certificate’s, with a log line, and keeps serving the current one', async () => {
     const before = logs.length;
+    const refused = await reloads('refused');
     await publish(renewed.certFile, certs.otherCa.keyFile);
     await eventually(
       async () => logs.slice(before).find((l) => l.msg === 'TLS certificate refused: serving the current one'),
@@ -130,6 +142,7 @@ describe('TLS certificate reload', () => {
       'the refusal',
     );
     assert.equal(await servedCertificate(gw.base), await fingerprint(renewed));
+    assert.equal(await reloads('refused'), refused + 1);
   });
 
   it('reads the files again on SIGHUP', async () => {

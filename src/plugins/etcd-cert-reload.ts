@@ -6,9 +6,13 @@
 // files are tried again on the next change, poll or SIGHUP.
 import type { FastifyInstance } from 'fastify';
 import { followCertificates, type CertificateFiles } from '../certificate-files.ts';
+import type { GatewayEvents } from '../events.ts';
 import type { RegistryRoot } from '../registry/index.ts';
 
-export default async function etcdCertReload(app: FastifyInstance, opts: { files: CertificateFiles; root: RegistryRoot }): Promise<void> {
+export default async function etcdCertReload(
+  app: FastifyInstance,
+  opts: { files: CertificateFiles; root: RegistryRoot; events: GatewayEvents },
+): Promise<void> {
   const following = await followCertificates(
     opts.files,
     {
@@ -16,6 +20,7 @@ export default async function etcdCertReload(app: FastifyInstance, opts: { files
       settings: 'ETCD_CA_FILE/ETCD_CERT_FILE/ETCD_KEY_FILE',
       keeping: 'the store client keeps the current one',
       use: (tls) => opts.root.reconnectStore(tls),
+      outcome: (result) => opts.events.certificateReload('etcd-client', result),
     },
     app.log,
   );

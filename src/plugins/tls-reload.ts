@@ -6,8 +6,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { Server as TlsServer } from 'node:tls';
 import { followCertificates } from '../certificate-files.ts';
+import type { GatewayEvents } from '../events.ts';
 
-export default async function tlsReload(app: FastifyInstance, opts: { certFile: string; keyFile: string }): Promise<void> {
+export default async function tlsReload(
+  app: FastifyInstance,
+  opts: { certFile: string; keyFile: string; events: GatewayEvents },
+): Promise<void> {
   const server = app.server as unknown as TlsServer;
   const following = await followCertificates(
     { cert: opts.certFile, key: opts.keyFile },
@@ -16,6 +20,7 @@ export default async function tlsReload(app: FastifyInstance, opts: { certFile: 
       settings: 'TLS_CERT_FILE/TLS_KEY_FILE',
       keeping: 'serving the current one',
       use: ({ cert, key }) => server.setSecureContext({ cert, key }),
+      outcome: (result) => opts.events.certificateReload('serving', result),
     },
     app.log,
   );
