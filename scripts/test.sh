@@ -21,6 +21,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 [ -d node_modules ] || npm ci --no-audit --no-fund
 
-# Files run one at a time: several start etcd clusters and gateways, and the
-# machine has two cores.
-exec node --import tsx --test --test-concurrency=1 --test-timeout=180000 test/*.test.ts test/issues/*.test.ts
+# Two files at a time, on two cores: most of a file's time is waiting (for a TTL
+# to run out, a member to be elected, a process to start), and every test waits
+# for conditions with a deadline rather than for a fixed time, so a busy core only
+# slows it. One at a time, the suite takes about 60% longer.
+exec node --import tsx --test --test-concurrency=2 --test-timeout=180000 test/*.test.ts test/issues/*.test.ts
