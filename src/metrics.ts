@@ -186,11 +186,19 @@ export class Metrics implements MetricEvents {
     help: 'Bytes held for change-stream data not yet handed to the connections (shared data counted once)',
     registers: [this.prom],
   });
-  readonly dnsQueries = new Counter({
+  /** DNS messages by (qtype, rcode), counted as plain integers per message and handed to the counter at scrape, as reads are. */
+  private readonly dnsAnswers = new Map<string, { qtype: string; rcode: string; count: number; counted: number }>();
+  private readonly dnsQueries = new Counter({
     name: 'discovery_dns_queries_total',
     help: 'DNS messages answered, by question type and response code',
     labelNames: ['qtype', 'rcode'] as const,
     registers: [this.prom],
+    collect: () => {
+      for (const series of this.dnsAnswers.values()) {
+        this.dnsQueries.inc({ qtype: series.qtype, rcode: series.rcode }, series.count - series.counted);
+        series.counted = series.count;
+      }
+    },
   });
   readonly certificateReloads = new Counter({
     name: 'discovery_certificate_reloads_total',
@@ -198,8 +206,6 @@ export class Metrics implements MetricEvents {
     labelNames: ['certificate', 'result'] as const,
     registers: [this.prom],
   });
-  /** dnsQueries' children by (qtype, rcode), found once per pair: no label hashing per query. */
-  private readonly dnsQuerySeries = new Map<string, { inc(): void }>();
 
   /** The store's raised alarms: 1 for each of them, 0 for every alarm seen before (nospace is always listed). */
   storeAlarms(active: string[]): void {
@@ -286,8 +292,8 @@ export class Metrics implements MetricEvents {
   dnsQuery(qtype: string, rcode: string): void {
     const type = COUNTED_DNS_TYPES.has(qtype) ? qtype : 'other';
     const key = `${type} ${rcode}`;
-    let series = this.dnsQuerySeries.get(key);
-    if (!series) this.dnsQuerySeries.set(key, (series = this.dnsQueries.labels(type, rcode)));
-    series.inc();
+    let series = this.dnsAnswers.get(key);
+    if (!series) this.dnsAnswers.set(key, (series = { qtype: type, rcode, count: 0, counted: 0 }));
+    series.count++;
   }
 }

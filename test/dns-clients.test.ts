@@ -114,6 +114,23 @@ describe('broken and hostile messages', () => {
     assert.equal(opt?.extendedRcode, 1, 'BADVERS is extended rcode 16');
   });
 
+  test('the question comes back as it was asked, letter case included; a question compressed with a pointer is FORMERR', async () => {
+    // Resolvers that randomize the case of the names they ask (DNS 0x20) drop an answer whose question differs.
+    const asked = query({ questions: [{ type: 'A', name: 'WeB.SeRvIcE.DiScOvErY' }] });
+    const answer = await udp(asked);
+    assert.equal(answer?.questions?.[0]?.name, 'WeB.SeRvIcE.DiScOvErY');
+    assert.deepEqual(
+      answer?.answers?.map((a) => (a as packet.StringAnswer).data),
+      ['10.6.0.1'],
+    );
+    // dns-packet reads a pointer back into the header (an id of 0 reads as the root name), but
+    // nothing precedes a first question to point to.
+    const header = query({ id: 0 }).subarray(0, 12);
+    const pointer = Buffer.concat([header, Buffer.from([0xc0, 0, 0, 1, 0, 1])]);
+    assert.equal(packet.decode(pointer).questions?.[0]?.name, '.');
+    assert.equal(rcodeOf(await udp(pointer)), 'FORMERR');
+  });
+
   test('a message shorter than a header, or an answer sent as a query, is dropped', async () => {
     assert.equal(await udp(Buffer.from([1, 2, 3])), undefined);
     assert.equal(

@@ -5,6 +5,7 @@
 //     address, as Consul's `addr` names (8 hex digits for IPv4, 32 for IPv6).
 // A service whose name holds a dot has more labels than these forms and is never
 // reached: `a.b.service.{domain}` reads as tag `a` of service `b`.
+import { LRUCache } from 'lru-cache';
 import { isIP } from 'node:net';
 import { isServiceName } from '../rules.ts';
 
@@ -21,6 +22,8 @@ export type ZoneName =
   | { kind: 'none' };
 
 const HEX = /^[0-9a-f]+$/;
+/** Resolvers ask the same names again and again; a client asking random ones only evicts older ones. */
+const PARSED_NAMES = 10_000;
 
 export class ZoneNames {
   /** The domain's labels, lowercase. */
@@ -30,8 +33,16 @@ export class ZoneNames {
     this.domainLabels = domain.split('.');
   }
 
+  private readonly parsed = new LRUCache<string, ZoneName>({ max: PARSED_NAMES });
+
   /** What a question's name (any case, with or without the final dot) names. */
   parse(qname: string): ZoneName {
+    let name = this.parsed.get(qname);
+    if (!name) this.parsed.set(qname, (name = this.read(qname)));
+    return name;
+  }
+
+  private read(qname: string): ZoneName {
     const labels = qname.toLowerCase().replace(/\.$/, '').split('.');
     const inner = labels.length - this.domainLabels.length;
     if (inner < 0 || this.domainLabels.some((l, i) => labels[inner + i] !== l)) return { kind: 'outside' };

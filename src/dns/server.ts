@@ -65,8 +65,8 @@ export class DnsServer {
     if (this.tcp?.listening) await new Promise((resolve) => this.tcp!.close(resolve));
   }
 
-  /** The answer to one message, or undefined to drop it. */
-  private async answer(msg: Buffer, limit: (q: Query) => number): Promise<Buffer | undefined> {
+  /** The answer to one message, or undefined to drop it; made at once, from the cache. */
+  private answer(msg: Buffer, limit: (q: Query) => number): Buffer | undefined {
     const read = readQuery(msg);
     if (!read) return undefined;
     if ('rcode' in read) {
@@ -76,7 +76,7 @@ export class DnsServer {
     const query = read;
     const qtype = query.question.type;
     try {
-      const reply = await this.zone.answer(query.question.name, qtype);
+      const reply = this.zone.answer(query.question.name, qtype);
       this.events.dnsQuery(qtype, reply.rcode);
       return writeReply(query, reply, limit(query));
     } catch (err) {
@@ -98,10 +98,13 @@ export class DnsServer {
       lookup: ipAddressOnly,
     });
     socket.on('message', (msg, peer) => {
-      // A send can throw (the socket closed while the answer was made): caught with the rest.
-      this.answer(msg, udpLimit)
-        .then((out) => out && socket.send(out, peer.port, peer.address))
-        .catch((err: unknown) => this.failed(err));
+      try {
+        const out = this.answer(msg, udpLimit);
+        if (out) socket.send(out, peer.port, peer.address);
+      } catch (err) {
+        // A send can throw (the socket closed while the answer was made); a bug must not end the server.
+        this.failed(err);
+      }
     });
     // A send to a client that went away (ICMP unreachable) must not end the server.
     socket.on('error', (err) => this.failed(err));
@@ -128,7 +131,6 @@ export class DnsServer {
     socket.on('error', () => socket.destroy());
     socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
     let pending: Buffer = Buffer.alloc(0);
-    let answering = Promise.resolve();
     socket.on('data', (chunk: Buffer) => {
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       while (pending.length >= 2) {
@@ -137,13 +139,18 @@ export class DnsServer {
         if (pending.length < 2 + size) return;
         const msg = pending.subarray(2, 2 + size);
         pending = pending.subarray(2 + size);
-        answering = answering.then(() => this.answerTcp(socket, msg));
+        this.answerTcp(socket, msg);
       }
     });
   }
 
-  private async answerTcp(socket: net.Socket, msg: Buffer): Promise<void> {
-    const out = await this.answer(msg, () => MAX_TCP_PAYLOAD).catch((err: unknown) => void this.failed(err));
+  private answerTcp(socket: net.Socket, msg: Buffer): void {
+    let out: Buffer | undefined;
+    try {
+      out = this.answer(msg, () => MAX_TCP_PAYLOAD);
+    } catch (err) {
+      this.failed(err);
+    }
     if (!out || socket.destroyed) return;
     if (socket.writableLength > TCP_MAX_UNREAD) return void socket.destroy();
     const frame = Buffer.allocUnsafe(2 + out.length);

@@ -1,9 +1,9 @@
-// DNS messages <-> what the zone is asked and answers, with dns-packet doing the
-// encoding: which queries are answered at all (one question, opcode QUERY, class
+// DNS messages <-> what the zone is asked and answers, with dns-packet reading
+// queries and encoding records: which queries are answered at all (one question, opcode QUERY, class
 // IN, EDNS version 0), and the size rule: a UDP answer fits 512 bytes or the
 // client's EDNS0 buffer, cut at a whole answer record (with the additional
 // records that belong to it) and marked TC; over TCP the limit is the frame's.
-import packet, { type Answer, type OptAnswer, type Packet, type Question } from 'dns-packet';
+import packet, { type Answer, type OptAnswer, type Question } from 'dns-packet';
 import type { AnswerRecord, Rcode, Reply } from './zone.ts';
 
 /** The largest UDP answer the gateway sends, and advertises in its own OPT record. */
@@ -15,6 +15,7 @@ export const MAX_TCP_PAYLOAD = 65535;
 const HEADER_BYTES = 12;
 /** Offsets in the header: flags, then the counts of the answer, authority and additional sections. */
 const FLAGS_AT = 2;
+const QDCOUNT_AT = 4;
 const ANCOUNT_AT = 6;
 const NSCOUNT_AT = 8;
 const ARCOUNT_AT = 10;
@@ -29,6 +30,8 @@ export interface Query {
   /** The header's RD bit, echoed in the answer. */
   recursionDesired: boolean;
   question: Question;
+  /** The question as the client wrote it, echoed byte for byte (the case of its name too). */
+  questionBytes: Buffer;
   /** The client's EDNS0 buffer size, when it sent an OPT record. */
   ednsPayload?: number;
 }
@@ -60,12 +63,33 @@ export function readQuery(msg: Buffer): Query | Refusal | undefined {
     return { id, rcode: 'FORMERR', edns: false };
   }
   const question = decoded.questions![0]!;
+  const questionBytes = questionAsSent(msg);
+  if (!questionBytes) return { id, rcode: 'FORMERR', edns: false };
   const opts = (decoded.additionals ?? []).filter((a): a is OptAnswer => a.type === 'OPT');
   if (opts.length > 1) return { id, rcode: 'FORMERR', question, edns: false };
   const opt = opts[0];
   if (opt && opt.ednsVersion !== 0) return { id, rcode: 'BADVERS', question, edns: true };
   if (question.class !== 'IN') return { id, rcode: 'REFUSED', question, edns: !!opt };
-  return { id, recursionDesired: decoded.flag_rd, question, ednsPayload: opt?.udpPayloadSize };
+  return { id, recursionDesired: decoded.flag_rd, question, questionBytes, ednsPayload: opt?.udpPayloadSize };
+}
+
+/** Type and class follow the question's name. */
+const TYPE_AND_CLASS_BYTES = 4;
+const LABEL_IS_POINTER = 0xc0;
+
+/**
+ * The bytes of a message's first question, which dns-packet has already read and
+ * checked: its name's labels up to the root, then type and class. Undefined for a
+ * name compressed with a pointer: nothing precedes the first question to point to.
+ */
+function questionAsSent(msg: Buffer): Buffer | undefined {
+  let at = HEADER_BYTES;
+  while (at < msg.length && msg[at] !== 0) {
+    if (msg[at]! & LABEL_IS_POINTER) return undefined;
+    at += 1 + msg[at]!;
+  }
+  const end = at + 1 + TYPE_AND_CLASS_BYTES;
+  return end <= msg.length ? msg.subarray(HEADER_BYTES, end) : undefined;
 }
 
 /** The most bytes an answer to this query may take over UDP. */
@@ -92,6 +116,11 @@ const QUESTION_NAME = Buffer.from([0xc0, HEADER_BYTES]);
 const ROOT_NAME_BYTES = 1;
 const NO_BYTES = Buffer.alloc(0);
 
+/** One whole record (its owner name written out), as the authority section carries the SOA. */
+export function encodeRecord(record: Answer): Buffer {
+  return packet.encode({ answers: [record] }).subarray(HEADER_BYTES);
+}
+
 export function encodeUnit(answer: AnswerRecord, additionals: Answer[]): EncodedUnit {
   const atRoot = { ...answer, name: '.' } as Answer;
   const body = packet.encode({ answers: [atRoot], additionals }).subarray(HEADER_BYTES);
@@ -107,23 +136,19 @@ export function encodeUnit(answer: AnswerRecord, additionals: Answer[]): Encoded
  * Authoritative, never recursing; RD echoed. The answer records in a new random
  * order each time (clients that take the first record spread), as many whole
  * ones (each with its additional records) as fit in `limit`; TC when some were
- * left out. dns-packet writes the header, question and authority records; the
- * prepared records are copied after them and the section counts set.
+ * left out. Every part is bytes already: the header's fields are set, the question
+ * copied from the query, and the records (encoded by dns-packet when the service
+ * last changed) copied after it.
  */
 export function writeReply(query: Query, reply: Reply, limit: number): Buffer {
-  const head: Packet = {
-    type: 'response',
-    id: query.id,
-    flags: packet.AUTHORITATIVE_ANSWER | (query.recursionDesired ? packet.RECURSION_DESIRED : 0) | RCODES[reply.rcode],
-    questions: [query.question],
-  };
-  const headBytes = packet.encodingLength(head);
-  const authority = reply.authorities.length ? packet.encode({ answers: reply.authorities }).subarray(HEADER_BYTES) : NO_BYTES;
+  const headBytes = HEADER_BYTES + query.questionBytes.length;
+  let authorityBytes = 0;
+  for (const record of reply.authorities) authorityBytes += record.length;
   const opt = query.ednsPayload === undefined ? NO_BYTES : OWN_OPT;
 
   // Fisher–Yates, one step per record taken: a uniformly random order, and a random subset when cut.
   const order = reply.answers.slice();
-  let size = headBytes + authority.length + opt.length;
+  let size = headBytes + authorityBytes + opt.length;
   let kept = 0;
   let additionalCount = 0;
   for (; kept < order.length; kept++) {
@@ -137,13 +162,20 @@ export function writeReply(query: Query, reply: Reply, limit: number): Buffer {
   }
 
   const out = Buffer.allocUnsafe(size);
-  packet.encode(head, out);
-  let at = headBytes;
+  const flags =
+    QR_BIT |
+    packet.AUTHORITATIVE_ANSWER |
+    (query.recursionDesired ? packet.RECURSION_DESIRED : 0) |
+    (kept < order.length ? packet.TRUNCATED_RESPONSE : 0) |
+    RCODES[reply.rcode];
+  out.writeUInt16BE(query.id, 0);
+  out.writeUInt16BE(flags, FLAGS_AT);
+  out.writeUInt16BE(1, QDCOUNT_AT);
+  let at = HEADER_BYTES + query.questionBytes.copy(out, HEADER_BYTES);
   for (let i = 0; i < kept; i++) at += order[i]!.answer.copy(out, at);
-  at += authority.copy(out, at);
+  for (const record of reply.authorities) at += record.copy(out, at);
   for (let i = 0; i < kept; i++) at += order[i]!.additionals.copy(out, at);
   opt.copy(out, at);
-  if (kept < order.length) out.writeUInt16BE(out.readUInt16BE(FLAGS_AT) | packet.TRUNCATED_RESPONSE, FLAGS_AT);
   out.writeUInt16BE(kept, ANCOUNT_AT);
   out.writeUInt16BE(reply.authorities.length, NSCOUNT_AT);
   out.writeUInt16BE(additionalCount + (opt.length ? 1 : 0), ARCOUNT_AT);

@@ -17,7 +17,7 @@ import { isIP } from 'node:net';
 import type { SerializedInstance, ServiceRead } from '../registry/discovery.ts';
 import type { ZoneName, ZoneNames } from './names.ts';
 import type { PreparedAnswers } from './prepared.ts';
-import { encodeUnit, type EncodedUnit } from './wire.ts';
+import { encodeRecord, encodeUnit, type EncodedUnit } from './wire.ts';
 
 export type Rcode = 'NOERROR' | 'FORMERR' | 'SERVFAIL' | 'NXDOMAIN' | 'NOTIMP' | 'REFUSED';
 
@@ -31,14 +31,14 @@ export interface Reply {
   rcode: Rcode;
   /** Encoded, in no particular order: each answer shuffles them (wire.ts). */
   answers: readonly EncodedUnit[];
-  /** The SOA, for negative answers. */
-  authorities: Answer[];
+  /** The SOA, encoded, for negative answers. */
+  authorities: readonly Buffer[];
 }
 
-/** The registry reads the zone asks (registry/discovery.ts). */
+/** The registry reads the zone asks (registry/discovery.ts): the cache's, at once. */
 export interface ZoneSource {
-  discover(service: string): Promise<ServiceRead>;
-  services(): Promise<{ revision: number }>;
+  cached(service: string): ServiceRead;
+  readonly appliedRevision: number;
 }
 
 export interface ZoneOptions {
@@ -56,6 +56,9 @@ const SOA_RETRY = 600;
 const SOA_EXPIRE = 86400;
 
 export class Zone {
+  /** The SOA of negative answers, encoded once per revision: its serial is the revision. */
+  private negativeSoa: { revision: number; encoded: Buffer } | undefined;
+
   constructor(
     private readonly names: ZoneNames,
     private readonly source: ZoneSource,
@@ -63,7 +66,8 @@ export class Zone {
     private readonly prepared: PreparedAnswers<ServiceRecords>,
   ) {}
 
-  async answer(qname: string, qtype: string): Promise<Reply> {
+  /** Synchronous: every answer comes from the cache, and the next datagram waits for none of them. */
+  answer(qname: string, qtype: string): Reply {
     const name = this.names.parse(qname);
     switch (name.kind) {
       case 'outside':
@@ -72,8 +76,7 @@ export class Zone {
         return this.negative('NXDOMAIN');
       case 'apex':
       case 'branch':
-        if (name.kind === 'apex' && qtype === 'SOA')
-          return { rcode: 'NOERROR', answers: [encodeUnit(await this.soa(), [])], authorities: [] };
+        if (name.kind === 'apex' && qtype === 'SOA') return { rcode: 'NOERROR', answers: [encodeUnit(this.soa(), [])], authorities: [] };
         return this.negative('NOERROR');
       case 'addr':
         return this.addr(qtype, name);
@@ -82,15 +85,15 @@ export class Zone {
     }
   }
 
-  private async addr(qtype: string, name: Extract<ZoneName, { kind: 'addr' }>): Promise<Reply> {
+  private addr(qtype: string, name: Extract<ZoneName, { kind: 'addr' }>): Reply {
     const type = name.family === 4 ? 'A' : 'AAAA';
     if (qtype !== type && qtype !== 'ANY') return this.negative('NOERROR');
     return { rcode: 'NOERROR', answers: [encodeUnit(this.address(type, name.address), [])], authorities: [] };
   }
 
-  private async service(qtype: string, service: string, tag: string | undefined): Promise<Reply> {
+  private service(qtype: string, service: string, tag: string | undefined): Reply {
     if (this.opts.canRead && !this.opts.canRead(service)) return this.negative('NXDOMAIN');
-    const read = await this.source.discover(service);
+    const read = this.source.cached(service);
     // Every type without records gets the same answer: one entry for all of them keeps the entries few.
     const question = `${tag ?? ''} ${RECORD_TYPES.has(qtype) ? qtype : 'other'}`;
     const records = this.prepared.get(service, read.revision, question, () => this.records(qtype, read.instances, tag));
@@ -127,13 +130,15 @@ export class Zone {
     return { type, ttl: this.opts.ttlSeconds, data: address };
   }
 
-  private async negative(rcode: 'NOERROR' | 'NXDOMAIN'): Promise<Reply> {
-    return { rcode, answers: [], authorities: [await this.soa()] };
+  private negative(rcode: 'NOERROR' | 'NXDOMAIN'): Reply {
+    const revision = this.source.appliedRevision;
+    if (this.negativeSoa?.revision !== revision) this.negativeSoa = { revision, encoded: encodeRecord(this.soa()) };
+    return { rcode, answers: [], authorities: [this.negativeSoa.encoded] };
   }
 
   /** The zone's serial is the latest store revision this gateway has applied. */
-  private async soa(): Promise<SoaAnswer> {
-    const { revision } = await this.source.services();
+  private soa(): SoaAnswer {
+    const revision = this.source.appliedRevision;
     const domain = this.names.domain;
     return {
       type: 'SOA',

@@ -132,9 +132,23 @@ export class Discovery {
       opts.onHold?.();
       await this.holdPast(service, opts.index, opts.waitMs ?? MAX_WAIT_MS, opts.signal);
     }
+    return this.cached(service, filter);
+  }
+
+  /**
+   * A service as this gateway's cache holds it, at once: what the DNS interface answers
+   * from (no store call and no tick). Throws StoreUnavailableError for a service the
+   * gateway has no copy of while the store is unreachable.
+   */
+  cached(service: string, filter?: ServiceFilter): ServiceRead {
     const freshness = this.freshness(this.cache.knows(service));
     this.events.discoveryRead('hit');
     return new CachedServiceRead(freshness, this.cache.serviceRevision(service), this.cache, service, filter);
+  }
+
+  /** The latest store revision this gateway's cache has applied. */
+  get appliedRevision(): number {
+    return this.cache.appliedRevision;
   }
 
   /**
