@@ -68,7 +68,7 @@ eachStore('cache', (store) => {
     assert.ok(r2.json.revision > r1.json.revision);
   });
 
-  it('a blocking query answers within a second of a change, or after its wait', async () => {
+  it('a blocking query answers at a change, well before its wait ends, or after its wait', async () => {
     const a = await gw.request('PUT', instancePath('blk', 'b-1'), { address: '10.0.0.4', port: 1, ttl: 0 });
     const t0 = Date.now();
     const held = gw.request('GET', `/services/blk?index=${a.json.revision}&wait=10s`);
@@ -76,13 +76,14 @@ eachStore('cache', (store) => {
     await gw.request('PUT', instancePath('blk', 'b-2'), { address: '10.0.0.4', port: 2, ttl: 0 });
     const changed = Date.now();
     const r = await held;
-    assert.ok(Date.now() - changed < 1000);
+    // Bounds that tell a wake-up at the change from the 10 s wait, with room for a busy machine.
+    assert.ok(Date.now() - changed < 3000, `answered ${Date.now() - changed} ms after the change`);
     assert.ok(Date.now() - t0 >= 300);
     assert.deepEqual(ids(r.json), ['b-1', 'b-2']);
     const w0 = Date.now();
     const idle = await gw.request('GET', `/services/blk?index=${r.json.revision}&wait=600ms`);
     const took = Date.now() - w0;
-    assert.ok(took >= 550 && took < 600 + 600 / 16 + 500, `wait=600ms took ${took} ms`);
+    assert.ok(took >= 550 && took < 600 + 600 / 16 + 2000, `wait=600ms took ${took} ms`);
     assert.equal(idle.json.revision, r.json.revision);
   });
 
