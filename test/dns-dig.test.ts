@@ -137,6 +137,17 @@ describe('negative answers', () => {
     }
   });
 
+  test("the SOA's serial is the store revision the gateway has applied, and follows each change", async () => {
+    const serial = async () => Number((await dig(port, 'nope.service.discovery', 'A')).authority[0]!.data.split(' ')[2]);
+    const first = await serial();
+    assert.equal(first, (await gw.request('GET', '/services')).json.revision);
+    const put = await gw.request('PUT', '/services/serial/instances/s1', { address: '10.9.0.1', port: 80, ttl: 0 });
+    for (const deadline = Date.now() + 10_000; (await serial()) !== put.json.revision;) {
+      assert.ok(Date.now() < deadline, `the serial stayed below revision ${put.json.revision}`);
+    }
+    await gw.request('DELETE', '/services/serial/instances/s1');
+  });
+
   test('a name outside the domain: REFUSED (the gateway never recurses)', async () => {
     const a = await dig(port, 'example.com', 'A');
     assert.equal(a.status, 'REFUSED');
