@@ -6,14 +6,16 @@
 // change event comes (network file systems), and on SIGHUP. New files that do
 // not load (key and certificate do not match, not PEM, not valid now) are
 // refused with a log line and not read again until they change; the current
-// ones stay. The first read is the baseline: the files the user started with.
+// ones stay. The first read is the baseline: the files the user started with (if it
+// fails, those are unknown, and the next files read are put to use). Each outcome,
+// and the end of validity of the certificate in use, goes to GatewayEvents.
 import type { FastifyBaseLogger } from 'fastify';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import type { CertificateReloadResult } from './events.ts';
+import type { CertificateName, GatewayEvents } from './events.ts';
 
 /** A change is often several file events (a Secret swap, an editor's write): read once they settle. */
 const SETTLE_MS = 200;
@@ -27,6 +29,8 @@ export type CertificateFiles = Partial<Record<Part, string>>;
 export type Certificates = Partial<Record<Part, Buffer>>;
 
 export interface CertificateUser {
+  /** Names the certificate on the metrics. */
+  certificate: CertificateName;
   /** Names the certificate in log lines: 'TLS certificate', 'etcd client certificate'. */
   name: string;
   /** The settings naming the files, for the log line when they cannot be read. */
@@ -35,8 +39,6 @@ export interface CertificateUser {
   keeping: string;
   /** Puts new certificates to use. A rejection keeps the current ones: the next read tries again. */
   use(certificates: Certificates): void | Promise<void>;
-  /** Told whether changed files were put to use or refused (for the metric). */
-  outcome(result: CertificateReloadResult): void;
 }
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -57,6 +59,15 @@ function refusal({ cert, key, ca }: Certificates, now: Date): string | undefined
   }
 }
 
+/** When a certificate (a bundle's first) ends; undefined if it is none (a baseline replaced since the user read it). */
+function notAfter(pem: Buffer): Date | undefined {
+  try {
+    return new Date(new X509Certificate(pem).validTo);
+  } catch {
+    return undefined;
+  }
+}
+
 const same = (a: Certificates, b: Certificates) =>
   (['cert', 'key', 'ca'] as const).every((p) => a[p]?.equals(b[p] ?? Buffer.of()) ?? !b[p]);
 
@@ -64,46 +75,58 @@ const same = (a: Certificates, b: Certificates) =>
 export async function followCertificates(
   files: CertificateFiles,
   user: CertificateUser,
+  events: Pick<GatewayEvents, 'certificateReload' | 'certificateInUse'>,
   log: FastifyBaseLogger,
 ): Promise<{ close(): Promise<void> }> {
   const parts = (Object.keys(files) as Part[]).filter((p) => files[p]);
+  /** Undefined when the baseline could not be read: the next files read are put to use, whatever they are. */
   let current: Certificates | undefined;
-  let reading: Promise<void> = Promise.resolve();
 
-  const load = async () => {
+  const readFiles = async (): Promise<Certificates | undefined> => {
     const read: Certificates = {};
     try {
       for (const p of parts) read[p] = await readFile(files[p]!);
+      return read;
     } catch (err) {
       log.error({ err }, `${user.name} not reloaded: cannot read ${user.settings}; ${user.keeping}`);
-      user.outcome('refused');
-      return;
+      events.certificateReload(user.certificate, 'refused');
+      return undefined;
     }
-    if (current && same(read, current)) return;
-    if (!current) {
-      current = read;
-      return;
-    }
+  };
+  // The CA alone is no certificate the user presents: no end date to report.
+  const inUse = ({ cert }: Certificates) => {
+    const end = cert && notAfter(cert);
+    if (end) events.certificateInUse(user.certificate, end);
+  };
+
+  const load = async () => {
+    const read = await readFiles();
+    if (!read || (current && same(read, current))) return;
     const why = refusal(read, new Date());
     if (why) {
       current = read; // refused files are not read again until they change
       log.error({ reason: why }, `${user.name} refused: ${user.keeping}`);
-      user.outcome('refused');
+      events.certificateReload(user.certificate, 'refused');
       return;
     }
     try {
       await user.use(read);
     } catch (err) {
       log.error({ reason: message(err) }, `${user.name} not reloaded: ${user.keeping}; tried again on the next change, poll or SIGHUP`);
-      user.outcome('refused');
+      events.certificateReload(user.certificate, 'refused');
       return;
     }
     current = read;
     const x509 = new X509Certificate((read.cert ?? read.ca)!);
     log.info({ subject: x509.subject, validTo: x509.validTo, serial: x509.serialNumber }, `${user.name} reloaded`);
-    user.outcome('reloaded');
+    events.certificateReload(user.certificate, 'reloaded');
+    inUse(read);
   };
   // One read at a time, in order: a late read never overwrites a newer one.
+  let reading = readFiles().then((read) => {
+    current = read;
+    if (read) inUse(read);
+  });
   const reload = () => (reading = reading.then(load));
 
   let settle: NodeJS.Timeout | undefined;
@@ -117,7 +140,7 @@ export async function followCertificates(
   const poll = setInterval(reload, RELOAD_POLL_MS);
   poll.unref();
   process.on('SIGHUP', reload);
-  await reload();
+  await reading;
 
   return {
     async close() {

@@ -5,6 +5,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Change } from './registry/types.ts';
 
+/** The certificates the gateway follows on disk: the HTTPS server's, and its etcd client's. */
+export type CertificateName = 'serving' | 'etcd-client';
 export type CertificateReloadResult = 'reloaded' | 'refused';
 
 export interface GatewayEvents {
@@ -35,10 +37,13 @@ export interface GatewayEvents {
   /** Bytes change streams hold that their clients have not read. */
   streamsUnread(bytes: number): void;
   /**
-   * Changed certificate files were put to use (`reloaded`), or not (`refused`: they do
-   * not load, cannot be read, or etcd would not take them): the current ones stay.
+   * One read of the certificate files (a change, a poll, SIGHUP) put new ones to use
+   * (`reloaded`), or found files it could not use (`refused`: they cannot be read, do
+   * not load, or etcd would not take them): the current ones stay.
    */
-  certificateReload(certificate: 'serving' | 'etcd-client', result: CertificateReloadResult): void;
+  certificateReload(certificate: CertificateName, result: CertificateReloadResult): void;
+  /** The certificate in use (from the start, or since a reload) is valid until `notAfter`. */
+  certificateInUse(certificate: CertificateName, notAfter: Date): void;
   /** One DNS message answered: the question's type (or `none`) and the answer's code. */
   dnsQuery(qtype: string, rcode: string): void;
   /** Something an operator should read (a watch trouble, a start-up retry). */
@@ -63,6 +68,7 @@ const EVENT_NAMES = {
   streamDelivered: true,
   streamsUnread: true,
   certificateReload: true,
+  certificateInUse: true,
   dnsQuery: true,
   warning: true,
   notice: true,

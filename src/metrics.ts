@@ -1,7 +1,7 @@
 // Every metric family of API.md "Operations", on one prom-client Registry per
 // app (tests build several apps in one process), and the domain events (events.ts)
 // that move them.
-import type { CertificateReloadResult, GatewayEvents } from './events.ts';
+import type { CertificateName, CertificateReloadResult, GatewayEvents } from './events.ts';
 import type { Change } from './registry/types.ts';
 import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics, type Metric } from 'prom-client';
 
@@ -202,8 +202,14 @@ export class Metrics implements MetricEvents {
   });
   readonly certificateReloads = new Counter({
     name: 'discovery_certificate_reloads_total',
-    help: 'Changed certificate files put to use (reloaded) or not (refused: the current ones stay), by certificate (serving, etcd-client)',
+    help: 'Reads of the certificate files (change, poll, SIGHUP) that put new ones to use (reloaded) or found files they could not use (refused: the current ones stay), by certificate (serving, etcd-client)',
     labelNames: ['certificate', 'result'] as const,
+    registers: [this.prom],
+  });
+  readonly certificateExpiry = new Gauge({
+    name: 'discovery_certificate_expiry_timestamp_seconds',
+    help: 'The end of validity (notAfter, Unix seconds) of the certificate in use, by certificate (serving, etcd-client); only the configured ones are listed',
+    labelNames: ['certificate'] as const,
     registers: [this.prom],
   });
 
@@ -224,7 +230,7 @@ export class Metrics implements MetricEvents {
     for (const result of ['hit', 'miss']) this.cacheRequests.inc({ result }, 0);
     for (const type of ['register', 'update', 'deregister']) this.watchEvents.inc({ type }, 0);
     // Listed at 0 from the start: an alert on an increase of `refused` fires on the first one.
-    for (const certificate of ['serving', 'etcd-client'])
+    for (const certificate of ['serving', 'etcd-client'] satisfies CertificateName[])
       for (const result of ['reloaded', 'refused']) this.certificateReloads.inc({ certificate, result }, 0);
     this.storeUp.set(0);
     this.storeAlarms([]);
@@ -285,8 +291,12 @@ export class Metrics implements MetricEvents {
     this.sseUnreadBytes.set(bytes);
   }
 
-  certificateReload(certificate: 'serving' | 'etcd-client', result: CertificateReloadResult): void {
+  certificateReload(certificate: CertificateName, result: CertificateReloadResult): void {
     this.certificateReloads.inc({ certificate, result });
+  }
+
+  certificateInUse(certificate: CertificateName, notAfter: Date): void {
+    this.certificateExpiry.set({ certificate }, notAfter.getTime() / 1000);
   }
 
   dnsQuery(qtype: string, rcode: string): void {

@@ -8,8 +8,9 @@
 // twice. Without the reload the gateway could not connect again after the restart.
 // A pair whose key is not the certificate's, and one etcd does not trust, are
 // refused with a log line, and the current client goes on working; each outcome is
-// counted in discovery_certificate_reloads_total. Below the
-// gateway, EtcdStore.reconnect moves a watch while writes go on: every revision
+// counted in discovery_certificate_reloads_total, and
+// discovery_certificate_expiry_timestamp_seconds tells when the certificate in use
+// ends. Below the gateway, EtcdStore.reconnect moves a watch while writes go on: every revision
 // arrives once, in order.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -81,6 +82,7 @@ describe('etcd client certificate reload', () => {
   let stream: SseStream;
   let expiresAt: number;
   let live: { certFile: string; keyFile: string };
+  let expiring: { certFile: string; keyFile: string };
   const logs = new LogCapture();
 
   /** Replaces the gateway's files, each in one rename, as a tool renewing certificates does. */
@@ -98,12 +100,15 @@ describe('etcd client certificate reload', () => {
   const register = (id: string) => gw.request('PUT', instancePath('payments', id), instanceBody('10.0.0.1', 80, { ttl: 30 }));
   const reloads = (result: 'reloaded' | 'refused') =>
     metricValue(gw, 'discovery_certificate_reloads_total', `{certificate="etcd-client",result="${result}"}`);
+  const expiry = () => metricValue(gw, 'discovery_certificate_expiry_timestamp_seconds', '{certificate="etcd-client"}');
+  /** The certificate's notAfter in Unix seconds, as the expiry gauge gives it. */
+  const notAfter = async (certFile: string) => Date.parse(new X509Certificate(await readFile(certFile)).validTo) / 1000;
 
   before(async () => {
     await mkdir(join(certs.dir, 'live'));
     live = { certFile: join(certs.dir, 'live', 'client.crt'), keyFile: join(certs.dir, 'live', 'client.key') };
     expiresAt = Date.now() + VALID_MS;
-    const expiring = await issueUntil(certs.dir, certs.ca, 'expiring', new Date(expiresAt));
+    expiring = await issueUntil(certs.dir, certs.ca, 'expiring', new Date(expiresAt));
     await publish(expiring.certFile, expiring.keyFile);
     gw = await startGateway({
       etcd,
@@ -120,6 +125,7 @@ describe('etcd client certificate reload', () => {
   });
 
   it('refuses a pair whose key is not the certificate’s, or that etcd does not trust; the current client goes on', async () => {
+    assert.equal(await expiry(), await notAfter(expiring.certFile), 'the end of the certificate the gateway started with');
     let since = logs.lines.length;
     const renewed = await issueUntil(certs.dir, certs.ca, 'mismatched', new Date(Date.now() + 3_600_000));
     await publish(renewed.certFile, certs.otherCa.keyFile);
@@ -143,6 +149,7 @@ describe('etcd client certificate reload', () => {
     await stream.waitFor((e) => toChange(e)?.instanceId === 'a2', 10_000, 'a2 on the stream');
     assert.equal(logs.count('etcd client certificate reloaded'), 0);
     assert.equal(await reloads('reloaded'), 0);
+    assert.equal(await expiry(), await notAfter(expiring.certFile), 'still the end of the certificate in use');
   });
 
   it('takes a renewed pair and keeps registrations, heartbeats, discovery and open streams across the old one’s expiry', async () => {
@@ -152,6 +159,7 @@ describe('etcd client certificate reload', () => {
     const line = await logged('etcd client certificate reloaded', since);
     assert.equal(line.validTo, new X509Certificate(await readFile(renewed.certFile)).validTo, 'the log says until when');
     assert.equal(await reloads('reloaded'), 1);
+    assert.equal(await expiry(), await notAfter(renewed.certFile), 'the end of the renewed certificate');
     assert.equal((await register('a3')).status, 201, 'a write on the new client');
     await stream.waitFor((e) => toChange(e)?.instanceId === 'a3', 10_000, 'a3 on the stream');
 

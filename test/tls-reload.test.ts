@@ -5,7 +5,8 @@
 // keep-alive connection opened before the swap keep working, also once the old
 // certificate has expired; a new pair whose key does not match is refused with a log
 // line and the current one stays; SIGHUP reads the files again. Each outcome is
-// counted in discovery_certificate_reloads_total.
+// counted in discovery_certificate_reloads_total, and
+// discovery_certificate_expiry_timestamp_seconds tells when the served one ends.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { copyFile, mkdir, readFile, rename, rm, symlink } from 'node:fs/promises';
@@ -29,6 +30,8 @@ function servedCertificate(base: string): Promise<string> {
 }
 
 const fingerprint = async (pair: KeyPair) => new X509Certificate(await readFile(pair.certFile)).fingerprint256;
+/** The certificate's notAfter in Unix seconds, as the expiry gauge gives it. */
+const notAfter = async (pair: KeyPair) => Date.parse(new X509Certificate(await readFile(pair.certFile)).validTo) / 1000;
 
 describe('TLS certificate reload', () => {
   let certs: TestCerts;
@@ -41,13 +44,15 @@ describe('TLS certificate reload', () => {
   const logs: { msg: string; reason?: string }[] = [];
   let version = 0;
 
-  /** discovery_certificate_reloads_total{certificate="serving",result}, read in-process (the test's fetch has no CA). */
-  async function reloads(result: 'reloaded' | 'refused'): Promise<number> {
-    const series = `discovery_certificate_reloads_total{certificate="serving",result="${result}"} `;
-    const line = (await gw.app.inject({ method: 'GET', url: '/metrics' })).body.split('\n').find((l) => l.startsWith(series));
-    assert.ok(line, `${series}on /metrics`);
-    return Number(line.slice(series.length));
+  /** A series of /metrics, read in-process (the test's fetch has no CA). */
+  async function metric(series: string): Promise<number> {
+    const line = (await gw.app.inject({ method: 'GET', url: '/metrics' })).body.split('\n').find((l) => l.startsWith(`${series} `));
+    assert.ok(line, `${series} on /metrics`);
+    return Number(line.slice(series.length + 1));
   }
+  const reloads = (result: 'reloaded' | 'refused') =>
+    metric(`discovery_certificate_reloads_total{certificate="serving",result="${result}"}`);
+  const expiry = () => metric('discovery_certificate_expiry_timestamp_seconds{certificate="serving"}');
 
   /** Puts a pair in the Secret directory the way the kubelet updates a Secret volume. */
   async function publish(cert: string, key: string): Promise<void> {
@@ -90,6 +95,7 @@ describe('TLS certificate reload', () => {
   it('serves a renewed certificate to new connections, keeps open streams and connections, and outlives the old one', async () => {
     assert.equal(await servedCertificate(gw.base), await fingerprint(expiring));
     assert.deepEqual([await reloads('reloaded'), await reloads('refused')], [0, 0], 'the files the gateway started with are no reload');
+    assert.equal(await expiry(), await notAfter(expiring), 'the end of the certificate the gateway started with');
     // A change stream and a keep-alive connection, both verified against the CA, opened on the expiring certificate.
     const agent = new Agent({ ca, keepAlive: true, maxSockets: 1 });
     const get = (path: string) =>
@@ -111,6 +117,7 @@ describe('TLS certificate reload', () => {
     await eventually(async () => (await servedCertificate(gw.base)) === renewedPrint, 60_000, 'the renewed certificate served');
     assert.ok(logs.some((l) => l.msg === 'TLS certificate reloaded'));
     assert.deepEqual([await reloads('reloaded'), await reloads('refused')], [1, 0]);
+    assert.equal(await expiry(), await notAfter(renewed), 'the end of the renewed certificate');
 
     // Past the old certificate's end: new connections verify, the old ones still carry requests and events.
     await eventually(async () => Date.now() > expiresAt + 1000, 60_000, 'the first certificate to expire');
@@ -143,6 +150,7 @@ describe('TLS certificate reload', () => {
     );
     assert.equal(await servedCertificate(gw.base), await fingerprint(renewed));
     assert.equal(await reloads('refused'), refused + 1);
+    assert.equal(await expiry(), await notAfter(renewed), 'still the served certificate’s end');
   });
 
   it('reads the files again on SIGHUP', async () => {
@@ -155,5 +163,6 @@ describe('TLS certificate reload', () => {
     const print = await fingerprint(another);
     await eventually(async () => (await servedCertificate(gw.base)) === print, 5000, 'the pair read on SIGHUP');
     assert.ok(logs.slice(before).some((l) => l.msg === 'TLS certificate reloaded'));
+    assert.equal(await expiry(), await notAfter(another));
   });
 });

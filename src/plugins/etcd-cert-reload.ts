@@ -16,12 +16,13 @@ export default async function etcdCertReload(
   const following = await followCertificates(
     opts.files,
     {
+      certificate: 'etcd-client',
       name: 'etcd client certificate',
       settings: 'ETCD_CA_FILE/ETCD_CERT_FILE/ETCD_KEY_FILE',
       keeping: 'the store client keeps the current one',
       use: (tls) => opts.root.reconnectStore(tls),
-      outcome: (result) => opts.events.certificateReload('etcd-client', result),
     },
+    opts.events,
     app.log,
   );
   app.addHook('onClose', () => following.close());

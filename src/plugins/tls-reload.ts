@@ -16,12 +16,13 @@ export default async function tlsReload(
   const following = await followCertificates(
     { cert: opts.certFile, key: opts.keyFile },
     {
+      certificate: 'serving',
       name: 'TLS certificate',
       settings: 'TLS_CERT_FILE/TLS_KEY_FILE',
       keeping: 'serving the current one',
       use: ({ cert, key }) => server.setSecureContext({ cert, key }),
-      outcome: (result) => opts.events.certificateReload('serving', result),
     },
+    opts.events,
     app.log,
   );
   app.addHook('onClose', () => following.close());
