@@ -2,13 +2,13 @@
 // service's revision is the same, so a read at an unchanged revision answers the kept
 // body, and one that was pushed out is rendered again from the read. With a small budget
 // (two filtered answers, seven others), queries that would each keep a body of their own (the
-// same filter written another way, unknown names, empty answers) push out the hot one.
+// same filter written another way, unknown names, empty answers) would push out the hot one.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { filterOf } from '../src/discovery-query/query-string.ts';
 import type { SerializedInstance, ServiceRead } from '../src/registry/discovery.ts';
 import type { Instance } from '../src/registry/types.ts';
-import { Views } from '../src/routes/views.ts';
+import { FILTERED_SHARE, Views } from '../src/routes/views.ts';
 
 const REVISION = 7;
 
@@ -37,8 +37,8 @@ const read = (...ids: string[]): ServiceRead => ({
   instances: ids.map(instance),
 });
 const shown = (body: string) => (JSON.parse(body) as { instances: { id: string }[] }).instances.map((x) => x.id);
-/** Room for two and a half answers of one instance among the filtered ones (a quarter of the budget), 7.5 among the others. */
-const views = () => new Views(4 * 2.5 * (instance('f-1').json.length + 60));
+/** Room for two and a half answers of one instance among the filtered ones (their share of the budget), more among the others. */
+const views = () => new Views((2.5 * (instance('f-1').json.length + 60)) / FILTERED_SHARE);
 const tagged = (...tags: string[]) => filterOf({ tag: tags });
 
 describe('rendered answers', () => {

@@ -9,7 +9,7 @@ import { filterKey, type ServiceFilter } from '../discovery-query/filter.ts';
 import type { SerializedInstance, ServiceRead, ServicesRead } from '../registry/discovery.ts';
 
 /** The share of CACHE_MAX_BYTES for answers narrowed by a filter. */
-const FILTERED_SHARE = 0.25;
+export const FILTERED_SHARE = 0.25;
 
 interface Rendered {
   revision: number;
