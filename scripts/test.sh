@@ -26,12 +26,16 @@ fi
 # conditions with deadlines generous enough for a busy core (one at a time, the
 # suite takes about 60% longer). These run alone, after the rest: three build or
 # pack dist/ (npm pack deletes it first), which a neighbour may be running from;
-# the soak and the 20,000-instance dashboard need the machine's CPU to themselves.
+# the others drive load whose timing is the assertion (the soak, 2,000 instances
+# heartbeating at TTL/3 through an election, three-member clusters with frozen
+# members, the 20,000-instance dashboard) and need the machine's CPU to themselves.
 alone=(
   test/package-install.test.ts
   test/npm-start-signals.test.ts
   test/client-package.test.ts
   test/soak-smoke.test.ts
+  test/cluster-partition.test.ts
+  test/cluster.test.ts
   test/dashboard-scale.browser.test.ts
 )
 shared=()
