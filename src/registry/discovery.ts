@@ -159,10 +159,11 @@ export class Discovery {
    * client back.
    */
   private async holdPast(service: string, index: number, waitMs: number, signal?: AbortSignal): Promise<void> {
-    // Jitter spreads the answers of many clients that started waiting together.
-    const deadline = Date.now() + waitMs + Math.random() * (waitMs / 16);
+    // Jitter spreads the answers of many clients that started waiting together. A monotonic
+    // clock: a wall-clock step (NTP, a VM's clock sync) must not end the wait early.
+    const deadline = performance.now() + waitMs + Math.random() * (waitMs / 16);
     while (this.cache.serviceRevision(service) <= index) {
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0 || !(await this.cache.serviceWaiters.wait(service, left, signal))) return;
     }
   }
