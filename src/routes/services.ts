@@ -2,7 +2,9 @@
 // (cache, blocking query, consistent read, minRevision); here it becomes an
 // answer with ETag, 304 and stale headers, its body rendered by the views.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ServiceFilter } from '../discovery-query/filter.ts';
 import { InvalidRequestError } from '../registry/errors.ts';
 import { durationText, MAX_WAIT_MS } from '../rules.ts';
 import { clientGone, sendRead } from './answers.ts';
@@ -70,33 +72,46 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: ServiceBody, 304: Type.Null({ description: 'Not modified' }), ...problems(400, 401, 403, 503, 504) },
       },
     },
-    async (req, reply) => {
+    (req, reply) => {
       const { name } = req.params;
       const q = req.query;
       const filter = filterOf(q);
-      let waitMs: number | undefined;
-      if (q.wait !== undefined) {
-        waitMs = parseDuration(q.wait);
-        if (waitMs === undefined || waitMs > MAX_WAIT_MS)
-          throw new InvalidRequestError(
-            `querystring.wait must be a duration of at most ${durationText(MAX_WAIT_MS)} (e.g. 10s, 500ms, 2m)`,
-          );
+      // The common read, answered from the cache at once: no promise on the hottest path.
+      if (q.index === undefined && q.wait === undefined && q.minRevision === undefined && !q.consistent) {
+        const read = discovery.cached(name, filter);
+        sendRead(req, reply, read, () => views.service(name, read, filter));
+        return;
       }
-
-      const read = await discovery.discover(name, {
-        filter,
-        consistent: q.consistent,
-        minRevision: q.minRevision,
-        index: q.index,
-        waitMs,
-        // Only a read that may wait listens for the client leaving (the common read stays cheap).
-        signal: q.index !== undefined || q.minRevision !== undefined ? clientGone(reply) : undefined,
-        onHold: () => (req.heldByBlockingQuery = true),
-      });
-      if (reply.raw.destroyed) return reply;
-      return sendRead(req, reply, read, () => views.service(name, read, filter));
+      return waitingRead(req, reply, name, q, filter);
     },
   );
+
+  /** A read that may wait (blocking query, minRevision) or go to the store (consistent=true). */
+  async function waitingRead(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    name: string,
+    q: Static<typeof ServiceQuery>,
+    filter: ServiceFilter | undefined,
+  ): Promise<void> {
+    let waitMs: number | undefined;
+    if (q.wait !== undefined) {
+      waitMs = parseDuration(q.wait);
+      if (waitMs === undefined || waitMs > MAX_WAIT_MS)
+        throw new InvalidRequestError(`querystring.wait must be a duration of at most ${durationText(MAX_WAIT_MS)} (e.g. 10s, 500ms, 2m)`);
+    }
+    const read = await discovery.discover(name, {
+      filter,
+      consistent: q.consistent,
+      minRevision: q.minRevision,
+      index: q.index,
+      waitMs,
+      // Only a read that may wait listens for the client leaving.
+      signal: q.index !== undefined || q.minRevision !== undefined ? clientGone(reply) : undefined,
+      onHold: () => (req.heldByBlockingQuery = true),
+    });
+    if (!reply.raw.destroyed) sendRead(req, reply, read, () => views.service(name, read, filter));
+  }
 };
 
 export default routes;
