@@ -153,8 +153,14 @@ export function checkedLoad(o: Omit<WrkOptions, 'durationS' | 'countStatuses'>, 
  * its text output, as anyone would measure from outside. Latency percentiles are
  * not printed without --latency, so only the rate and failures are reported (the rest NaN).
  */
-export async function plainWrk(url: string, o: { threads: number; connections: number; durationS: number }): Promise<WrkStats> {
-  const { code, out } = await runCollecting(WRK, ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, url]);
+export async function plainWrk(
+  url: string,
+  o: { threads: number; connections: number; durationS: number; /** Run wrk on this core only. */ core?: number },
+): Promise<WrkStats> {
+  const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, url];
+  const { code, out } = await (o.core === undefined
+    ? runCollecting(WRK, args)
+    : runCollecting('taskset', ['-c', String(o.core), WRK, ...args]));
   const rate = /^Requests\/sec:\s+([\d.]+)/m.exec(out)?.[1];
   const total = /^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)\b/m.exec(out);
   if (code !== 0 || !rate || !total) throw new Error(`wrk ${url} failed (exit ${code}):\n${out.slice(-2000)}`);

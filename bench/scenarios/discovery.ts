@@ -4,11 +4,13 @@
 // /v3/kv/range) for the same prefix; also `?tag=` filtered and If-None-Match
 // (304). Beside every ratio, the generator's ceiling (ceiling.ts); and an
 // outside check: plain wrk, no Lua, as someone measuring from outside would,
-// which must agree with the main ratio.
+// which must agree with the main ratio. Last, the same comparison made robust to
+// the host's noise: both servers on one core at once (shared-core.ts).
 import { instanceId, instanceInput, keys, registerByBatch } from '../lib/fixtures.ts';
 import { statSync } from 'node:fs';
 import { bracketed, compare, roundRatio, type Contender } from '../lib/load.ts';
 import { startTrivialRoute } from '../lib/ceiling.ts';
+import { SERVER_CORE, sharedCoreRounds } from '../lib/shared-core.ts';
 import { captureAnswer, startBaseline, startGateway, type Child } from '../lib/procs.ts';
 import { guarded, latencyRow, ratioRow, type Row, type Scenario } from '../lib/table.ts';
 import { checkedLoad, plainWrk, type WrkOptions, type WrkStats } from '../lib/wrk.ts';
@@ -19,6 +21,8 @@ const CONNECTIONS = 50;
 const OUTSIDE_S = 4;
 /** The outside check agrees when its ratio is within this share of the main one. */
 const AGREEMENT = 0.05;
+/** The shared-core comparison: rounds of this many seconds. */
+const SHARED_S = 3;
 /** The pause before each measured run: what the run before left behind is done by then. */
 const SETTLE_MS = 1000;
 
@@ -111,6 +115,17 @@ export const discovery: Scenario = {
         `outside check: plain wrk (no script), gateway with LOG_LEVEL=warn and other settings at their defaults (REQUEST_LOG on), ${ctx.rounds} round(s) of ${OUTSIDE_S} s, the gateway's run between two of the route's, median; ` +
           `its ratio is ${agreement.toFixed(3)}× the main one`,
       );
+      const shared = await sharedCoreRounds(
+        { pid: gw.pid, url: `${gw.url}${path}` },
+        { pid: base.pid, url: `${base.url}${path}` },
+        { rounds: ctx.quick ? 3 : 2 * ctx.rounds, durationS: SHARED_S, connections: CONNECTIONS },
+      );
+      const sharedMedian = [...shared].sort((x, y) => x.ratio - y.ratio)[Math.floor(shared.length / 2)]!;
+      ctx.note(
+        `sharing one core: the gateway and the fastify route pinned to core ${SERVER_CORE} together, each under its own plain wrk at once, ` +
+          `${shared.length} rounds of ${SHARED_S} s; CPU per answer from schedstat. The route's CPU per answer over the gateway's, per round: ` +
+          shared.map((x) => x.ratio.toFixed(2)).join(', '),
+      );
       const rows: Row[] = [
         guarded(ratioRow('GET /services/{name}', r.gateway.rps, fastify.rps, 'fastify', 'req/s', 0.85, main), r.ceiling.rps),
         latencyRow('  p99 latency at saturation', r.gateway.p99, fastify.p99, 'fastify', 1.2),
@@ -150,6 +165,11 @@ export const discovery: Scenario = {
           { ...outsideRow, target: `within ${AGREEMENT * 100}% of ${main.toFixed(2)}×`, pass: Math.abs(agreement - 1) <= AGREEMENT },
           r.outsideCeiling.rps,
         ),
+        {
+          ...ratioRow('CPU per answer, both on one core at once', sharedMedian.aUs, sharedMedian.bUs, 'fastify', 'µs/answer'),
+          ratio: sharedMedian.ratio,
+          target: 'report',
+        },
       ];
       return rows;
     } finally {

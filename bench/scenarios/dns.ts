@@ -13,19 +13,17 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, spawnCommand, startGateway, type Child } from '../lib/procs.ts';
+import { CLIENT_CORE, pinTo, SERVER_CORE } from '../lib/shared-core.ts';
 import { ratioRow, underRow, type Row, type Scenario } from '../lib/table.ts';
 
 const SERVICES = 200;
 const PER_SERVICE = 5;
 const CHURN_WRITERS = 4;
 const DOMAIN = 'discovery';
-/** The server under test runs on this core, dnsperf (and the churn writers) on the other. */
-const SERVER_CORE = cpus().length > 1 ? 1 : 0;
-const CLIENT_CORE = 0;
 
 const address = (s: number, i: number) => `10.${Math.floor(s / 250)}.${s % 250}.${i + 1}`;
 const hex = (ip: string) => Buffer.from(ip.split('.').map(Number)).toString('hex');
@@ -111,9 +109,7 @@ function medianBy(runs: PerfResult[], key: (r: PerfResult) => number): PerfResul
   return [...runs].sort((a, b) => key(a) - key(b))[Math.floor(runs.length / 2)]!;
 }
 
-function pin(pid: number): void {
-  execFileSync('taskset', ['-a', '-p', '-c', String(SERVER_CORE), String(pid)], { stdio: 'ignore' });
-}
+const pin = (pid: number) => pinTo(pid, SERVER_CORE);
 
 /** dnsmasq with the same names, records and TTL, from a static configuration. */
 async function startDnsmasq(dir: string): Promise<{ child: Child; port: number }> {
