@@ -92,6 +92,50 @@ export class RouteHistogram {
   }
 }
 
+/**
+ * A labelled counter counted as a plain integer per label set where it is hot,
+ * and handed to prom-client's Counter (same name, labels and text) at scrape: a
+ * labelled inc() validates and hashes its labels on every call.
+ */
+class CountedAtScrape<L extends string> {
+  private readonly series = new Map<string, { labels: Record<L, string>; count: number; counted: number }>();
+
+  constructor(
+    opts: { name: string; help: string; labelNames: readonly L[]; registry: PromRegistry },
+    /** The labels of a series, from its key (called once per key). */
+    private readonly labelsOf: (key: string) => Record<L, string>,
+  ) {
+    const series = this.series;
+    new Counter<L>({
+      name: opts.name,
+      help: opts.help,
+      labelNames: opts.labelNames,
+      registers: [opts.registry],
+      collect() {
+        for (const s of series.values()) {
+          this.inc(s.labels, s.count - s.counted);
+          s.counted = s.count;
+        }
+      },
+    });
+  }
+
+  inc(key: string): void {
+    this.of(key).count++;
+  }
+
+  /** Series shown at 0 before their first count. */
+  list(...keys: string[]): void {
+    for (const key of keys) this.of(key);
+  }
+
+  private of(key: string) {
+    let s = this.series.get(key);
+    if (!s) this.series.set(key, (s = { labels: this.labelsOf(key), count: 0, counted: 0 }));
+    return s;
+  }
+}
+
 /** Question types counted by name in discovery_dns_queries_total; any other is `other` (a bounded label set). */
 const COUNTED_DNS_TYPES = new Set(['A', 'AAAA', 'SRV', 'SOA', 'ANY', 'NS', 'PTR', 'TXT', 'MX', 'CNAME', 'HTTPS', 'SVCB', 'none']);
 
@@ -120,24 +164,15 @@ export class Metrics implements MetricEvents {
     labelNames: ['result'] as const,
     registers: [this.prom],
   });
-  /**
-   * Discovery reads by cache result, counted as plain integers on the read path and
-   * handed to the counter at scrape: a labelled inc() hashes its labels on every read.
-   */
-  private readonly reads = { hit: 0, miss: 0 };
-  private readonly readsCounted = { hit: 0, miss: 0 };
-  private readonly cacheRequests = new Counter({
-    name: 'discovery_cache_requests_total',
-    help: 'Discovery reads by cache result: hit (served from memory) or miss (read from the store)',
-    labelNames: ['result'] as const,
-    registers: [this.prom],
-    collect: () => {
-      for (const result of ['hit', 'miss'] as const) {
-        this.cacheRequests.inc({ result }, this.reads[result] - this.readsCounted[result]);
-        this.readsCounted[result] = this.reads[result];
-      }
+  private readonly cacheRequests = new CountedAtScrape(
+    {
+      name: 'discovery_cache_requests_total',
+      help: 'Discovery reads by cache result: hit (served from memory) or miss (read from the store)',
+      labelNames: ['result'],
+      registry: this.prom,
     },
-  });
+    (result) => ({ result }),
+  );
   readonly storeDuration = new Histogram({
     name: 'discovery_store_request_duration_seconds',
     help: 'Store round trips by operation',
@@ -186,20 +221,18 @@ export class Metrics implements MetricEvents {
     help: 'Bytes held for change-stream data not yet handed to the connections (shared data counted once)',
     registers: [this.prom],
   });
-  /** DNS messages by (qtype, rcode), counted as plain integers per message and handed to the counter at scrape, as reads are. */
-  private readonly dnsAnswers = new Map<string, { qtype: string; rcode: string; count: number; counted: number }>();
-  private readonly dnsQueries = new Counter({
-    name: 'discovery_dns_queries_total',
-    help: 'DNS messages answered, by question type and response code',
-    labelNames: ['qtype', 'rcode'] as const,
-    registers: [this.prom],
-    collect: () => {
-      for (const series of this.dnsAnswers.values()) {
-        this.dnsQueries.inc({ qtype: series.qtype, rcode: series.rcode }, series.count - series.counted);
-        series.counted = series.count;
-      }
+  private readonly dnsQueries = new CountedAtScrape(
+    {
+      name: 'discovery_dns_queries_total',
+      help: 'DNS messages answered, by question type and response code',
+      labelNames: ['qtype', 'rcode'],
+      registry: this.prom,
     },
-  });
+    (key) => {
+      const [qtype = '', rcode = ''] = key.split(' ');
+      return { qtype, rcode };
+    },
+  );
   readonly certificateReloads = new Counter({
     name: 'discovery_certificate_reloads_total',
     help: 'Reads of the certificate files (change, poll, SIGHUP) that put new ones to use (reloaded) or found files they could not use (refused: the current ones stay), by certificate (serving, etcd-client)',
@@ -227,7 +260,7 @@ export class Metrics implements MetricEvents {
   constructor() {
     collectDefaultMetrics({ register: this.prom });
     for (const result of ['ok', 'not_found', 'error']) this.heartbeats.inc({ result }, 0);
-    for (const result of ['hit', 'miss']) this.cacheRequests.inc({ result }, 0);
+    this.cacheRequests.list('hit', 'miss');
     for (const type of ['register', 'update', 'deregister']) this.watchEvents.inc({ type }, 0);
     // Listed at 0 from the start: an alert on an increase of `refused` fires on the first one.
     for (const certificate of ['serving', 'etcd-client'] satisfies CertificateName[])
@@ -256,7 +289,7 @@ export class Metrics implements MetricEvents {
   }
 
   discoveryRead(result: 'hit' | 'miss'): void {
-    this.reads[result]++;
+    this.cacheRequests.inc(result);
   }
 
   registered(instances: number): void {
@@ -300,10 +333,6 @@ export class Metrics implements MetricEvents {
   }
 
   dnsQuery(qtype: string, rcode: string): void {
-    const type = COUNTED_DNS_TYPES.has(qtype) ? qtype : 'other';
-    const key = `${type} ${rcode}`;
-    let series = this.dnsAnswers.get(key);
-    if (!series) this.dnsAnswers.set(key, (series = { qtype: type, rcode, count: 0, counted: 0 }));
-    series.count++;
+    this.dnsQueries.inc(`${COUNTED_DNS_TYPES.has(qtype) ? qtype : 'other'} ${rcode}`);
   }
 }
