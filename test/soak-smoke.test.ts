@@ -20,8 +20,7 @@ it('a one-minute soak with one fault of each process kind and a network partitio
     assert.deepEqual(
       result.violations,
       [],
-      `violations (report and logs kept in ${out}): ${JSON.stringify(result.violations.slice(0, 5))}; ` +
-        JSON.stringify(summary.properties.filter((p) => p.violations)),
+      `violations: ${JSON.stringify(result.violations.slice(0, 5))}; ` + JSON.stringify(summary.properties.filter((p) => p.violations)),
     );
     // The run did real work: the checks below would pass vacuously on an idle system.
     assert.ok(result.stats.deliveries > 1000, `deliveries ${result.stats.deliveries}`);
@@ -35,5 +34,6 @@ it('a one-minute soak with one fault of each process kind and a network partitio
   } finally {
     // A failed run's report and gateway logs are what explains it: kept.
     if (passed) rmSync(out, { recursive: true, force: true });
+    else console.error(`soak smoke failed: its report and logs are kept in ${out}`);
   }
 });
