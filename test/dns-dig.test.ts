@@ -148,10 +148,11 @@ describe('negative answers', () => {
     await gw.request('DELETE', '/services/serial/instances/s1');
   });
 
-  test('a name outside the domain: REFUSED (the gateway never recurses)', async () => {
+  test('a name outside the domain: REFUSED (the gateway never recurses), not authoritative', async () => {
     const a = await dig(port, 'example.com', 'A');
     assert.equal(a.status, 'REFUSED');
     assert.deepEqual(a.answer, []);
+    assert.ok(!a.flags.includes('aa'), a.raw);
   });
 
   test('a service whose name holds a dot is not reachable', async () => {

@@ -164,7 +164,8 @@ export function writeReply(query: Query, reply: Reply, limit: number): Buffer {
   const out = Buffer.allocUnsafe(size);
   const flags =
     QR_BIT |
-    packet.AUTHORITATIVE_ANSWER |
+    // Authoritative for the zone's own data only: not for a name outside it.
+    (reply.rcode === 'NOERROR' || reply.rcode === 'NXDOMAIN' ? packet.AUTHORITATIVE_ANSWER : 0) |
     (query.recursionDesired ? packet.RECURSION_DESIRED : 0) |
     (kept < order.length ? packet.TRUNCATED_RESPONSE : 0) |
     RCODES[reply.rcode];
