@@ -30,4 +30,18 @@ export default tseslint.config(
       'no-empty': ['error', { allowEmptyCatch: true }],
     },
   },
+  {
+    // fastify runs without a logger (src/server/logger.ts): a request's own logger writes nothing.
+    files: ['src/**/*.ts'],
+    ignores: ['src/client/**', 'src/agent/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "MemberExpression[property.name='log'][object.name=/^(req|reply|request)$/]",
+          message: 'req.log and reply.log write nothing here: use app.log (or req.server.log) with { reqId: req.id }.',
+        },
+      ],
+    },
+  },
 );

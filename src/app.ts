@@ -22,6 +22,7 @@ import timeouts from './plugins/timeouts.ts';
 import tlsReload from './plugins/tls-reload.ts';
 import etcdCertReload from './plugins/etcd-cert-reload.ts';
 import { createStore, RegistryRoot } from './registry/index.ts';
+import { createLogger } from './server/logger.ts';
 import type { Store } from './registry/store/store.ts';
 import batchRoutes from './routes/batch.ts';
 import eventRoutes from './routes/events.ts';
@@ -60,6 +61,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // A bad tokens file stops the start before the store is even tried.
   const tokens = config.authTokensFile ? TokenSet.load(config.authTokensFile) : undefined;
   const app = Fastify(serverOptions(config, deps)).withTypeProvider<TypeBoxTypeProvider>();
+  // fastify has no logger of its own (server/logger.ts): this one is every plugin's app.log,
+  // and fastify's too for what it logs about the server (listening, a failing close hook).
+  app.log = createLogger(config, deps.logStream);
   await app.register(parsing);
 
   const metrics = new Metrics();

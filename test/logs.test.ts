@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually, instancePath, startGateway, type TestGateway } from './helpers/gateway.ts';
+import { MemoryStore } from '../src/registry/store/memory.ts';
 import { LogCapture } from './helpers/logs.ts';
 import { openSse } from './helpers/sse.ts';
 
@@ -65,5 +66,34 @@ describe('REQUEST_LOG=false', () => {
     await sleep(100);
     assert.ok(logs.lines.length > 0, 'start-up lines were captured');
     assert.equal(logs.requests().length, 0);
+  });
+});
+
+describe('an unexpected error', () => {
+  // fastify has no logger of its own here (src/server/logger.ts): the gateway's must still get the line.
+  class BrokenRange extends MemoryStore {
+    override range(prefix: string): ReturnType<MemoryStore['range']> {
+      if (prefix.includes('/broken/')) return Promise.reject(new Error('a bug, not a store outage'));
+      return super.range(prefix);
+    }
+  }
+  let gw: TestGateway;
+  const logs = new LogCapture();
+  before(async () => {
+    gw = await startGateway({ env: { LOG_LEVEL: 'warn' }, deps: { logStream: logs, store: new BrokenRange() } });
+  });
+  after(async () => gw?.close());
+
+  it('is answered 500 internal with no detail, and logged with its request id and stack', async () => {
+    const r = await gw.request('GET', '/services/broken?consistent=true');
+    assert.equal(r.status, 500, r.text);
+    assert.equal(r.json.code, 'internal');
+    assert.ok(!r.text.includes('a bug'), 'no internals in the answer');
+    const line = await eventually(async () => logs.lines.find((l) => l.msg === 'unexpected error'), 3000, 'the error line');
+    assert.equal(line.level, 50, 'error');
+    assert.match(String(line.reqId), /^[0-9a-f]{8}-[0-9a-z]+$/);
+    const err = line.err as { message: string; stack: string };
+    assert.equal(err.message, 'a bug, not a store outage');
+    assert.match(err.stack, /logs\.test\.ts/);
   });
 });

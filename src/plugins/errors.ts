@@ -68,10 +68,10 @@ function describe(err: FastifyError): { code: ErrorCode; detail: string } | unde
 export function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   const known = describe(err);
   if (known) {
-    if (known.code === 'store-unavailable') req.log.debug({ err }, 'store unavailable');
+    if (known.code === 'store-unavailable') req.server.log.debug({ reqId: req.id, err }, 'store unavailable');
     return sendProblem(reply, known.code, known.detail, err instanceof HttpProblem ? err.headers : {});
   }
-  req.log.error({ err }, 'unexpected error');
+  req.server.log.error({ reqId: req.id, err }, 'unexpected error');
   return sendProblem(reply, 'internal', 'the gateway failed to answer this request; see its log');
 }
 

@@ -34,16 +34,18 @@ const QUIETER_THAN_INFO = new Set(['warn', 'error', 'fatal', 'silent']);
 
 export default fp(async function observability(app: FastifyInstance, opts: { requestLog: boolean }) {
   const { metrics } = app.gateway;
+  const log = app.log;
   app.decorateRequest('heldByBlockingQuery', false);
   // The level is fixed at start: when info lines are not written (LOG_LEVEL=warn), the line is not even built.
-  const requestLog = opts.requestLog && !QUIETER_THAN_INFO.has(app.log.level);
+  const requestLog = opts.requestLog && !QUIETER_THAN_INFO.has(log.level);
 
   /** The hook of one route (or of unmatched requests): its label and stream flag fixed, no per-request route lookup. */
   const onResponse = (route: string, stream: boolean): onResponseHookHandler => {
     const observe = metrics.httpDuration.route(route);
     const logged = (req: FastifyRequest, reply: FastifyReply) =>
-      req.log.info(
+      log.info(
         {
+          reqId: req.id,
           method: req.method,
           url: loggableUrl(req.url),
           route,

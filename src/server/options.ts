@@ -1,12 +1,10 @@
-// fastify's options for the gateway: logging, limits, routing, request ids, errors raised
+// fastify's options for the gateway: limits, routing, request ids, errors raised
 // before a route runs, and the server itself (plain HTTP, or TLS with HTTP/2: tls.ts).
 import { randomUUID } from 'node:crypto';
 import { LogController, type FastifyServerOptions } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config.ts';
 import { answerClientError, answerError } from '../plugins/errors.ts';
-import { loggableUrl } from '../plugins/observability.ts';
-import { lazyChildLogger } from '../plugins/request-logger.ts';
 import { createTlsServer } from './tls.ts';
 
 /** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
@@ -38,15 +36,10 @@ let requestCount = 0;
 export function serverOptions(config: Config, deps: ServerDeps): FastifyServerOptions {
   const receiveMs = deps.receiveTimeoutMs ?? RECEIVE_TIMEOUT_MS;
   const options: FastifyServerOptions = {
-    logger: {
-      level: config.logLevel,
-      redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
-      serializers: { req: (req) => ({ method: req.method, url: loggableUrl(req.url), id: req.id }) },
-      ...(deps.logStream ? { stream: deps.logStream } : {}),
-    },
-    // fastify's own two lines per request are off: plugins/observability.ts writes one (REQUEST_LOG).
+    // No logger of fastify's own: the gateway's is app.log (server/logger.ts says why).
+    logger: false,
+    // fastify would still build its per-request lines for the no-op logger: not even that.
     logController: new LogController({ disableRequestLogging: true }),
-    childLoggerFactory: lazyChildLogger,
     bodyLimit: BODY_LIMIT,
     // Receiving the request only (headers and body): never cuts a long answer. Node checks
     // the deadlines every connectionsCheckingInterval (30 s by default: up to 60 s late).

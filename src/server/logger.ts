@@ -1,0 +1,20 @@
+// The gateway's logger: pino, JSON lines, secrets redacted. It is ours, not fastify's:
+// given a logger, fastify gives every request a child logger of its own, which on the
+// cached read cost about 6% of the gateway's CPU per answer even when made lazily
+// (BENCHMARKS.md, "The read path at the floor"). fastify runs with none, app.log is this
+// one (app.ts), and lines about a request carry its `reqId` themselves: req.log is a no-op.
+import { pino, type DestinationStream, type Logger } from 'pino';
+import type { Config } from '../config.ts';
+import { loggableUrl } from '../plugins/observability.ts';
+
+export function createLogger(config: Pick<Config, 'logLevel'>, stream?: DestinationStream): Logger {
+  const options = {
+    level: config.logLevel,
+    redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
+    serializers: {
+      err: pino.stdSerializers.err,
+      req: (req: { method: string; url: string; id?: string }) => ({ method: req.method, url: loggableUrl(req.url), id: req.id }),
+    },
+  };
+  return stream ? pino(options, stream) : pino(options);
+}
