@@ -37,10 +37,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-syntax': [
         'error',
-        {
-          selector: "MemberExpression[property.name='log'][object.name=/^(req|reply|request)$/]",
+        ...[
+          "MemberExpression[property.name='log'][object.name=/^_?(req|reply|request)$/]",
+          "MemberExpression[property.name='log'][object.property.name=/^(request|reply)$/]",
+          "VariableDeclarator[init.name=/^_?(req|reply|request)$/] > ObjectPattern > Property[key.name='log']",
+        ].map((selector) => ({
+          selector,
           message: 'req.log and reply.log write nothing here: use app.log (or req.server.log) with { reqId: req.id }.',
-        },
+        })),
       ],
     },
   },

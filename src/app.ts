@@ -62,7 +62,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const tokens = config.authTokensFile ? TokenSet.load(config.authTokensFile) : undefined;
   const app = Fastify(serverOptions(config, deps)).withTypeProvider<TypeBoxTypeProvider>();
   // fastify has no logger of its own (server/logger.ts): this one is every plugin's app.log,
-  // and fastify's too for what it logs about the server (listening, a failing close hook).
+  // and fastify's too for what it logs about the server (listening, a failing onListen hook).
   app.log = createLogger(config, deps.logStream);
   await app.register(parsing);
 

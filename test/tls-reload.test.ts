@@ -83,8 +83,8 @@ describe('TLS certificate reload', () => {
       },
     });
     gw = await startGateway({
-      env: { TLS_CERT_FILE: join(secret, 'tls.crt'), TLS_KEY_FILE: join(secret, 'tls.key') },
-      deps: { fastify: { logger: { level: 'info', stream } } },
+      env: { TLS_CERT_FILE: join(secret, 'tls.crt'), TLS_KEY_FILE: join(secret, 'tls.key'), LOG_LEVEL: 'info' },
+      deps: { logStream: stream },
     });
   });
   after(async () => {

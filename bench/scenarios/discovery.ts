@@ -123,27 +123,39 @@ export const discovery: Scenario = {
       );
       // The profiler would weigh on the gateway's side only.
       const pairs = ctx.cpuProfDir ? 0 : ctx.quick ? 1 : SHARED_PAIRS;
-      const perPair = ctx.quick ? 3 : ctx.rounds;
+      // Odd, so each pair has a middle round.
+      const perPair = ctx.quick ? 3 : ctx.rounds | 1;
       const shared: SharedCoreRound[][] = [];
       for (let p = 0; p < pairs; p++) {
-        const started = (c: Child) => (children.push(c), c);
-        const g = p === 0 ? gw : started(await startGateway({ etcd: ctx.etcd }));
-        const b = p === 0 ? base : started(await startBaseline(answer));
         try {
-          // A fresh pair is warmed as the first was by the runs above: its JIT settles first.
-          if (p > 0) for (const c of [g, b]) await plainWrk(`${c.url}${path}`, { threads: 1, connections: CONNECTIONS, durationS: warmS });
-          const rounds = { rounds: perPair, durationS: SHARED_S, connections: CONNECTIONS };
-          shared.push(await sharedCoreRounds({ pid: g.pid, url: `${g.url}${path}` }, { pid: b.pid, url: `${b.url}${path}` }, rounds));
-        } finally {
-          if (p > 0) await Promise.all([g.stop(), b.stop()]);
+          shared.push(await sharedCorePair(p === 0 ? [gw, base] : undefined));
+        } catch (err) {
+          // A fresh pair that fails costs its figure, not the scenario's measured above.
+          if (p === 0) throw err;
+          ctx.note(`sharing one core: fresh pair ${p + 1} failed: ${(err as Error).message}`);
         }
       }
+      /** One pair's rounds: the pair given, or a fresh one, warmed first and stopped after. */
+      async function sharedCorePair(pair: [Child, Child] | undefined): Promise<SharedCoreRound[]> {
+        const started = (c: Child) => (children.push(c), c);
+        const [g, b] = pair ?? [started(await startGateway({ etcd: ctx.etcd })), started(await startBaseline(answer))];
+        try {
+          if (!pair) for (const c of [g, b]) await plainWrk(`${c.url}${path}`, { threads: 1, connections: CONNECTIONS, durationS: warmS });
+          const rounds = { rounds: perPair, durationS: SHARED_S, connections: CONNECTIONS };
+          return await sharedCoreRounds({ pid: g.pid, url: `${g.url}${path}` }, { pid: b.pid, url: `${b.url}${path}` }, rounds);
+        } finally {
+          if (!pair) await Promise.all([g.stop(), b.stop()]);
+        }
+      }
+      const middle = <T>(xs: T[], by: (x: T) => number): T | undefined => [...xs].sort((x, y) => by(x) - by(y))[Math.floor(xs.length / 2)];
+      // A pair's median round, then the median pair: processes differ more than rounds do.
+      const pairMedians = shared.map((rounds) => middle(rounds, (x) => x.ratio)!);
+      const sharedMedian = middle(pairMedians, (x) => x.ratio);
       const sharedRounds = shared.flat();
-      const sharedMedian = [...sharedRounds].sort((x, y) => x.ratio - y.ratio)[Math.floor(sharedRounds.length / 2)];
       if (sharedMedian)
         ctx.note(
           `sharing one core: the gateway and the fastify route pinned to core ${SERVER_CORE} together, each under its own plain wrk at once, ` +
-            `${shared.length} pair(s) of processes (the first the one measured above, then fresh ones) × ${perPair} rounds of ${SHARED_S} s, median of all rounds; ` +
+            `${shared.length} pair(s) of processes (the first the one measured above, then fresh ones, warmed ${warmS} s) × ${perPair} rounds of ${SHARED_S} s, the median pair's median round; ` +
             `CPU per answer from schedstat; the gateway's answers per CPU second over the route's, per pair: ` +
             shared.map((pair) => pair.map((x) => x.ratio.toFixed(2)).join(', ')).join(' | ') +
             (sharedRounds.some((x) => x.failed) ? ` (failed answers: ${sharedRounds.map((x) => x.failed).join(', ')})` : ''),

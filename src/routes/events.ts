@@ -43,7 +43,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       return reply.send();
     }
     const start = await hub.prepare(scope, after);
-    start.attach(openResponse(reply));
+    // Once the response is taken over, fastify neither answers nor logs a failure: ours to log.
+    try {
+      start.attach(openResponse(reply));
+    } catch (err) {
+      req.server.log.error({ reqId: req.id, err }, 'unexpected error');
+      reply.raw.destroy();
+    }
   }
 
   app.get(

@@ -1,10 +1,11 @@
 // fastify's options for the gateway: limits, routing, request ids, errors raised
 // before a route runs, and the server itself (plain HTTP, or TLS with HTTP/2: tls.ts).
 import { randomUUID } from 'node:crypto';
-import { LogController, type FastifyServerOptions } from 'fastify';
+import type { FastifyServerOptions } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config.ts';
 import { answerClientError, answerError } from '../plugins/errors.ts';
+import { RequestLines } from './logger.ts';
 import { createTlsServer } from './tls.ts';
 
 /** An instance body may be up to 64 KiB (a batch up to 1 MiB: routes/batch.ts). */
@@ -13,8 +14,6 @@ const BODY_LIMIT = 64 * 1024;
 const RECEIVE_TIMEOUT_MS = 30_000;
 
 export interface ServerDeps {
-  /** Extra fastify options. */
-  fastify?: Partial<FastifyServerOptions>;
   /** Where log lines go instead of stdout (tests capture them), with the same redaction. */
   logStream?: DestinationStream;
   /** Time to receive a request (default RECEIVE_TIMEOUT_MS; tests use a short one). */
@@ -39,7 +38,7 @@ export function serverOptions(config: Config, deps: ServerDeps): FastifyServerOp
     // No logger of fastify's own: the gateway's is app.log (server/logger.ts says why).
     logger: false,
     // fastify would still build its per-request lines for the no-op logger: not even that.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new RequestLines(),
     bodyLimit: BODY_LIMIT,
     // Receiving the request only (headers and body): never cuts a long answer. Node checks
     // the deadlines every connectionsCheckingInterval (30 s by default: up to 60 s late).
@@ -59,7 +58,6 @@ export function serverOptions(config: Config, deps: ServerDeps): FastifyServerOp
     trustProxy: trustProxyOption(config.trustProxy),
     // Unique across replicas and restarts, cheaper than a UUID per request.
     genReqId: () => `${REQ_ID_PREFIX}-${(++requestCount).toString(36)}`,
-    ...deps.fastify,
   };
   if (!config.tls) return options;
   const tls = config.tls;
