@@ -32,7 +32,7 @@ export interface StoreHealth {
 export class Health {
   private timer: NodeJS.Timeout | undefined;
   private probing = false;
-  private last: { at: number; result: Promise<StoreHealth> } | undefined;
+  private last: { at: number; view: string; result: Promise<StoreHealth> } | undefined;
 
   constructor(
     private readonly store: MonitoredStore,
@@ -57,9 +57,12 @@ export class Health {
   /** Ready = the store answers and the cache is in sync. One status call at a time, shared by concurrent checks. */
   check(): Promise<StoreHealth> {
     const now = Date.now();
-    if (this.last && now - this.last.at < CHECK_REUSE_MS) return this.last.result;
+    // Not shared past a change the gateway has seen since: a store that has just stopped
+    // answering (cached answers already marked stale) is not reported ready from before.
+    const view = `${this.store.reachable}/${this.sync.inSync}`;
+    if (this.last && now - this.last.at < CHECK_REUSE_MS && this.last.view === view) return this.last.result;
     const result = this.status();
-    this.last = { at: now, result };
+    this.last = { at: now, view, result };
     return result;
   }
 
