@@ -6,16 +6,12 @@
 import { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Config } from '../config.ts';
-import { loggableUrl } from '../plugins/observability.ts';
 
 export function createLogger(config: Pick<Config, 'logLevel'>, stream?: DestinationStream): Logger {
+  // pino serializes `err` (message, stack) by itself; nothing logs headers, this is the safety net.
   const options = {
     level: config.logLevel,
     redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
-    serializers: {
-      err: pino.stdSerializers.err,
-      req: (req: { method: string; url: string; id?: string }) => ({ method: req.method, url: loggableUrl(req.url), id: req.id }),
-    },
   };
   return stream ? pino(options, stream) : pino(options);
 }
